@@ -1,0 +1,37 @@
+"""bayescale: Bayesian inference of neural scaling laws.
+
+Pipeline: run table → :func:`load_runs` → :func:`load_law` → :func:`fit` (NUTS) → ``xarray.DataTree`` →
+:func:`summary`, :func:`predict`, :func:`check_coverage`, :func:`plot_ppc`, :func:`compute_optimal`.
+
+bayescale computes in float64: importing it turns on JAX's x64 mode (scaling-law posteriors multiply amplitudes of
+1e3-1e14 by inputs of 1e7-1e13; float32 loses the digits that separate competing fits).
+"""
+
+import jax as _jax
+
+_jax.config.update("jax_enable_x64", True)
+
+from bayescale.data import DataError, load_runs  # noqa: E402
+from bayescale.diagnostics import SamplingError, SamplingWarning  # noqa: E402
+from bayescale.inference import fit  # noqa: E402
+from bayescale.laws import Law, LawError, list_laws, load_law  # noqa: E402
+from bayescale.results import load, provenance, save  # noqa: E402
+from bayescale._formula import FormulaError  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataError",
+    "FormulaError",
+    "Law",
+    "LawError",
+    "SamplingError",
+    "SamplingWarning",
+    "fit",
+    "list_laws",
+    "load",
+    "load_law",
+    "load_runs",
+    "provenance",
+    "save",
+]

@@ -1,0 +1,244 @@
+"""Run table → validated :class:`xarray.Dataset`.
+
+This is the boundary of the pipeline: every check on user data happens here (and in :func:`check_identifiable`,
+called by :func:`bayescale.fit` once the law is known), never inside ``jit``. Each error names the column, the rows
+(0-based positions in the table, header excluded) and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = ["load_runs", "DataError", "ALIASES", "check_identifiable"]
+
+
+class DataError(ValueError):
+    """A run table that cannot be used as given."""
+
+
+#: Canonical variable → (description, column names recognised without a mapping).
+ALIASES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "N": ("parameters", ("N", "N_params", "params", "n_params", "parameters", "model_size", "Model Size")),
+    "D": ("training tokens", ("D", "D_tokens", "tokens", "n_tokens", "train_tokens")),
+    "loss": ("loss in nats/token", ("loss", "Loss", "final_loss", "val_loss", "eval_loss")),
+    "run": ("run identifier", ("run", "run_id", "run_name")),
+    "batch_size": ("batch size", ("batch_size", "bs")),
+    "T_m": ("maximum loop steps", ("T_m", "Tm", "loops")),
+    "seed": ("random seed", ("seed",)),
+    "step": ("optimizer step", ("step", "steps")),
+}
+
+# Plausibility bounds for units; each cites why. Real language-model runs have at least ~1e4 parameters and see
+# at least ~1e5 tokens; a column whose largest value is below these was almost surely given in millions/billions.
+_UNIT_FLOORS = {"N": 1e4, "D": 1e5}
+# A loss above 20 nats/token is worse than uniform over a 4.8e8-token vocabulary: it is a perplexity or in bits.
+_LOSS_CEILING = 20.0
+
+_MAX_ROWS_SHOWN = 8
+
+
+def _rows(index: np.ndarray) -> str:
+    idx = [int(i) for i in index]
+    shown = ", ".join(map(str, idx[:_MAX_ROWS_SHOWN]))
+    more = f", … ({len(idx) - _MAX_ROWS_SHOWN} more)" if len(idx) > _MAX_ROWS_SHOWN else ""
+    return f"rows [{shown}{more}]"
+
+
+def _read_table(data: Any) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data.reset_index(drop=True)
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        if not path.is_file():
+            raise DataError(f"run table {str(path)!r} does not exist")
+        suffix = path.suffix.lower()
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".txt", ".tsv"):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        raise DataError(f"cannot read {str(path)!r}: the suffix must be one of ['.csv', '.tsv', '.parquet']")
+    if isinstance(data, Mapping):
+        return pd.DataFrame(dict(data))
+    raise DataError(f"run table must be a pandas DataFrame, a dict of columns or a CSV/Parquet path, got {type(data).__name__}")
+
+
+def _resolve_columns(df: pd.DataFrame, columns: Mapping[str, str], required: tuple[str, ...]) -> dict[str, str]:
+    """Map canonical names to table columns: explicit ``columns`` first, then the aliases."""
+    mapping: dict[str, str] = {}
+    for canonical, column in columns.items():
+        if column not in df.columns:
+            raise DataError(f"columns={{{canonical!r}: {column!r}}}: no column {column!r}; the table has {list(df.columns)}")
+        mapping[canonical] = column
+    for canonical, (_, aliases) in ALIASES.items():
+        if canonical in mapping:
+            continue
+        found = [a for a in aliases if a in df.columns and a not in mapping.values()]
+        if found:
+            mapping[canonical] = found[0]
+    missing = [r for r in required if r not in mapping]
+    if missing:
+        msgs = []
+        for r in missing:
+            desc, aliases = ALIASES.get(r, (r, (r,)))
+            msgs.append(f"missing column for {r!r} ({desc}): none of {list(aliases)} is in the table")
+        raise DataError(
+            "; ".join(msgs) + f". The table has {list(df.columns)}; pass columns={{'{missing[0]}': '<your column>'}}"
+        )
+    return mapping
+
+
+def _numeric(df: pd.DataFrame, canonical: str, column: str) -> np.ndarray:
+    raw = df[column]
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = values.isna() & raw.notna()
+    if bad.any():
+        examples = ", ".join(repr(v) for v in raw[bad].head(3))
+        raise DataError(f"column {column!r} ({canonical}) must be numeric: {_rows(np.flatnonzero(bad))} hold {examples}")
+    values = values.to_numpy(dtype=float)
+    nonfinite = ~np.isfinite(values)
+    if nonfinite.any():
+        raise DataError(f"column {column!r} ({canonical}) has NaN or infinite values at {_rows(np.flatnonzero(nonfinite))}")
+    return values
+
+
+def load_runs(
+    data: Any,
+    *,
+    columns: Mapping[str, str] | None = None,
+    inputs: tuple[str, ...] | list[str] = ("N", "D"),
+    nonnegative: tuple[str, ...] | list[str] = (),
+    check_units: bool = True,
+    source: str | None = None,
+) -> xr.Dataset:
+    """Validate a run table and return it as an :class:`xarray.Dataset` over the dimension ``point``.
+
+    One row is one run (a final loss) or one checkpoint of a run; rows of the same run share a ``run`` value.
+
+    Parameters
+    ----------
+    data
+        A :class:`pandas.DataFrame`, a dict of columns, or a path to a CSV or Parquet file.
+    columns
+        Map from the canonical names (``N``, ``D``, ``loss``, ``run``, ``batch_size``, ``T_m``, ``seed``, ``step``
+        or any law input) to the table's column names. Columns named as in :data:`ALIASES` are found without it.
+    inputs
+        Law inputs that must be present. All must be numeric, finite and > 0 (or >= 0 if named in ``nonnegative``).
+    nonnegative
+        Inputs that may be 0 (e.g. tokens seen at the start of a curve, for laws with an offset).
+    check_units
+        Reject columns whose magnitudes suggest wrong units (tokens in billions, parameters in millions, a loss that
+        is a perplexity). Set False for toy data.
+    source
+        Free text recorded in the dataset's attrs (file name by default).
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables ``loss`` and each input over ``point``; coordinate ``run``; attrs ``data_hash`` (sha256 of the
+        validated values) and ``source``.
+
+    Raises
+    ------
+    DataError
+        Missing column, non-numeric value, NaN/inf, non-positive input or loss, duplicate rows, implausible units.
+    """
+    columns = dict(columns or {})
+    if isinstance(data, (str, os.PathLike)) and source is None:
+        source = Path(data).name
+    df = _read_table(data)
+    if len(df) == 0:
+        raise DataError("the run table has no rows")
+    inputs = tuple(inputs)
+    mapping = _resolve_columns(df, columns, (*inputs, "loss"))
+    values: dict[str, np.ndarray] = {}
+    numeric_names = [n for n in mapping if n != "run"]
+    for name in numeric_names:
+        values[name] = _numeric(df, name, mapping[name])
+    for name in (*inputs, "loss"):
+        v = values[name]
+        bad = v < 0 if name in nonnegative else v <= 0
+        if bad.any():
+            rel = ">= 0" if name in nonnegative else "> 0"
+            examples = ", ".join(f"{x:g}" for x in v[bad][:3])
+            raise DataError(f"column {mapping[name]!r} ({name}) must be {rel}: {_rows(np.flatnonzero(bad))} hold {examples}")
+    if check_units:
+        for name, floor in _UNIT_FLOORS.items():
+            if name in values and values[name].max() < floor:
+                what = "tokens" if name == "D" else "parameters"
+                raise DataError(
+                    f"column {mapping[name]!r} ({name}) looks like it is not in {what}: its largest value is "
+                    f"{values[name].max():g}, below {floor:g}. If it is in millions or billions, multiply it out; "
+                    f"for toy data pass check_units=False"
+                )
+        if values["loss"].max() > _LOSS_CEILING:
+            rows = np.flatnonzero(values["loss"] > _LOSS_CEILING)
+            raise DataError(
+                f"column {mapping['loss']!r} (loss) has values above {_LOSS_CEILING:g} at {_rows(rows)}: losses must be "
+                f"cross-entropy in nats/token, not perplexity or bits; for other data pass check_units=False"
+            )
+    if "run" in mapping:
+        run = df[mapping["run"]].astype(str).to_numpy()
+        if df[mapping["run"]].isna().any():
+            raise DataError(f"column {mapping['run']!r} (run) is empty at {_rows(np.flatnonzero(df[mapping['run']].isna()))}")
+    else:
+        run = np.array([f"row{i}" for i in range(len(df))])
+    # A duplicate is a row that repeats an earlier one in every mapped column: same run, same inputs, same loss
+    # (repeated seeds at the same (N, D) with different losses are legitimate and kept).
+    key = pd.DataFrame({"run": run, **{k: values[k] for k in numeric_names}})
+    dup = key.duplicated(keep="first").to_numpy()
+    if dup.any():
+        first = key.duplicated(keep=False).to_numpy() & ~dup
+        raise DataError(
+            f"duplicate rows: {_rows(np.flatnonzero(dup))} repeat earlier {_rows(np.flatnonzero(first))} in every "
+            f"column ({', '.join(mapping[k] for k in ['run', *numeric_names] if k in mapping)}); drop them or add a run/seed column"
+        )
+    h = hashlib.sha256()
+    for name in sorted(values):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(values[name], dtype=np.float64).tobytes())
+    h.update("\x00".join(run).encode())
+    ds = xr.Dataset(
+        {name: ("point", v) for name, v in values.items()},
+        coords={"point": np.arange(len(df)), "run": ("point", run.astype(str))},
+        attrs={
+            "data_hash": h.hexdigest(),
+            "source": source or "in-memory table",
+            "columns": ", ".join(f"{k}={v}" for k, v in mapping.items()),
+        },
+    )
+    for name in values:
+        ds[name].attrs["description"] = ALIASES.get(name, (name,))[0]
+        ds[name].attrs["column"] = mapping[name]
+    return ds
+
+
+def check_identifiable(ds: xr.Dataset, law) -> None:
+    """Check that the data can identify the law: inputs present, enough distinct values, more points than parameters."""
+    missing = [n for n in law.input_names if n not in ds]
+    if missing:
+        raise DataError(
+            f"law {law.id!r} needs inputs {list(law.input_names)}; the dataset lacks {missing} "
+            f"(it has {sorted(v for v in ds.data_vars if v != 'loss')}); map them with load_runs(columns=...)"
+        )
+    for inp in law.inputs:
+        distinct = np.unique(ds[inp.name].values).size
+        if distinct < inp.min_distinct:
+            raise DataError(
+                f"too few distinct values of {inp.name!r}: {distinct}, but law {law.id!r} needs at least "
+                f"{inp.min_distinct} to identify its parameters along {inp.name} (a power law with an offset has "
+                f"3 free parameters along one axis)"
+            )
+    n_params = len(law.parameters) + 1  # + noise scale
+    if ds.sizes["point"] <= n_params:
+        raise DataError(
+            f"too few points: {ds.sizes['point']}, but law {law.id!r} with noise has {n_params} parameters; "
+            f"at least {n_params + 1} points are needed"
+        )

@@ -1,0 +1,264 @@
+"""The law catalogue: declarative law files (TOML) compiled into JAX functions.
+
+A law file (see ``models/*.toml``) declares the formula, its inputs, a prior for each parameter, the citation and
+published constants. Adding a law is adding a file; the engine never special-cases a law.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from bayescale._formula import FormulaError, compile_log_formula, evaluate_number, parse_formula
+from bayescale.priors import Prior, parse_prior
+
+__all__ = ["Law", "Parameter", "Input", "Published", "load_law", "list_laws", "law_search_path", "LawError"]
+
+
+class LawError(ValueError):
+    """A law file that is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One free parameter of a law, named by the paper's symbol."""
+
+    name: str
+    prior: Prior
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input of a law (a column of the run table)."""
+
+    name: str
+    description: str = ""
+    min_distinct: int = 3  # a power law with an offset has 3 free parameters along one axis
+
+
+@dataclass(frozen=True)
+class Published:
+    """Constants published for a law, with their source."""
+
+    source: str
+    citation: str
+    values: Mapping[str, float]
+    se: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Law:
+    """A scaling law: formula, inputs, parameters with priors, citation, published constants.
+
+    Use :func:`load_law` for catalogue laws and :meth:`Law.from_function` for a Python function.
+    ``log_fn(params, log_inputs)`` returns the log of the predicted loss; it is pure JAX and jit-able.
+    """
+
+    id: str
+    title: str
+    inputs: tuple[Input, ...]
+    parameters: tuple[Parameter, ...]
+    log_fn: Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
+    formula: str | None = None
+    citation: str = ""
+    notes: str = ""
+    published: tuple[Published, ...] = ()
+    source_text: str | None = None
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.inputs)
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters)
+
+    @property
+    def source_hash(self) -> str:
+        """sha256 of the law file's text (or of the formula and priors for a Python-function law)."""
+        text = self.source_text or f"{self.id}|{self.formula}|" + "|".join(
+            f"{p.name}~{p.prior.text}" for p in self.parameters
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def predict(self, params: Mapping[str, Any], **inputs: Any):
+        """Evaluate the law (linear loss) at ``inputs`` for one parameter set; a convenience for checks.
+
+        >>> law = load_law("hoffmann2022")
+        >>> round(float(law.predict(dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28), N=7e10, D=1.4e12)), 4)
+        1.9366
+        """
+        missing = [n for n in self.input_names if n not in inputs]
+        if missing:
+            raise LawError(f"law {self.id!r} needs inputs {missing}")
+        log_inputs = {n: jnp.log(jnp.asarray(inputs[n], dtype=float)) for n in self.input_names}
+        return jnp.exp(self.log_fn(params, log_inputs))
+
+    def reference(self, source: str) -> Published:
+        for p in self.published:
+            if p.source == source:
+                return p
+        raise LawError(
+            f"law {self.id!r} has no published constants {source!r}; must be one of {[p.source for p in self.published]}"
+        )
+
+    @classmethod
+    def from_function(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        id: str,
+        inputs: list[str],
+        priors: Mapping[str, str],
+        title: str = "",
+        citation: str = "",
+    ) -> "Law":
+        """Build a law from a Python function ``fn(params: dict, **inputs) -> loss`` written with ``jax.numpy``.
+
+        Parameters
+        ----------
+        fn
+            Returns the (positive) loss; it receives parameter values as a dict and inputs as keyword arrays.
+        id
+            Name recorded in results. A function law cannot be reloaded from a saved fit by itself: pass
+            ``law=`` to :func:`bayescale.predict` after :func:`bayescale.load`.
+        inputs
+            Names of the inputs (run-table variables).
+        priors
+            Prior expression per parameter, e.g. ``{"E": "Uniform(0, min_loss)", "alpha": "LogNormal(-1, 0.5)"}``.
+        """
+        params = tuple(Parameter(n, parse_prior(t)) for n, t in priors.items())
+        ins = tuple(Input(n) for n in inputs)
+
+        def log_fn(p, log_inputs):
+            return jnp.log(fn(dict(p), **{k: jnp.exp(v) for k, v in log_inputs.items()}))
+
+        return cls(id=id, title=title or id, inputs=ins, parameters=params, log_fn=log_fn, citation=citation)
+
+
+# ---------------------------------------------------------------------------------------------------------
+def law_search_path() -> list[Path]:
+    """Folders searched for ``<id>.toml``: ``$BAYESCALE_LAW_PATH`` entries, the installed catalogue, ``models/``."""
+    paths = [Path(p) for p in os.environ.get("BAYESCALE_LAW_PATH", "").split(os.pathsep) if p]
+    here = Path(__file__).resolve().parent
+    paths += [here / "_models", here.parent / "models"]
+    return [p for p in paths if p.is_dir()]
+
+
+def list_laws() -> list[str]:
+    """Ids of all laws on the search path."""
+    ids = set()
+    for folder in law_search_path():
+        ids |= {p.stem for p in folder.glob("*.toml")}
+    return sorted(ids)
+
+
+def load_law(name: str | os.PathLike) -> Law:
+    """Load a law by catalogue id (``"hoffmann2022"``) or from a TOML file path.
+
+    Raises
+    ------
+    LawError
+        If the law is not found (the error lists the known ids) or the file is malformed.
+    """
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise LawError(f"law file {str(path)!r} does not exist")
+        return parse_law_text(path.read_text(), origin=str(path))
+    for folder in law_search_path():
+        candidate = folder / f"{name}.toml"
+        if candidate.is_file():
+            return parse_law_text(candidate.read_text(), origin=str(candidate))
+    raise LawError(f"unknown law {str(name)!r}: must be one of {list_laws()} or a path to a .toml law file")
+
+
+_TOP_KEYS = {"id", "title", "formula", "citation", "notes", "inputs", "parameters", "published"}
+
+
+def parse_law_text(text: str, origin: str = "<string>") -> Law:
+    """Parse and compile the text of a law file (the format of ``models/*.toml``)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise LawError(f"{origin}: not valid TOML: {err}") from None
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise LawError(f"{origin}: unknown keys {unknown}; must be among {sorted(_TOP_KEYS)}")
+    for key in ("id", "formula", "inputs", "parameters"):
+        if key not in data:
+            raise LawError(f"{origin}: missing required key {key!r}")
+    inputs = tuple(
+        Input(n, str(spec.get("description", "")), int(spec.get("min_distinct", 3)))
+        for n, spec in data["inputs"].items()
+    )
+    try:
+        parameters = tuple(
+            Parameter(n, parse_prior(spec["prior"]), str(spec.get("description", "")))
+            for n, spec in data["parameters"].items()
+        )
+    except KeyError as err:
+        raise LawError(f"{origin}: parameter without a 'prior': {err}") from None
+    except FormulaError as err:
+        raise LawError(f"{origin}: {err}") from None
+    clash = {i.name for i in inputs} & {p.name for p in parameters}
+    if clash:
+        raise LawError(f"{origin}: names {sorted(clash)} are both inputs and parameters")
+    names = {i.name for i in inputs} | {p.name for p in parameters}
+    try:
+        node = parse_formula(data["formula"], names)
+    except FormulaError as err:
+        raise LawError(f"{origin}: {err}") from None
+    positive = {p.name for p in parameters if _positive_support(p.prior)}
+    log_fn = compile_log_formula(node, positive, {i.name for i in inputs})
+    published = []
+    for source, spec in data.get("published", {}).items():
+        values = {k: float(v) for k, v in spec.get("values", {}).items()}
+        extra = sorted(set(values) - {p.name for p in parameters})
+        if extra:
+            raise LawError(f"{origin}: published[{source}] names unknown parameters {extra}")
+        published.append(
+            Published(source, str(spec.get("citation", "")), values, {k: float(v) for k, v in spec.get("se", {}).items()})
+        )
+    return Law(
+        id=str(data["id"]),
+        title=str(data.get("title", data["id"])),
+        inputs=inputs,
+        parameters=parameters,
+        log_fn=log_fn,
+        formula=data["formula"],
+        citation=str(data.get("citation", "")),
+        notes=str(data.get("notes", "")).strip(),
+        published=tuple(published),
+        source_text=text,
+    )
+
+
+def _positive_support(prior: Prior) -> bool:
+    """Whether a prior's support is strictly positive (so the parameter can be carried in log space)."""
+    if prior.family in {"LogNormal", "HalfNormal", "HalfCauchy", "Exponential", "Gamma", "Beta"}:
+        return True
+    if prior.family in {"Uniform", "TruncatedNormal"}:
+        low = dict(prior.arguments).get("low")
+        try:
+            return low is not None and evaluate_number(low, {"min_loss": 1.0, "max_loss": 1.0}) >= 0
+        except (KeyError, ValueError):
+            return False
+    return False
+
+
+def published_table(law: Law) -> dict[str, np.ndarray]:
+    """Published constants as arrays over sources (NaN where a source gives no value)."""
+    return {
+        p.name: np.array([pub.values.get(p.name, np.nan) for pub in law.published], dtype=float)
+        for p in law.parameters
+    }

@@ -1,0 +1,104 @@
+"""Fit results as self-describing :class:`xarray.DataTree` files.
+
+Groups: ``posterior``, ``posterior_predictive``, ``log_likelihood``, ``sample_stats``, ``observed_data``,
+``constant_data`` (the law inputs), ``prior``, ``prior_predictive`` and ``references`` (published constants over the
+dimension ``source``). The root attrs carry the provenance: law id, law file text and hash, data hash, priors,
+likelihood, sampler settings, diagnostics, package versions; so a saved fit reloads and predicts identically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["save", "load", "provenance", "attr_json", "law_of"]
+
+_PACKAGES = ("bayescale", "jax", "jaxlib", "numpyro", "arviz-base", "arviz-stats", "xarray", "numpy")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def attr_json(dt: xr.DataTree, key: str, default: Any = None) -> Any:
+    """Read a JSON-encoded root attribute of a result."""
+    raw = dt.attrs.get(key)
+    return default if raw is None else json.loads(raw)
+
+
+def provenance(dt: xr.DataTree) -> dict[str, Any]:
+    """The provenance of a result as a plain dict (JSON attrs decoded)."""
+    out = {}
+    for key, value in dt.attrs.items():
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                out[key] = json.loads(value)
+                continue
+            except json.JSONDecodeError:
+                pass
+        out[key] = value
+    return out
+
+
+def save(dt: xr.DataTree, path: str | os.PathLike) -> Path:
+    """Write a result to netCDF atomically: a temporary file in the same folder, then an atomic rename.
+
+    An interrupted or failed write never leaves a half-written file at ``path`` (an older file there is kept).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        dt.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | os.PathLike) -> xr.DataTree:
+    """Load a result saved by :func:`save` fully into memory (the file is closed afterwards)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no fit result at {str(path)!r}")
+    with xr.open_datatree(path, engine="h5netcdf") as dt:
+        loaded = dt.load().copy()
+    if "law_id" not in loaded.attrs:
+        raise ValueError(f"{str(path)!r} is not a bayescale result (no 'law_id' attribute)")
+    return loaded
+
+
+def law_of(dt: xr.DataTree, law=None):
+    """The law of a result: ``law`` if given, else rebuilt from the law file text stored in the result."""
+    from bayescale.laws import LawError, parse_law_text
+
+    if law is not None:
+        return law
+    text = dt.attrs.get("law_source")
+    if not text:
+        raise LawError(
+            f"result of law {dt.attrs.get('law_id')!r} stores no law file (a Python-function law); pass law=..."
+        )
+    return parse_law_text(text, origin=f"result of {dt.attrs.get('law_id')}")
+
+
+def posterior_arrays(dt: xr.DataTree, names) -> dict[str, np.ndarray]:
+    """Posterior draws flattened over (chain, draw)."""
+    post = dt["posterior"].to_dataset()
+    return {n: post[n].values.reshape(-1) for n in names}
