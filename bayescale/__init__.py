@@ -17,6 +17,12 @@ from bayescale.inference import fit  # noqa: E402
 from bayescale.laws import Law, LawError, list_laws, load_law  # noqa: E402
 from bayescale.results import load, provenance, save  # noqa: E402
 from bayescale._formula import FormulaError  # noqa: E402
+from bayescale.checks import check_coverage  # noqa: E402
+from bayescale.planning import compute_optimal  # noqa: E402
+from bayescale.plots import plot_ppc  # noqa: E402
+from bayescale.predict import predict  # noqa: E402
+from bayescale.report import write_report  # noqa: E402
+from bayescale.summary import describe, summary  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -27,11 +33,18 @@ __all__ = [
     "LawError",
     "SamplingError",
     "SamplingWarning",
+    "check_coverage",
+    "compute_optimal",
+    "describe",
     "fit",
     "list_laws",
     "load",
     "load_law",
     "load_runs",
+    "plot_ppc",
+    "predict",
     "provenance",
     "save",
+    "summary",
+    "write_report",
 ]

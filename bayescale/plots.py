@@ -1,0 +1,106 @@
+"""Figures read from a result: real-vs-predicted bands per run group."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg") if not os.environ.get("DISPLAY") else None
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from bayescale.checks import check_coverage  # noqa: E402
+from bayescale.predict import predict  # noqa: E402
+from bayescale.results import law_of  # noqa: E402
+
+__all__ = ["plot_ppc"]
+
+_BANDS = (0.9, 0.5)
+_MAX_DRAWS = 1000  # enough for 5%-95% quantiles to ~1% of the band width; keeps plotting fast
+
+
+def _round_sig(values: np.ndarray, digits: int = 2) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        mag = np.floor(np.log10(np.abs(values)))
+    return np.round(values / 10**mag, digits - 1) * 10**mag
+
+
+def _groups(result: xr.DataTree, law, x: str, group: str | None) -> tuple[str, np.ndarray]:
+    const = result["constant_data"].to_dataset()
+    runs = const["run"].values
+    if group is None:
+        if np.unique(runs).size < runs.size:
+            return "run", runs
+        others = [n for n in law.input_names if n != x]
+        group = others[0] if others else x
+    if group == "run":
+        return "run", runs
+    if group not in const:
+        raise ValueError(f"group {group!r}: must be one of {['run', *law.input_names]}")
+    return group, _round_sig(const[group].values)
+
+
+def plot_ppc(
+    result: xr.DataTree,
+    *,
+    x: str | None = None,
+    group: str | None = None,
+    max_groups: int = 10,
+    path: str | os.PathLike | None = None,
+    law=None,
+) -> plt.Figure:
+    """Real vs predicted: observed losses with 50% and 90% posterior predictive bands per run group.
+
+    Left: loss against ``x`` (default ``D``) for up to ``max_groups`` groups (runs, or values of the other input
+    rounded to 2 significant digits), each band drawn along the group's range of ``x`` at its median other inputs.
+    Right: observed loss against the predictive median of every point with its 90% interval; the title gives the
+    coverage of the 90% band (:func:`~bayescale.checks.check_coverage`).
+    """
+    law = law_of(result, law)
+    x = x or ("D" if "D" in law.input_names else law.input_names[0])
+    if x not in law.input_names:
+        raise ValueError(f"x {x!r}: must be one of {list(law.input_names)}")
+    const = result["constant_data"].to_dataset()
+    y = result["observed_data"]["loss"].values
+    gname, gvals = _groups(result, law, x, group)
+    keys = np.unique(gvals)
+    if keys.size > max_groups:
+        keys = keys[np.unique(np.linspace(0, keys.size - 1, max_groups).round().astype(int))]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
+    colors = plt.cm.viridis(np.linspace(0, 0.92, keys.size))
+    sub = result.isel(draw=slice(0, max(1, _MAX_DRAWS // result["posterior"].sizes["chain"])))
+    for color, key in zip(colors, keys):
+        mask = gvals == key
+        xs = const[x].values[mask]
+        grid = np.geomspace(max(xs.min(), 1e-300), xs.max(), 60) if xs.max() > xs.min() else xs[:1]
+        fixed = {n: np.median(const[n].values[mask]) for n in law.input_names if n != x}
+        pred = predict(sub, kind="predictive", law=law, **{x: grid}, **fixed)["loss"].values.reshape(-1, grid.size)
+        for prob, alpha in zip(_BANDS, (0.18, 0.35)):
+            lo, hi = np.quantile(pred, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+            ax.fill_between(grid, lo, hi, color=color, alpha=alpha, lw=0)
+        ax.plot(grid, np.median(pred, axis=0), color=color, lw=1)
+        label = key if gname == "run" else f"{gname} ≈ {key:.2g}"
+        ax.scatter(xs, y[mask], color=color, s=14, edgecolor="k", linewidth=0.3, zorder=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel("loss")
+    ax.set_title(f"{result.attrs.get('law_id')}: observed and 50%/90% predictive bands")
+    ax.legend(fontsize=7, ncol=2)
+
+    draws = result["posterior_predictive"]["loss"].values.reshape(-1, y.size)
+    lo, med, hi = np.quantile(draws, [0.05, 0.5, 0.95], axis=0)
+    inside = (y >= lo) & (y <= hi)
+    ax2.errorbar(med, y, xerr=[med - lo, hi - med], fmt="none", ecolor="0.6", lw=0.6, zorder=1)
+    ax2.scatter(med[inside], y[inside], s=10, color="C0", label="inside 90% band", zorder=2)
+    ax2.scatter(med[~inside], y[~inside], s=14, color="C3", label="outside", zorder=2)
+    lims = [min(y.min(), lo.min()), max(y.max(), hi.max())]
+    ax2.plot(lims, lims, "k--", lw=0.8)
+    ax2.set_xlabel("predicted loss (median, 90% interval)")
+    ax2.set_ylabel("observed loss")
+    ax2.set_title(f"coverage of the 90% band: {check_coverage(result, 0.9):.1%} of {y.size} points")
+    ax2.legend(fontsize=8)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

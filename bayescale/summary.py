@@ -1,0 +1,57 @@
+"""Tables of posterior quantities: parameters with intervals and diagnostics, or any draws Dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale.results import attr_json
+
+__all__ = ["summary", "describe"]
+
+
+def describe(draws: xr.Dataset | xr.DataArray, prob: float = 0.9, sample_dims=("chain", "draw")) -> pd.DataFrame:
+    """Median and central ``prob`` interval of every variable (and every non-sample coordinate) of ``draws``."""
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    ds = draws.to_dataset(name=draws.name or "value") if isinstance(draws, xr.DataArray) else draws
+    lo, hi = (1 - prob) / 2, (1 + prob) / 2
+    rows = []
+    for name, da in ds.data_vars.items():
+        dims = [d for d in sample_dims if d in da.dims]
+        q = da.quantile([lo, 0.5, hi], dim=dims)
+        other = [d for d in q.dims if d != "quantile"]
+        stacked = q.stack(_row=other) if other else q.expand_dims(_row=[0])
+        for i in range(stacked.sizes["_row"]):
+            col = stacked.isel(_row=i)
+            row = {"variable": name}
+            if other:
+                for d in other:
+                    row[d] = col[d].item() if d in col.coords else i
+            row.update({"median": float(col.sel(quantile=0.5)), f"q{lo:.3g}": float(col.sel(quantile=lo)), f"q{hi:.3g}": float(col.sel(quantile=hi))})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
+    """Parameters of a fit: median, central ``prob`` interval, mean, sd, R-hat, bulk/tail ESS, published values.
+
+    The number of divergent transitions and the sampler warnings are in ``table.attrs``.
+    """
+    names = attr_json(result, "parameters") + attr_json(result, "noise_parameters")
+    post = result["posterior"].to_dataset()
+    table = describe(post[names], prob).set_index("variable")
+    table.index.name = "parameter"
+    flat = {n: post[n].values.reshape(-1) for n in names}
+    table.insert(1, "mean", [float(np.mean(flat[n])) for n in names])
+    table.insert(2, "sd", [float(np.std(flat[n], ddof=1)) for n in names])
+    diag = pd.DataFrame(attr_json(result, "diagnostics", {}).get("parameters", [])).set_index("parameter")
+    table = table.join(diag[["rhat", "ess_bulk", "ess_tail"]])
+    if "references" in result.children:
+        ref = result["references"].to_dataset()
+        for source in ref["source"].values:
+            table[str(source)] = [float(ref[n].sel(source=source)) if n in ref else np.nan for n in names]
+    table.attrs["divergences"] = attr_json(result, "diagnostics", {}).get("divergences", 0)
+    table.attrs["warnings"] = attr_json(result, "warnings", [])
+    return table
