@@ -17,7 +17,7 @@ from bayescale.inference import fit  # noqa: E402
 from bayescale.laws import Law, LawError, list_laws, load_law  # noqa: E402
 from bayescale.results import load, provenance, save  # noqa: E402
 from bayescale._formula import FormulaError  # noqa: E402
-from bayescale.checks import check_coverage  # noqa: E402
+from bayescale.checks import check_coverage, check_reference  # noqa: E402
 from bayescale.planning import compute_optimal  # noqa: E402
 from bayescale.plots import plot_ppc  # noqa: E402
 from bayescale.predict import predict  # noqa: E402
@@ -34,6 +34,7 @@ __all__ = [
     "SamplingError",
     "SamplingWarning",
     "check_coverage",
+    "check_reference",
     "compute_optimal",
     "describe",
     "fit",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["FormulaError", "Node", "parse_formula", "compile_log_formula", "FORMULA_FUNCTIONS"]
 
@@ -267,15 +268,33 @@ def compile_log_formula(
 
 
 def evaluate_number(node: Node, env: Mapping[str, float]) -> float:
-    """Evaluate a node tree of plain numbers (used for prior arguments), with ``exp``, ``log``, ``sqrt``."""
+    """Evaluate a node tree of plain numbers (used for prior arguments), with ``exp``, ``log``, ``sqrt``.
+
+    Computes in IEEE float64: an overflow, a division by zero or a value outside a function's domain gives
+    ``inf`` or ``nan`` (never a Python exception), which :meth:`bayescale.priors.Prior.distribution` reports as a
+    non-finite argument.
+    """
+    with np.errstate(all="ignore"):
+        return float(_number(node, env))
+
+
+def _number(node: Node, env: Mapping[str, float]) -> np.float64:
     if isinstance(node, Num):
-        return node.value
+        return np.float64(node.value)
     if isinstance(node, Sym):
-        return float(env[node.name])
+        return np.float64(env[node.name])
     if isinstance(node, Neg):
-        return -evaluate_number(node.operand, env)
+        return -_number(node.operand, env)
     if isinstance(node, BinOp):
-        a, b = evaluate_number(node.left, env), evaluate_number(node.right, env)
-        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else math.inf, "**": a**b}[node.op]
-    fns = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt}
-    return fns[node.func](*(evaluate_number(a, env) for a in node.args))
+        a, b = _number(node.left, env), _number(node.right, env)
+        if node.op == "+":
+            return a + b
+        if node.op == "-":
+            return a - b
+        if node.op == "*":
+            return a * b
+        if node.op == "/":
+            return a / b
+        return np.power(a, b)
+    fns = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt}
+    return fns[node.func](*(_number(a, env) for a in node.args))

@@ -63,10 +63,18 @@ def _read_table(data: Any) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if suffix in (".csv", ".txt", ".tsv"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-        raise DataError(f"cannot read {str(path)!r}: the suffix must be one of ['.csv', '.tsv', '.parquet']")
+            try:
+                return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+            except pd.errors.EmptyDataError:
+                raise DataError(f"run table {str(path)!r} is empty (no header, no rows)") from None
+        raise DataError(
+            f"cannot read {str(path)!r}: the suffix must be one of ['.csv', '.tsv', '.txt', '.parquet', '.pq']"
+        )
     if isinstance(data, Mapping):
-        return pd.DataFrame(dict(data))
+        try:
+            return pd.DataFrame(dict(data))
+        except ValueError as err:  # e.g. columns of different lengths
+            raise DataError(f"cannot make a table of the dict of columns {list(data)}: {err}") from None
     raise DataError(f"run table must be a pandas DataFrame, a dict of columns or a CSV/Parquet path, got {type(data).__name__}")
 
 
@@ -83,6 +91,9 @@ def _resolve_columns(df: pd.DataFrame, columns: Mapping[str, str], required: tup
         found = [a for a in aliases if a in df.columns and a not in mapping.values()]
         if found:
             mapping[canonical] = found[0]
+    for r in required:  # a law input outside ALIASES (say "C") is found under its own name
+        if r not in mapping and r in df.columns and r not in mapping.values():
+            mapping[r] = r
     missing = [r for r in required if r not in mapping]
     if missing:
         msgs = []
@@ -191,8 +202,9 @@ def load_runs(
     else:
         run = np.array([f"row{i}" for i in range(len(df))])
     # A duplicate is a row that repeats an earlier one in every mapped column: same run, same inputs, same loss
-    # (repeated seeds at the same (N, D) with different losses are legitimate and kept).
-    key = pd.DataFrame({"run": run, **{k: values[k] for k in numeric_names}})
+    # (repeated seeds at the same (N, D) with different losses are legitimate and kept). Without a run column the
+    # generated names row0, row1, ... are unique and must not take part, or no row would ever be a duplicate.
+    key = pd.DataFrame({**({"run": run} if "run" in mapping else {}), **{k: values[k] for k in numeric_names}})
     dup = key.duplicated(keep="first").to_numpy()
     if dup.any():
         first = key.duplicated(keep=False).to_numpy() & ~dup

@@ -201,13 +201,14 @@ def parse_law_text(text: str, origin: str = "<string>") -> Law:
         Input(n, str(spec.get("description", "")), int(spec.get("min_distinct", 3)))
         for n, spec in data["inputs"].items()
     )
+    no_prior = [n for n, spec in data["parameters"].items() if not isinstance(spec, dict) or "prior" not in spec]
+    if no_prior:
+        raise LawError(f"{origin}: parameters {no_prior} have no 'prior' (e.g. prior = \"LogNormal(0, 1)\")")
     try:
         parameters = tuple(
             Parameter(n, parse_prior(spec["prior"]), str(spec.get("description", "")))
             for n, spec in data["parameters"].items()
         )
-    except KeyError as err:
-        raise LawError(f"{origin}: parameter without a 'prior': {err}") from None
     except FormulaError as err:
         raise LawError(f"{origin}: {err}") from None
     clash = {i.name for i in inputs} & {p.name for p in parameters}

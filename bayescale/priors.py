@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpyro.distributions as dist
 
-from bayescale._formula import Call, FormulaError, _symbols, evaluate_number, parse_expression
+from bayescale._formula import Call, FormulaError, _check_arity, _symbols, evaluate_number, parse_expression
 
 __all__ = ["Prior", "parse_prior", "DISTRIBUTIONS", "DATA_STATISTICS"]
 
@@ -41,7 +41,7 @@ DATA_STATISTICS: dict[str, str] = {
     "max_loss": "largest observed loss",
 }
 
-_NUMBER_FUNCTIONS = {"exp", "log", "sqrt"}
+_NUMBER_FUNCTIONS = {"exp": 1, "log": 1, "sqrt": 1}  # name -> arity
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,10 @@ class Prior:
         bad = {k: v for k, v in kwargs.items() if not math.isfinite(v)}
         if bad:
             raise FormulaError(f"prior {self.text!r} evaluates to non-finite arguments {bad}")
+        if "low" in kwargs and "high" in kwargs and not kwargs["low"] < kwargs["high"]:
+            # numpyro does not check this (Uniform's bounds are "dependent" constraints): a reversed interval
+            # would silently give a prior with no valid support.
+            raise FormulaError(f"prior {self.text!r} needs low < high, got {kwargs}")
         cls, _ = DISTRIBUTIONS[self.family]
         try:
             return cls(**kwargs)
@@ -79,7 +83,7 @@ def parse_prior(text: str) -> Prior:
     node = parse_expression(
         text,
         names=set(DATA_STATISTICS),
-        functions=set(DISTRIBUTIONS) | _NUMBER_FUNCTIONS,
+        functions=set(DISTRIBUTIONS) | set(_NUMBER_FUNCTIONS),
         what="prior",
     )
     if not isinstance(node, Call) or node.func not in DISTRIBUTIONS:
@@ -93,6 +97,8 @@ def parse_prior(text: str) -> Prior:
     for key, value in node.keywords:
         if key not in names:
             raise FormulaError(f"{node.func} has no argument {key!r}; it must be one of {list(names)}")
+        if key in dict(arguments):
+            raise FormulaError(f"{node.func} got argument {key!r} twice in prior {text!r}")
         arguments.append((key, value))
     given = [k for k, _ in arguments]
     missing = [n for n in names if n not in given]
@@ -102,5 +108,6 @@ def parse_prior(text: str) -> Prior:
         _, called = _symbols(value)
         if called & set(DISTRIBUTIONS):
             raise FormulaError(f"prior {text!r}: distributions cannot be nested")
+        _check_arity(value, _NUMBER_FUNCTIONS, text)
     return Prior(text=text.strip(), family=node.func, arguments=tuple(arguments))
 

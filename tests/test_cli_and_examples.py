@@ -1,0 +1,63 @@
+"""The command line and every example script, run with tiny settings."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+import pytest
+
+from bayescale.cli import main
+
+from .conftest import simulate_table
+
+
+@pytest.fixture(scope="module")
+def csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "runs.csv"
+    simulate_table("hoffmann2022", dict(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.36), seed=2).rename(
+        columns={"N": "model_n", "D": "tokens"}
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_cli_round_trip(csv, tmp_path, capsys):
+    fit = tmp_path / "fit.nc"
+    argv = ["fit", str(csv), "--law", "hoffmann2022", "--out", str(fit), "--column", "N=model_n",
+            "--chains", "2", "--warmup", "200", "--samples", "200", "--no-progress"]
+    assert main(argv) == 0
+    assert "saved" in capsys.readouterr().out and fit.is_file()
+    assert main(["summary", str(fit)]) == 0
+    out = capsys.readouterr().out
+    assert "alpha" in out and "rhat" in out and "divergences" in out
+    assert main(["plan", str(fit), "--compute", "1e21", "--compute", "5.76e23"]) == 0
+    assert "N_opt" in capsys.readouterr().out
+    assert main(["predict", str(fit), "--at", "N=7e10", "--at", "D=1.4e12"]) == 0
+    assert "median" in capsys.readouterr().out
+    assert main(["ppc", str(fit), "--out", str(tmp_path / "ppc.png")]) == 0
+    assert (tmp_path / "ppc.png").is_file()
+    assert main(["report", str(fit), "--out", str(tmp_path / "report")]) == 0
+    assert "compute-optimal" in (tmp_path / "report" / "report.md").read_text().lower()
+    assert main(["laws"]) == 0
+    assert "hoffmann2022" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(csv, tmp_path, capsys):
+    assert main(["fit", str(csv), "--law", "hoffmann2022", "--out", str(tmp_path / "x.nc")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: missing column for 'N'") and "Traceback" not in err
+    assert main(["summary", str(tmp_path / "nope.nc")]) == 2
+    assert "no fit result at" in capsys.readouterr().err
+    assert main(["fit", str(csv), "--law", "nolaw", "--out", str(tmp_path / "x.nc"), "--column", "N=model_n"]) == 2
+    assert "unknown law 'nolaw': must be one of" in capsys.readouterr().err
+
+
+def test_example_chinchilla(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "demo"
+    monkeypatch.setattr(sys, "argv", ["chinchilla.py", "--out", str(out), "--num-chains", "2",
+                                      "--num-warmup", "150", "--num-samples", "150"])
+    runpy.run_path("examples/chinchilla.py", run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "N*" in printed and "D*" in printed and "[" in printed
+    for name in ("fit.nc", "ppc.png", "report.md"):
+        assert (out / name).is_file()

@@ -1,0 +1,63 @@
+"""Sampler trouble warns, is recorded in the result, and raises with strict=True; each trigger has a control."""
+
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import pytest
+
+import bayescale as bs
+
+from .conftest import simulate_table
+
+TRUTH = dict(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.36)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return simulate_table("hoffmann2022", TRUTH, sigma=0.01, seed=5)
+
+
+def test_prior_bound_is_flagged_and_strict_raises(table):
+    # E's true value 1.8 is above this prior's upper bound 1.0: the posterior piles up against the bound
+    with pytest.warns(bs.SamplingWarning, match="sit on the upper prior bound 1"):
+        result = bs.fit("hoffmann2022", table, priors={"E": "Uniform(0, 1.0)"}, num_chains=2, num_warmup=300, num_samples=300)
+    assert any("upper prior bound" in w for w in json.loads(result.attrs["warnings"]))
+    with pytest.raises(bs.SamplingError, match="upper prior bound") as info:
+        bs.fit("hoffmann2022", table, priors={"E": "Uniform(0, 1.0)"}, num_chains=2, num_warmup=300, num_samples=300, strict=True)
+    assert info.value.result is not None  # the draws are not lost
+
+
+def test_uninformed_parameter_is_flagged(table):
+    law = bs.Law.from_function(
+        lambda p, N, D: p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"] + 0.0 * p["gamma"],
+        id="chinchilla_plus_unused",
+        inputs=["N", "D"],
+        priors={"E": "Uniform(0, min_loss)", "A": "LogNormal(6, 2.5)", "B": "LogNormal(6, 2.5)",
+                "alpha": "LogNormal(log(0.3), 0.6)", "beta": "LogNormal(log(0.3), 0.6)", "gamma": "Normal(0, 1)"},
+    )
+    with pytest.warns(bs.SamplingWarning, match="gamma: posterior barely moved from the prior"):
+        result = bs.fit(law, table, num_chains=2, num_warmup=300, num_samples=300)
+    # control: only the unused parameter is flagged as uninformed
+    flagged = [w.split(":")[0] for w in json.loads(result.attrs["warnings"]) if "barely moved" in w]
+    assert flagged == ["gamma"]
+    with pytest.raises(Exception, match="stores no law file"):
+        bs.predict(result, N=1e9, D=1e10)
+    assert bs.predict(result, law=law, N=1e9, D=1e10)["loss"].shape[-1] == 1
+
+
+def test_low_ess_is_flagged(table):
+    with pytest.warns(bs.SamplingWarning, match="effective sample size"):
+        bs.fit("hoffmann2022", table, num_chains=2, num_warmup=100, num_samples=30)
+
+
+def test_bad_settings_raise_before_sampling(table):
+    with pytest.raises(ValueError, match="num_samples must be a positive integer"):
+        bs.fit("hoffmann2022", table, num_samples=0)
+    with pytest.raises(ValueError, match=r"likelihood 'cauchy': must be one of \['student_t', 'normal'\]"):
+        bs.fit("hoffmann2022", table, likelihood="cauchy")
+    with pytest.raises(bs.LawError, match="prior given for 'zeta', which is not a parameter"):
+        bs.fit("hoffmann2022", table, priors={"zeta": "Normal(0, 1)"})
+    with pytest.raises(bs.LawError, match="unknown law 'chinchila'"):
+        bs.fit("chinchila", table)

@@ -1,0 +1,112 @@
+"""Results are self-describing, saved atomically, reload to predict identically, and fits are reproducible."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import bayescale as bs
+
+from .conftest import simulate_table
+
+TRUTH = dict(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.36)
+
+
+@pytest.fixture(scope="module")
+def small_table():
+    return simulate_table("hoffmann2022", TRUTH, sigma=0.01, seed=3)
+
+
+def _small_fit(table, key):
+    return bs.fit("hoffmann2022", table, rng_key=key, num_chains=2, num_warmup=200, num_samples=200)
+
+
+def test_same_key_gives_identical_draws_and_other_key_differs(small_table):
+    a, b, c = _small_fit(small_table, 7), _small_fit(small_table, 7), _small_fit(small_table, 8)
+    for name in TRUTH:
+        np.testing.assert_array_equal(a.posterior[name].values, b.posterior[name].values)
+        assert not np.array_equal(a.posterior[name].values, c.posterior[name].values)
+    np.testing.assert_array_equal(a.posterior_predictive["loss"].values, b.posterior_predictive["loss"].values)
+
+
+def test_groups_and_provenance(chinchilla_fit):
+    expected = {"posterior", "posterior_predictive", "log_likelihood", "sample_stats", "observed_data",
+                "constant_data", "prior", "prior_predictive", "references"}
+    assert expected <= set(chinchilla_fit.children)
+    prov = bs.provenance(chinchilla_fit)
+    law = bs.load_law("hoffmann2022")
+    assert prov["law_id"] == "hoffmann2022" and prov["law_hash"] == law.source_hash
+    assert prov["data_hash"] == bs.datasets.load_chinchilla().attrs["data_hash"]
+    assert prov["priors"]["E"] == "Uniform(0, min_loss)"
+    assert prov["sampler"]["num_chains"] == 4 and prov["sampler"]["rng_key"] == 0
+    assert {"jax", "numpyro", "arviz-base", "xarray"} <= set(prov["versions"])
+    assert prov["creation_library"] == "ArviZ"
+
+
+def test_save_load_predict_identical(chinchilla_fit, tmp_path):
+    path = bs.save(chinchilla_fit, tmp_path / "fit.nc")
+    loaded = bs.load(path)
+    inputs = dict(N=np.array([1e9, 7e10, 1e12]), D=np.array([2e10, 1.4e12, 3e13]))
+    for kind in ("law", "predictive"):
+        before = bs.predict(chinchilla_fit, kind=kind, rng_key=3, **inputs)["loss"].values
+        after = bs.predict(loaded, kind=kind, rng_key=3, **inputs)["loss"].values
+        np.testing.assert_array_equal(before, after)
+    np.testing.assert_array_equal(
+        bs.compute_optimal(chinchilla_fit, 1e23)["N_opt"].values, bs.compute_optimal(loaded, 1e23)["N_opt"].values
+    )
+    assert loaded.attrs["law_source"] == chinchilla_fit.attrs["law_source"]
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_save_is_atomic(chinchilla_fit, tmp_path, monkeypatch):
+    path = tmp_path / "fit.nc"
+    path.write_bytes(b"previous result")
+
+    def broken(self, target, **kwargs):
+        with open(target, "wb") as fh:
+            fh.write(b"half a file")
+        raise KeyboardInterrupt  # interrupted mid-write
+
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", broken)
+    with pytest.raises(KeyboardInterrupt):
+        bs.save(chinchilla_fit, path)
+    assert path.read_bytes() == b"previous result"
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]
+
+
+def test_load_rejects_non_results(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no fit result at"):
+        bs.load(tmp_path / "missing.nc")
+    xr.Dataset({"x": ("a", [1.0])}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
+    with pytest.raises(ValueError, match="is not a bayescale result"):
+        bs.load(tmp_path / "other.nc")
+
+
+def test_predict_errors(chinchilla_fit):
+    with pytest.raises(ValueError, match=r"missing \['D'\]"):
+        bs.predict(chinchilla_fit, N=1e9)
+    with pytest.raises(ValueError, match=r"unknown \['T_m'\]"):
+        bs.predict(chinchilla_fit, N=1e9, D=1e10, T_m=2)
+    with pytest.raises(ValueError, match="kind 'mean': must be one of"):
+        bs.predict(chinchilla_fit, kind="mean", N=1e9, D=1e10)
+    with pytest.raises(ValueError, match="must be finite and >= 0"):
+        bs.predict(chinchilla_fit, N=-1.0, D=1e10)
+
+
+def test_summary_table(chinchilla_fit):
+    table = bs.summary(chinchilla_fit)
+    assert list(table.index) == ["E", "A", "B", "alpha", "beta", "sigma", "nu"]
+    assert {"median", "q0.05", "q0.95", "rhat", "ess_bulk", "ess_tail", "besiroglu2024"} <= set(table.columns)
+    assert table.attrs["divergences"] == 0
+    assert json.loads(chinchilla_fit.attrs["warnings"]) == table.attrs["warnings"]
+
+
+def test_plot_ppc_writes_figure(chinchilla_fit, tmp_path):
+    fig = bs.plot_ppc(chinchilla_fit, path=tmp_path / "ppc.png")
+    assert (tmp_path / "ppc.png").stat().st_size > 10_000
+    assert "coverage of the 90% band" in fig.axes[1].get_title()
+    with pytest.raises(ValueError, match="x 'T': must be one of"):
+        bs.plot_ppc(chinchilla_fit, x="T")
