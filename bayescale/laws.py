@@ -171,7 +171,7 @@ def load_law(name: str | os.PathLike) -> Law:
         If the law is not found (the error lists the known ids) or the file is malformed.
     """
     path = Path(name)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise LawError(f"law file {str(path)!r} does not exist")
         return parse_law_text(path.read_text(), origin=str(path))
