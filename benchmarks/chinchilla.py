@@ -1,58 +1,82 @@
-"""Chinchilla fit timing: dense vs diagonal mass matrix, on whatever machine this runs.
+"""Chinchilla fit timing on this machine: mass matrix and chain layout, measured side by side in one run.
 
-    python benchmarks/chinchilla.py            # prints a Markdown table
+    python benchmarks/chinchilla.py            # prints a Markdown table (about 3 minutes on 2 CPU cores)
 
-Each configuration is timed twice in one process: a 1-warmup/1-draw fit (compilation and fixed overhead) and the full
-4 chains x 1000 warmup + 1000 draws fit; "sampling" is the difference. ESS/s uses the smallest bulk ESS over the
-parameters and the full wall time.
+Data: the 240 Chinchilla points (bundled). Every configuration fits hoffmann2022 with 4 chains x 1000 warmup + 1000
+draws and is timed twice in a fresh process: a 2-warmup/2-draw fit (compilation and fixed overhead) and the full fit;
+"sampling" is the difference. ESS/s divides the smallest bulk ESS over the parameters by the full wall time.
+"parallel" runs one chain per XLA host device (XLA_FLAGS=--xla_force_host_platform_device_count=4), the others run
+the chains vectorised or one after another on one device. The baseline for the ratios is the default
+(dense, vectorized).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 import warnings
 
-import numpy as np
+CONFIGS = [
+    dict(dense_mass=True, chain_method="vectorized"),
+    dict(dense_mass=False, chain_method="vectorized"),
+    dict(dense_mass=True, chain_method="sequential"),
+    dict(dense_mass=True, chain_method="parallel"),
+]
 
-import bayescale as bs
-from bayescale.datasets import load_chinchilla
 
+def measure(dense_mass: bool, chain_method: str) -> dict:
+    import bayescale as bs
+    from bayescale.datasets import load_chinchilla
 
-def run(dense: bool, chains: int = 4, warmup: int = 1000, samples: int = 1000) -> dict:
     ds = load_chinchilla()
+    kw = dict(num_chains=4, dense_mass=dense_mass, chain_method=chain_method, progress_bar=False)
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # a 2-draw fit warns about ESS, by design
         warnings.simplefilter("ignore")
-        bs.fit("hoffmann2022", ds, num_chains=chains, num_warmup=2, num_samples=2, dense_mass=dense, progress_bar=False)
+        bs.fit("hoffmann2022", ds, num_warmup=2, num_samples=2, **kw)
     overhead = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = bs.fit("hoffmann2022", ds, num_chains=chains, num_warmup=warmup, num_samples=samples, dense_mass=dense,
-                    progress_bar=False)
+    result = bs.fit("hoffmann2022", ds, num_warmup=1000, num_samples=1000, **kw)
     total = time.perf_counter() - t0
     diag = json.loads(result.attrs["diagnostics"])
     ess = min(row["ess_bulk"] for row in diag["parameters"])
-    steps = float(result.sample_stats["n_steps"].mean())
-    return dict(mass="dense" if dense else "diagonal", total_s=total, overhead_s=overhead,
-                sampling_s=total - overhead, steps_per_draw=steps, min_ess_bulk=ess, ess_per_s=ess / total,
-                divergences=diag["divergences"])
+    return dict(
+        mass="dense" if dense_mass else "diagonal", chains=chain_method, total_s=total, overhead_s=overhead,
+        sampling_s=total - overhead, steps_per_draw=float(result.sample_stats["n_steps"].mean()),
+        min_ess_bulk=ess, ess_per_s=ess / total, divergences=diag["divergences"],
+    )
 
 
 def main() -> None:
-    rows = [run(True), run(False)]
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {__import__('os').cpu_count()} cores; "
-          f"jax {__import__('jax').__version__} ({__import__('jax').devices()[0].platform})\n")
-    cols = list(rows[0])
+    rows = []
+    for cfg in CONFIGS:
+        env = dict(os.environ)
+        if cfg["chain_method"] == "parallel":
+            env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", json.dumps(cfg)], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    import jax
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__} ({jax.devices()[0].platform})\n")
+    cols = list(rows[0]) + ["time_ratio"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
+    base = rows[0]["total_s"]
     for r in rows:
+        r["time_ratio"] = r["total_s"] / base
         print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
-    base = rows[1]
-    print(f"\ndense vs diagonal: {base['steps_per_draw'] / rows[0]['steps_per_draw']:.1f}x fewer leapfrog steps per draw, "
-          f"{rows[0]['ess_per_s'] / base['ess_per_s']:.1f}x ESS/s")
+    print(f"\ndense vs diagonal mass: {rows[1]['steps_per_draw'] / rows[0]['steps_per_draw']:.1f}x fewer leapfrog steps "
+          f"per draw, {rows[0]['ess_per_s'] / rows[1]['ess_per_s']:.1f}x ESS/s")
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--one":
+        print(json.dumps(measure(**json.loads(sys.argv[2]))))
+    else:
+        main()
