@@ -18,7 +18,17 @@ from bayescale.laws import Law, LawError, list_laws, load_law  # noqa: E402
 from bayescale.results import load, provenance, save  # noqa: E402
 from bayescale._formula import FormulaError  # noqa: E402
 from bayescale.checks import check_coverage, check_reference  # noqa: E402
-from bayescale.planning import compute_optimal  # noqa: E402
+from bayescale.extrapolation import ExtrapolationWarning, extrapolation  # noqa: E402
+from bayescale.planning import (  # noqa: E402
+    budget_for_target,
+    compare_fits,
+    compute_optimal,
+    loss_at,
+    near_optimal_region,
+    plan,
+    prob_below,
+    rank_next_experiments,
+)
 from bayescale.plots import plot_ppc  # noqa: E402
 from bayescale.predict import predict  # noqa: E402
 from bayescale.report import write_report  # noqa: E402
@@ -28,23 +38,32 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DataError",
+    "ExtrapolationWarning",
     "FormulaError",
     "Law",
     "LawError",
     "SamplingError",
     "SamplingWarning",
     "check_coverage",
+    "budget_for_target",
     "check_reference",
+    "compare_fits",
     "compute_optimal",
     "describe",
+    "extrapolation",
     "fit",
     "list_laws",
     "load",
     "load_law",
     "load_runs",
+    "loss_at",
+    "near_optimal_region",
+    "plan",
     "plot_ppc",
     "predict",
+    "prob_below",
     "provenance",
+    "rank_next_experiments",
     "save",
     "summary",
     "write_report",

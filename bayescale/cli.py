@@ -1,4 +1,4 @@
-"""Command line: ``bayescale fit | summary | plan | predict | ppc | report | laws``."""
+"""Command line: ``bayescale fit | summary | plan | compare | next | predict | ppc | report | laws``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["main"]
@@ -45,10 +46,28 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("fit")
     s.add_argument("--prob", type=float, default=0.9)
 
-    pl = sub.add_parser("plan", help="compute-optimal N*, D*, D/N and loss for budgets (C = 6ND)")
+    pl = sub.add_parser("plan", help="compute plan under the posterior: optimum, near-optimal region, a run, a target")
     pl.add_argument("fit")
     pl.add_argument("--compute", type=float, action="append", required=True, help="budget in FLOP (repeatable)")
     pl.add_argument("--prob", type=float, default=0.9)
+    pl.add_argument("--epsilon", type=float, default=0.01, help="loss tolerance (nats) of the near-optimal region")
+    pl.add_argument("--target", type=float, default=None, help="target loss: P(L* < target), budget to reach it")
+    pl.add_argument("--at", default=None, metavar="N=..,D=..", help="a proposed run, e.g. --at N=7e10,D=1.4e12")
+    pl.add_argument("--flops-per-param-token", type=float, default=6.0, help="k in C = k*N*D")
+
+    cmp = sub.add_parser("compare", help="compare two fits: P(B beats A) and B's compute multiplier over A")
+    cmp.add_argument("fit_a")
+    cmp.add_argument("fit_b")
+    cmp.add_argument("--compute", type=float, action="append", required=True, help="budget in FLOP (repeatable)")
+    cmp.add_argument("--prob", type=float, default=0.9)
+
+    nx = sub.add_parser("next", help="rank candidate runs (CSV: N, D[, cost]) by expected uncertainty reduction per FLOP")
+    nx.add_argument("fit")
+    nx.add_argument("candidates", help="CSV with columns N, D and optionally cost (FLOP)")
+    nx_target = nx.add_mutually_exclusive_group(required=True)
+    nx_target.add_argument("--target-at", metavar="N=..,D=..", help="pin down the loss at these inputs")
+    nx_target.add_argument("--target-compute", type=float, help="pin down the compute-optimal N* (or L*) at this budget")
+    nx.add_argument("--quantity", default=None, choices=["loss", "N_opt", "loss_opt"])
 
     pr = sub.add_parser("predict", help="loss at given inputs, e.g. --at N=7e10 --at D=1.4e12")
     pr.add_argument("fit")
@@ -62,10 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     pp.add_argument("--x", default=None)
     pp.add_argument("--group", default=None)
 
-    r = sub.add_parser("report", help="Markdown report with figures")
+    r = sub.add_parser("report", help="self-contained HTML and Markdown report with figures")
     r.add_argument("fit")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--compute", type=float, action="append", help="budgets for the plan (FLOP)")
+    r.add_argument("--recipe", action="append", metavar="KEY=TEXT",
+                   help='recipe notes, e.g. --recipe "parameter counting=all parameters incl. embeddings"')
+    r.add_argument("--flops-per-param-token", type=float, default=6.0, help="k in C = k*N*D")
 
     sub.add_parser("laws", help="list the law catalogue")
     return p
@@ -110,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         print(summary(result).to_string(float_format="%.4g"))
         print(f"saved {path}")
         return 0
-    result = bs.load(args.fit)
+    result = bs.load(args.fit_a if args.command == "compare" else args.fit)
     if args.command == "summary":
         table = summary(result, args.prob)
         print(f"{result.attrs['law_id']}: {result.attrs['law_formula']}  ({result.attrs['n_points']} points)")
@@ -120,9 +142,40 @@ def _run(args: argparse.Namespace) -> int:
             print(f"warning: {w}")
         return 0
     if args.command == "plan":
-        from bayescale.report import plan_table
+        from bayescale.planning import format_plan, plan
 
-        print(plan_table(result, args.compute, args.prob).to_string(float_format="%.4g"))
+        at = None
+        if args.at:
+            at = {k: float(v) for k, v in _pairs(args.at.split(","), "--at").items()}
+        tree = plan(result, args.compute, epsilon=args.epsilon, target=args.target, at=at, prob=args.prob,
+                    flops_per_param_token=args.flops_per_param_token)
+        print(format_plan(tree))
+        return 0
+    if args.command == "compare":
+        from bayescale.planning import compare_fits
+
+        other = bs.load(args.fit_b)
+        cmp = compare_fits(result, other, args.compute)
+        lo, hi = (1 - args.prob) / 2, (1 + args.prob) / 2
+        print(f"A = {args.fit_a} ({cmp.attrs['law_a']}), B = {args.fit_b} ({cmp.attrs['law_b']}); draws paired at random")
+        for c in cmp["compute"].values:
+            m = cmp["compute_multiplier"].sel(compute=c).values
+            q = np.quantile(m, [lo, 0.5, hi])
+            print(f"C = {c:.3g}: P(B beats A) = {float(cmp['prob_b_better'].sel(compute=c)):.3f}; "
+                  f"compute multiplier of B over A = {q[1]:.3g} [{q[0]:.3g}, {q[2]:.3g}] ({args.prob:.0%})")
+        return 0
+    if args.command == "next":
+        from bayescale.planning import rank_next_experiments
+
+        candidates = pd.read_csv(args.candidates)
+        if args.target_at:
+            target = {k: float(v) for k, v in _pairs(args.target_at.split(","), "--target-at").items()}
+        else:
+            target = args.target_compute
+        ranking = rank_next_experiments(result, candidates, target=target, quantity=args.quantity)
+        print(f"target: {ranking.attrs['quantity']} at {ranking.attrs['target']}; ranked by expected variance "
+              "reduction (log scale) per FLOP")
+        print(ranking.to_string(float_format="%.4g"))
         return 0
     if args.command == "predict":
         from bayescale.predict import predict
@@ -139,7 +192,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         from bayescale.report import write_report
 
-        path = write_report(result, args.out, budgets=args.compute or [5.76e23])
+        path = write_report(result, args.out, budgets=args.compute or [5.76e23], recipe=_pairs(args.recipe, "--recipe"),
+                            flops_per_param_token=args.flops_per_param_token)
         print(f"wrote {path}")
         return 0
     raise AssertionError(args.command)

@@ -1,18 +1,44 @@
-"""Compute-optimal allocation under the posterior: N*, D*, D/N and L* for a budget C = k·N·D."""
+"""Compute planning under the posterior of a fitted law of (N, D), with C = k·N·D.
+
+- :func:`compute_optimal`: N*, D*, D/N and L* per draw; :func:`near_optimal_region`: allocations within ε of it.
+- :func:`loss_at`: a proposed run's loss and its regret, in loss and in compute-equivalent FLOP.
+- :func:`prob_below`, :func:`budget_for_target`: P(loss < target) and the budget reaching a target with probability p.
+- :func:`plan`: all of the above for given budgets, as one DataTree; :func:`format_plan` prints it.
+- :func:`compare_fits`: P(B beats A) and B's compute multiplier over A.
+- :func:`rank_next_experiments`: which run to do next, by expected variance reduction of a target per FLOP.
+
+Everything reads the posterior draws of a result and never refits.
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from bayescale.extrapolation import EXTRAPOLATION_THRESHOLD, ExtrapolationWarning, extrapolation, warn_extrapolation
 from bayescale.laws import Law
 from bayescale.results import law_of
 
-__all__ = ["compute_optimal"]
+__all__ = [
+    "compute_optimal",
+    "plan",
+    "plan_summary",
+    "format_plan",
+    "near_optimal_region",
+    "loss_at",
+    "prob_below",
+    "budget_for_target",
+    "compare_fits",
+    "rank_next_experiments",
+    "expected_posterior_variance",
+    "TARGET_QUANTITIES",
+]
 
 # Search window for log N around the balanced split N = D = sqrt(C/k): ±15 nats (6.5 decades) each side covers
 # every published law (Kaplan's a = 0.73 puts N* 3-4 decades above the balanced split at 1e24 FLOP).
@@ -26,6 +52,26 @@ def _log_loss_on_budget(law: Law, params, log_c_over_k):
         return law.log_fn(params, {"N": u, "D": log_c_over_k - u})
 
     return f
+
+
+def _optimum(law: Law, p, log_c, grid_size: int = _GRID):
+    """min over log N of log L(N, C/(kN)) for one draw and one log(C/k): (log N*, log L*, interior optimum?)."""
+    f = _log_loss_on_budget(law, p, log_c)
+    center = 0.5 * log_c
+    lo, hi = jnp.maximum(center - _HALF_WIDTH, 0.0), jnp.minimum(center + _HALF_WIDTH, log_c)
+    grid = jnp.linspace(lo, hi, grid_size)
+    values = jax.vmap(f)(grid)
+    i = jnp.argmin(values)
+    u = grid[i]
+    df, d2f = jax.grad(f), jax.grad(jax.grad(f))
+    h = grid[1] - grid[0]
+    for _ in range(_NEWTON_STEPS):
+        step = df(u) / d2f(u)
+        u = jnp.clip(u - jnp.clip(step, -h, h), lo, hi)  # stay within the bracketing grid cell's neighbourhood
+    value = f(u)
+    u, value = jnp.where(value <= values[i], u, grid[i]), jnp.minimum(value, values[i])  # never worse than the grid
+    interior = (i > 0) & (i < grid_size - 1)
+    return u, value, interior
 
 
 def compute_optimal(
@@ -66,21 +112,9 @@ def compute_optimal(
     params = {n: jnp.asarray(post[n].values.reshape(-1)) for n in law.parameter_names}
 
     def one_draw(p, log_c):
-        f = _log_loss_on_budget(law, p, log_c)
-        center = 0.5 * log_c
-        lo, hi = jnp.maximum(center - _HALF_WIDTH, 0.0), jnp.minimum(center + _HALF_WIDTH, log_c)
-        grid = jnp.linspace(lo, hi, _GRID)
-        values = jax.vmap(f)(grid)
-        i = jnp.argmin(values)
-        u = grid[i]
-        df, d2f = jax.grad(f), jax.grad(jax.grad(f))
-        for _ in range(_NEWTON_STEPS):
-            step = df(u) / d2f(u)
-            h = grid[1] - grid[0]
-            u = jnp.clip(u - jnp.clip(step, -h, h), lo, hi)  # stay within the bracketing grid cell's neighbourhood
-        interior = (i > 0) & (i < _GRID - 1)
+        u, log_l, interior = _optimum(law, p, log_c)
         u = jnp.where(interior, u, jnp.nan)
-        return u, f(u)
+        return u, jnp.where(interior, log_l, jnp.nan)
 
     solve = jax.jit(jax.vmap(jax.vmap(one_draw, in_axes=(None, 0)), in_axes=(0, None)))
     log_c = jnp.log(budgets / flops_per_param_token)
@@ -106,3 +140,604 @@ def compute_optimal(
         coords={"chain": post["chain"].values, "draw": post["draw"].values, "compute": budgets},
         attrs={"flops_per_param_token": flops_per_param_token, "law_id": law.id},
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inverse of the compute-optimal frontier: the budget at which L*(C) reaches a given loss, per draw.
+
+# Search window for log(C/k) in the inverse: C/k from 1e6 (N = D = 1e3) to 1e40 FLOP/k covers every budget a
+# language model has been or will soon be trained with, with decades to spare at both ends.
+_LOG_CK_RANGE = (np.log(1e6), np.log(1e40))
+_BISECTION_STEPS = 48  # halves a 78-nat bracket to 3e-13 nats
+_INVERSE_GRID = 512  # the grid only brackets the optimum; Newton steps then converge (see _optimum)
+
+
+def _inverse_solver(law: Law):
+    """jit(vmap) of (params per draw, log target per draw) → log(C/k) with min_N L(N, C/(kN)) = target.
+
+    L*(C) decreases in C, so bisection on log(C/k) converges. Targets at or below the law's floor (e.g. E) give +inf;
+    targets above L* at the smallest budget of the window give its lower end (a bound, not an estimate).
+    """
+
+    def one(p, log_target):
+        lo, hi = _LOG_CK_RANGE
+
+        def best(v):
+            return _optimum(law, p, v, _INVERSE_GRID)[1]
+
+        reachable = best(hi) < log_target
+
+        def body(_, bracket):
+            a, b = bracket
+            m = 0.5 * (a + b)
+            above = best(m) > log_target  # not reached yet at budget m: the answer is larger
+            return jnp.where(above, m, a), jnp.where(above, b, m)
+
+        a, b = jax.lax.fori_loop(0, _BISECTION_STEPS, body, (jnp.asarray(lo), jnp.asarray(hi)))
+        return jnp.where(reachable, 0.5 * (a + b), jnp.inf)
+
+    return jax.jit(jax.vmap(one))
+
+
+def _flat_params(result: xr.DataTree, law: Law) -> dict[str, np.ndarray]:
+    post = result["posterior"].to_dataset()
+    return {n: post[n].values.reshape(-1) for n in law.parameter_names}
+
+
+def _compute_for_loss(law: Law, params: dict[str, np.ndarray], loss: np.ndarray, k: float) -> np.ndarray:
+    """Per draw, the budget C (FLOP) at which the draw's compute-optimal loss equals ``loss`` (same length)."""
+    solve = _inverse_solver(law)
+    v = np.asarray(solve({n: jnp.asarray(a) for n, a in params.items()}, jnp.log(jnp.asarray(loss, dtype=float))))
+    return k * np.exp(v)
+
+
+def _check_nd(law: Law, what: str) -> None:
+    if set(law.input_names) != {"N", "D"}:
+        raise ValueError(f"{what} needs a law of exactly (N, D); law {law.id!r} has {list(law.input_names)}")
+
+
+def _budgets(compute) -> np.ndarray:
+    budgets = np.atleast_1d(np.asarray(compute, dtype=float))
+    if budgets.ndim != 1 or np.any(~np.isfinite(budgets)) or np.any(budgets <= 0):
+        raise ValueError(f"compute must be positive and finite FLOP, got {budgets}")
+    return budgets
+
+
+def _sample_coords(result: xr.DataTree) -> dict[str, np.ndarray]:
+    post = result["posterior"]
+    return {"chain": post["chain"].values, "draw": post["draw"].values}
+
+
+def _shape(result: xr.DataTree) -> tuple[int, int]:
+    post = result["posterior"]
+    return post.sizes["chain"], post.sizes["draw"]
+
+
+def loss_at(
+    result: xr.DataTree,
+    N: float | np.ndarray,
+    D: float | np.ndarray,
+    *,
+    flops_per_param_token: float = 6.0,
+    rng_key: int | jax.Array = 0,
+    law: Law | None = None,
+    extrapolation_threshold: float = EXTRAPOLATION_THRESHOLD,
+) -> xr.Dataset:
+    """Loss of proposed runs (N, D) and their regret against the compute-optimal run of the same budget C = k·N·D.
+
+    Per posterior draw θ: ``loss`` = L(N, D; θ) (the law, i.e. the median loss of such a run), ``loss_predictive``
+    (one realised run: the law plus the fitted observation noise), ``loss_opt`` = min over N' of L(N', C/(kN'); θ),
+    ``regret`` = loss − loss_opt (≥ 0), ``compute_equivalent`` C' with L*(C'; θ) = L(N, D; θ): the budget that,
+    spent optimally, reaches the same loss, ``regret_flops`` = C − C' (the compute the allocation wastes) and
+    ``compute_efficiency`` = C'/C.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables over ``(chain, draw, proposal)``; coordinates ``N``, ``D``, ``compute`` and
+        ``extrapolation_N``, ``extrapolation_D`` (decades beyond the fitted range) along ``proposal``.
+    """
+    from bayescale.predict import predict
+
+    law = law_of(result, law)
+    _check_nd(law, "loss_at")
+    n, d = (a.reshape(-1) for a in np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float)))
+    if np.any(~np.isfinite(n)) or np.any(n <= 0) or np.any(~np.isfinite(d)) or np.any(d <= 0):
+        raise ValueError(f"N and D must be positive and finite, got N={n}, D={d}")
+    budgets = flops_per_param_token * n * d
+    with warnings.catch_warnings():  # warned once below, with the plan's wording
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        law_pred = predict(result, law=law, N=n, D=d)["loss"].values
+        noisy = predict(result, law=law, kind="predictive", rng_key=rng_key, N=n, D=d)["loss"].values
+    decades = extrapolation(result, N=n, D=d)
+    warn_extrapolation(decades, extrapolation_threshold, what="proposed run")
+    chains, draws = _shape(result)
+    opt = compute_optimal(result, budgets, flops_per_param_token=flops_per_param_token, law=law)
+    loss_opt = opt["loss_opt"].values  # (chain, draw, proposal)
+    params = _flat_params(result, law)
+    c_equiv = np.stack(
+        [_compute_for_loss(law, params, law_pred[..., j].reshape(-1), flops_per_param_token) for j in range(n.size)],
+        axis=-1,
+    ).reshape(chains, draws, n.size)
+    c_equiv = np.minimum(c_equiv, budgets)  # bisection tolerance can put C' a hair above C for an optimal run
+    dims = ("chain", "draw", "proposal")
+    return xr.Dataset(
+        {
+            "loss": (dims, law_pred),
+            "loss_predictive": (dims, noisy),
+            "loss_opt": (dims, loss_opt),
+            "regret": (dims, law_pred - loss_opt),
+            "compute_equivalent": (dims, c_equiv),
+            "regret_flops": (dims, budgets - c_equiv),
+            "compute_efficiency": (dims, c_equiv / budgets),
+        },
+        coords={
+            **_sample_coords(result),
+            "N": ("proposal", n),
+            "D": ("proposal", d),
+            "compute": ("proposal", budgets),
+            **{f"extrapolation_{k}": ("proposal", v) for k, v in decades.items()},
+        },
+        attrs={"flops_per_param_token": flops_per_param_token, "law_id": law.id,
+               "extrapolation_threshold": extrapolation_threshold},
+    )
+
+
+def prob_below(
+    result: xr.DataTree, target: float, *, kind: str = "law", law: Law | None = None, rng_key: int | jax.Array = 0,
+    **inputs: Any,
+) -> xr.DataArray:
+    """P(loss < ``target``) at ``inputs`` under the posterior, per prediction point.
+
+    ``kind="law"``: the probability that the law's value (the median loss of a run there) is below target;
+    ``kind="predictive"``: that one realised run is (adds the fitted observation noise).
+    """
+    from bayescale.predict import predict
+
+    if not np.isfinite(target) or target <= 0:
+        raise ValueError(f"target loss must be positive and finite, got {target}")
+    loss = predict(result, kind=kind, law=law, rng_key=rng_key, **inputs)["loss"]
+    p = (loss < target).mean(("chain", "draw"))
+    p.name = "prob_below"
+    p.attrs.update(target=target, kind=kind)
+    return p
+
+
+def budget_for_target(
+    result: xr.DataTree,
+    target: float,
+    *,
+    prob: float = 0.9,
+    flops_per_param_token: float = 6.0,
+    law: Law | None = None,
+) -> xr.Dataset:
+    """The smallest budget C whose compute-optimal run reaches loss ``target`` with probability ``prob``.
+
+    Per draw, ``compute_needed`` solves L*(C; θ) = target (+inf where the target is at or below the draw's floor,
+    e.g. E ≤ target). Since L* decreases in C, P(L*(C) ≤ target) = P(compute_needed ≤ C), so the answer is the
+    ``prob`` quantile of ``compute_needed`` (``budget``; +inf if more than 1 − prob of the draws never reach it).
+    The probability is over the law's value (the median run), not one noisy run.
+    """
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    if not np.isfinite(target) or target <= 0:
+        raise ValueError(f"target loss must be positive and finite, got {target}")
+    law = law_of(result, law)
+    _check_nd(law, "budget_for_target")
+    params = _flat_params(result, law)
+    size = next(iter(params.values())).size
+    needed = _compute_for_loss(law, params, np.full(size, float(target)), flops_per_param_token)
+    budget = float(np.quantile(needed, prob, method="higher")) if np.mean(np.isinf(needed)) <= 1 - prob else np.inf
+    return xr.Dataset(
+        {"compute_needed": (("chain", "draw"), needed.reshape(_shape(result))), "budget": ((), budget)},
+        coords=_sample_coords(result),
+        attrs={"target": float(target), "prob": prob, "flops_per_param_token": flops_per_param_token,
+               "prob_unreachable": float(np.mean(np.isinf(needed)))},
+    )
+
+
+def near_optimal_region(
+    result: xr.DataTree,
+    compute: float,
+    *,
+    epsilon: float = 0.01,
+    flops_per_param_token: float = 6.0,
+    half_width_decades: float = 1.5,
+    num_points: int = 121,
+    law: Law | None = None,
+) -> xr.Dataset:
+    """Allocations on the budget C = k·N·D whose loss is within ``epsilon`` of the optimum, with probability.
+
+    On a grid of N around the posterior median N* (± ``half_width_decades``), with D = C/(kN): ``loss`` and
+    ``regret`` = L(N, D) − L*(C) per draw, and ``prob_near`` = P(regret ≤ ε). ``epsilon`` defaults to 0.01 nats, the
+    lower end of seed-to-seed loss variation (0.01-0.02 nats, LAWS.md "practice"): allocations within it cannot be
+    told apart from the optimum by one run. The attrs ``N_range_<p>`` give the N range where ``prob_near`` ≥ p
+    (p = 0.5, 0.9).
+    """
+    law = law_of(result, law)
+    _check_nd(law, "near_optimal_region")
+    if not np.isfinite(epsilon) or epsilon <= 0:
+        raise ValueError(f"epsilon must be a positive loss difference (nats), got {epsilon}")
+    budget = float(_budgets(compute)[0]) if np.ndim(compute) == 0 else None
+    if budget is None:
+        raise ValueError(f"near_optimal_region takes one budget, got {compute}")
+    opt = compute_optimal(result, budget, flops_per_param_token=flops_per_param_token, law=law)
+    center = float(np.nanmedian(opt["N_opt"].values))
+    grid_n = center * np.logspace(-half_width_decades, half_width_decades, num_points)
+    params = _flat_params(result, law)
+    from bayescale.predict import draws_log_law
+
+    grid_d = budget / (flops_per_param_token * grid_n)
+    loss = np.exp(draws_log_law(law, params, {"N": grid_n, "D": grid_d}))
+    chains, draws = _shape(result)
+    loss = loss.reshape(chains, draws, num_points)
+    regret = loss - opt["loss_opt"].values[..., :1]
+    prob_near = np.mean(regret <= epsilon, axis=(0, 1))
+    attrs = {"compute": budget, "epsilon": epsilon, "flops_per_param_token": flops_per_param_token}
+    for p in (0.5, 0.9):
+        inside = grid_n[prob_near >= p]
+        attrs[f"N_range_{p:g}"] = [float(inside.min()), float(inside.max())] if inside.size else [np.nan, np.nan]
+    return xr.Dataset(
+        {"loss": (("chain", "draw", "N"), loss), "regret": (("chain", "draw", "N"), regret),
+         "prob_near": ("N", prob_near)},
+        coords={**_sample_coords(result), "N": grid_n, "D": ("N", grid_d)},
+        attrs=attrs,
+    )
+
+
+def plan(
+    result: xr.DataTree,
+    compute: float | np.ndarray,
+    *,
+    epsilon: float = 0.01,
+    target: float | None = None,
+    at: Mapping[str, float] | None = None,
+    prob: float = 0.9,
+    flops_per_param_token: float = 6.0,
+    rng_key: int | jax.Array = 0,
+    law: Law | None = None,
+    extrapolation_threshold: float = EXTRAPOLATION_THRESHOLD,
+) -> xr.DataTree:
+    """A compute plan under the posterior: optimum, near-optimal region, a proposed run, a target loss.
+
+    Parameters
+    ----------
+    result
+        A fit of a law of (N, D).
+    compute
+        Budget(s) C in FLOP, with C = k·N·D (k = ``flops_per_param_token``).
+    epsilon
+        Loss tolerance (nats) of the near-optimal region (:func:`near_optimal_region`).
+    target
+        A target loss: adds P(L*(C) < target) per budget and the smallest budget reaching it with probability
+        ``prob`` (:func:`budget_for_target`), and P(loss < target) of the proposed run.
+    at
+        A proposed run ``{"N": ..., "D": ...}``: its loss, 90% predictive interval and regret (:func:`loss_at`).
+
+    Returns
+    -------
+    xarray.DataTree
+        Children ``optimum`` (:func:`compute_optimal`, with ``extrapolation_N``/``extrapolation_D`` of the median
+        allocation along ``compute``), ``near_optimal`` (over ``compute`` and ``offset`` = log10(N / median N*)),
+        and, when asked, ``proposal`` and ``target``. :func:`format_plan` prints it.
+    """
+    law = law_of(result, law)
+    _check_nd(law, "plan")
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    budgets = _budgets(compute)
+    opt = compute_optimal(result, budgets, flops_per_param_token=flops_per_param_token, law=law)
+    med_n = opt["N_opt"].median(("chain", "draw")).values
+    med_d = opt["D_opt"].median(("chain", "draw")).values
+    decades = extrapolation(result, N=med_n, D=med_d)
+    warn_extrapolation(decades, extrapolation_threshold, what="compute-optimal allocation")
+    opt = opt.assign_coords({f"extrapolation_{k}": ("compute", v) for k, v in decades.items()})
+
+    regions = []
+    for c in budgets:
+        reg = near_optimal_region(result, float(c), epsilon=epsilon, flops_per_param_token=flops_per_param_token, law=law)
+        center = float(np.nanmedian(opt["N_opt"].sel(compute=c).values))
+        levels = [0.5, 0.9]
+        bounds = np.array([reg.attrs[f"N_range_{p:g}"] for p in levels])
+        reg = reg.rename({"N": "offset"}).assign_coords(
+            offset=np.round(np.log10(reg["N"].values / center), 6), N=("offset", reg["N"].values)
+        )
+        reg = reg.drop_attrs().assign(
+            N_low=("level", bounds[:, 0]), N_high=("level", bounds[:, 1])
+        ).assign_coords(level=levels)
+        regions.append(reg)
+    near = xr.concat(regions, dim=xr.DataArray(budgets, dims="compute", name="compute"), coords="different",
+                     compat="equals", join="override")
+    near.attrs.update(epsilon=epsilon)
+    tree = {"optimum": opt, "near_optimal": near}
+
+    if at is not None:
+        unknown = sorted(set(at) - {"N", "D"})
+        if unknown or set(at) != {"N", "D"}:
+            raise ValueError(f"at: a proposed run needs exactly N and D, got {sorted(at)}")
+        tree["proposal"] = loss_at(
+            result, at["N"], at["D"], flops_per_param_token=flops_per_param_token, rng_key=rng_key, law=law,
+            extrapolation_threshold=extrapolation_threshold,
+        )
+    if target is not None:
+        bt = budget_for_target(result, target, prob=prob, flops_per_param_token=flops_per_param_token, law=law)
+        tgt = bt.assign(prob_optimum_below=("compute", (opt["loss_opt"] < target).mean(("chain", "draw")).values))
+        tgt = tgt.assign_coords(compute=budgets)
+        if "proposal" in tree:
+            prop = tree["proposal"]
+            tgt["prob_proposal_below"] = ("proposal", (prop["loss"] < target).mean(("chain", "draw")).values)
+            tgt["prob_proposal_below_predictive"] = (
+                "proposal", (prop["loss_predictive"] < target).mean(("chain", "draw")).values)
+        tree["target"] = tgt
+    out = xr.DataTree.from_dict({f"/{k}": v for k, v in tree.items()})
+    out.attrs.update(
+        law_id=law.id, prob=prob, epsilon=epsilon, flops_per_param_token=flops_per_param_token,
+        extrapolation_threshold=extrapolation_threshold, **({"target": float(target)} if target is not None else {}),
+    )
+    return out
+
+
+def _interval(values: np.ndarray, prob: float) -> tuple[float, float, float]:
+    v = np.asarray(values, dtype=float).reshape(-1)
+    v = v[~np.isnan(v)]
+    lo, med, hi = np.quantile(v, [(1 - prob) / 2, 0.5, (1 + prob) / 2])
+    return float(med), float(lo), float(hi)
+
+
+def plan_summary(plan_tree: xr.DataTree, prob: float | None = None) -> "pd.DataFrame":
+    """The numbers of a :func:`plan` as one table: quantity, budget or run, median and central ``prob`` interval."""
+    import pandas as pd
+
+    prob = float(plan_tree.attrs["prob"]) if prob is None else prob
+    rows = []
+    opt = plan_tree["optimum"].to_dataset()
+    for c in opt["compute"].values:
+        o = opt.sel(compute=c)
+        for var, label in [("N_opt", "N*"), ("D_opt", "D*"), ("tokens_per_param", "D*/N*"), ("loss_opt", "L*")]:
+            rows.append(dict(quantity=f"{label} ({var})", at=f"C={c:.3g}", **dict(zip(("median", "low", "high"), _interval(o[var].values, prob)))))
+        for inp in ("N", "D"):
+            rows.append(dict(quantity=f"extrapolation {inp} (decades)", at=f"C={c:.3g}", median=float(o[f"extrapolation_{inp}"])))
+        near = plan_tree["near_optimal"].to_dataset().sel(compute=c)
+        for lvl in near["level"].values:
+            lo_n, hi_n = float(near["N_low"].sel(level=lvl)), float(near["N_high"].sel(level=lvl))
+            k = float(plan_tree.attrs["flops_per_param_token"])
+            rows.append(dict(quantity=f"near-optimal N (P≥{lvl:g} within ε={plan_tree.attrs['epsilon']:g})",
+                             at=f"C={c:.3g}", low=lo_n, high=hi_n))
+            rows.append(dict(quantity=f"near-optimal D (P≥{lvl:g} within ε={plan_tree.attrs['epsilon']:g})",
+                             at=f"C={c:.3g}", low=c / (k * hi_n) if hi_n else np.nan, high=c / (k * lo_n) if lo_n else np.nan))
+    if "proposal" in plan_tree.children:
+        prop = plan_tree["proposal"].to_dataset()
+        for j in range(prop.sizes["proposal"]):
+            p = prop.isel(proposal=j)
+            where = f"N={float(p['N']):.3g}, D={float(p['D']):.3g}"
+            for var, label in [("loss", "loss (law)"), ("loss_predictive", "loss (one run, predictive)"),
+                               ("regret", "regret (loss)"), ("regret_flops", "regret (FLOP)"),
+                               ("compute_efficiency", "compute efficiency C'/C")]:
+                med, lo, hi = _interval(p[var].values, prob)
+                rows.append(dict(quantity=label, at=where, median=med, low=lo, high=hi,
+                                 mean=float(np.nanmean(p[var].values)) if var.startswith("regret") else np.nan))
+            for inp in ("N", "D"):
+                rows.append(dict(quantity=f"extrapolation {inp} (decades)", at=where, median=float(p[f"extrapolation_{inp}"])))
+    if "target" in plan_tree.children:
+        t = plan_tree["target"].to_dataset()
+        tv = plan_tree.attrs["target"]
+        for c in t["compute"].values:
+            rows.append(dict(quantity=f"P(L* < {tv:g})", at=f"C={c:.3g}", median=float(t["prob_optimum_below"].sel(compute=c))))
+        rows.append(dict(quantity=f"smallest C with P(L* < {tv:g}) ≥ {t.attrs['prob']:g}", at="", median=float(t["budget"])))
+        if "prob_proposal_below" in t:
+            for j in range(t.sizes["proposal"]):
+                where = f"N={float(prop['N'][j]):.3g}, D={float(prop['D'][j]):.3g}"
+                rows.append(dict(quantity=f"P(loss < {tv:g}), law", at=where, median=float(t["prob_proposal_below"][j])))
+                rows.append(dict(quantity=f"P(loss < {tv:g}), one run", at=where,
+                                 median=float(t["prob_proposal_below_predictive"][j])))
+    table = pd.DataFrame(rows, columns=["quantity", "at", "median", "low", "high", "mean"])
+    table.attrs["prob"] = prob
+    return table
+
+
+def format_plan(plan_tree: xr.DataTree, prob: float | None = None) -> str:
+    """A plain-text rendering of :func:`plan_summary`, with the interval level in the header."""
+    table = plan_summary(plan_tree, prob)
+    p = table.attrs["prob"]
+    header = (f"plan for {plan_tree.attrs['law_id']} (C = {plan_tree.attrs['flops_per_param_token']:g}·N·D); "
+              f"median and central {p:.0%} interval; mean where given (regret: expected regret)")
+    return header + "\n" + table.rename(columns={"low": f"q{(1 - p) / 2:.3g}", "high": f"q{(1 + p) / 2:.3g}"}).to_string(
+        index=False, float_format=lambda v: f"{v:.4g}", na_rep="")
+
+
+# ---------------------------------------------------------------------------------------------------------
+def compare_fits(
+    result_a: xr.DataTree,
+    result_b: xr.DataTree,
+    compute: float | np.ndarray,
+    *,
+    flops_per_param_token: float = 6.0,
+    rng_key: int = 0,
+    law_a: Law | None = None,
+    law_b: Law | None = None,
+) -> xr.Dataset:
+    """Compare two fits (recipes, architectures) at budgets C: does B beat A, and by how much compute?
+
+    The two posteriors are independent, so draws are paired at random (a permutation of each, truncated to the
+    smaller one). Per pair: ``loss_opt_a``, ``loss_opt_b`` (compute-optimal loss at C), ``b_better`` (L*_B < L*_A),
+    and ``compute_multiplier`` = C_A / C, where C_A is the budget A needs, spent optimally, to reach L*_B(C): B is
+    worth ``compute_multiplier`` times its compute in A's recipe (> 1: B is better; +inf: A never gets there, its
+    floor is above L*_B(C)). ``prob_b_better`` over ``compute`` is P(B beats A at C).
+
+    Only meaningful when both losses are on the same scale (same evaluation data and tokenizer).
+
+    References
+    ----------
+    The compute-equivalent gain of a recipe is the usual way of stating algorithmic progress, e.g.
+    Ho et al. 2024, "Algorithmic progress in language models", arXiv:2403.05812.
+    """
+    law_a, law_b = law_of(result_a, law_a), law_of(result_b, law_b)
+    _check_nd(law_a, "compare_fits")
+    _check_nd(law_b, "compare_fits")
+    budgets = _budgets(compute)
+    opt_a = compute_optimal(result_a, budgets, flops_per_param_token=flops_per_param_token, law=law_a)
+    opt_b = compute_optimal(result_b, budgets, flops_per_param_token=flops_per_param_token, law=law_b)
+    la = opt_a["loss_opt"].values.reshape(-1, budgets.size)
+    lb = opt_b["loss_opt"].values.reshape(-1, budgets.size)
+    rng = np.random.default_rng(rng_key)
+    n = min(la.shape[0], lb.shape[0])
+    ia, ib = rng.permutation(la.shape[0])[:n], rng.permutation(lb.shape[0])[:n]
+    la, lb = la[ia], lb[ib]
+    params_a = {k: v[ia] for k, v in _flat_params(result_a, law_a).items()}
+    mult = np.stack(
+        [_compute_for_loss(law_a, params_a, lb[:, j], flops_per_param_token) / c for j, c in enumerate(budgets)], axis=1
+    )
+    better = lb < la
+    return xr.Dataset(
+        {
+            "loss_opt_a": (("pair", "compute"), la),
+            "loss_opt_b": (("pair", "compute"), lb),
+            "b_better": (("pair", "compute"), better),
+            "compute_multiplier": (("pair", "compute"), mult),
+            "prob_b_better": ("compute", better.mean(axis=0)),
+        },
+        coords={"compute": budgets, "pair": np.arange(n)},
+        attrs={"law_a": law_a.id, "law_b": law_b.id, "flops_per_param_token": flops_per_param_token,
+               "pairing": f"independent random permutation, seed {rng_key}"},
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+#: Quantities of the target prediction that :func:`rank_next_experiments` can reduce the uncertainty of.
+TARGET_QUANTITIES = ("loss", "N_opt", "loss_opt")
+
+
+def expected_posterior_variance(q: np.ndarray, log_lik: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Importance-sampling estimate of the posterior variance of ``q`` after observing each simulated outcome.
+
+    ``q``: the target quantity per posterior draw, shape (S,). ``log_lik[m, s]``: log-likelihood of simulated
+    outcome m under draw s. Reweighting the current draws by the likelihood of the new observation gives the
+    updated posterior (self-normalised importance sampling), so for each outcome m
+    Var_m = Σ_s w_ms (q_s − Σ_s w_ms q_s)², w_ms ∝ exp(log_lik[m, s]). Returns (Var_m, ESS_m) with the Kish
+    effective sample size ESS_m = 1 / Σ_s w_ms²; estimates from a small ESS (≲ 50) understate the variance.
+    """
+    q = np.asarray(q, dtype=float)
+    w = np.exp(log_lik - log_lik.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    mean = w @ q
+    var = np.einsum("ms,ms->m", w, (q[None, :] - mean[:, None]) ** 2)
+    return var, 1.0 / np.sum(w**2, axis=1)
+
+
+def rank_next_experiments(
+    result: xr.DataTree,
+    candidates: Any,
+    *,
+    target: Mapping[str, float] | float,
+    quantity: str | None = None,
+    num_outcomes: int = 200,
+    max_draws: int = 4000,
+    flops_per_param_token: float = 6.0,
+    rng_key: int = 0,
+    law: Law | None = None,
+) -> "pd.DataFrame":
+    """Rank candidate runs by how much they are expected to shrink the posterior variance of a target, per FLOP.
+
+    Pre-posterior analysis by importance reweighting of the current draws, no refit: for a candidate x, simulate
+    ``num_outcomes`` outcomes y_m from the posterior predictive at x (a draw θ_m, then the fitted Student-t or Normal
+    noise on log-loss), reweight all draws by p(y_m | θ_s, x), and average the reweighted variance of the target
+    quantity q over outcomes (:func:`expected_posterior_variance`). The score is the expected variance reduction
+    Var(q) − E_y[Var(q | y)] divided by the candidate's cost. The approximation assumes the new run's noise is
+    independent of the fitted runs' (true for a new model size; optimistic for one more checkpoint of a fitted run)
+    and that the current draws cover the updated posterior (check ``ess``; it falls when one run pins the law).
+
+    Parameters
+    ----------
+    candidates
+        A DataFrame (or mapping of arrays) with columns ``N``, ``D`` and optionally ``cost`` (FLOP; default k·N·D).
+    target
+        Inputs ``{"N": ..., "D": ...}`` of the prediction to pin down (``quantity="loss"``, the log of the law's
+        loss there), or a budget C in FLOP (``quantity="N_opt"``, default, or ``"loss_opt"``; log scale).
+    quantity
+        One of :data:`TARGET_QUANTITIES`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The candidates sorted by ``score`` (variance reduction per FLOP, descending), with ``variance_reduction``
+        (absolute and ``relative`` to the current variance), ``interval_shrink`` (expected ratio of the posterior sd
+        after / before) and ``ess`` (median effective sample size of the reweighted draws).
+
+    References
+    ----------
+    Chaloner & Verdinelli 1995, "Bayesian experimental design: a review", Statistical Science 10(3);
+    Ryan, Drovandi, McGree, Pettitt 2016, "A review of modern computational algorithms for Bayesian optimal
+    design", International Statistical Review 84(1).
+    """
+    import pandas as pd
+    from scipy import stats
+
+    from bayescale.predict import draws_log_law
+
+    law = law_of(result, law)
+    table = pd.DataFrame(dict(candidates)) if not isinstance(candidates, pd.DataFrame) else candidates.copy()
+    missing = [c for c in law.input_names if c not in table.columns]
+    if missing:
+        raise ValueError(f"candidates need columns {list(law.input_names)} (and optionally 'cost'); missing {missing}")
+    if len(table) == 0:
+        raise ValueError("candidates: no rows")
+    if "cost" not in table.columns:
+        _check_nd(law, "rank_next_experiments without a 'cost' column")
+        table["cost"] = flops_per_param_token * table["N"] * table["D"]
+    if np.any(~np.isfinite(table["cost"])) or np.any(table["cost"] <= 0):
+        raise ValueError("candidates: cost must be positive and finite (FLOP)")
+
+    if isinstance(target, Mapping):
+        quantity = quantity or "loss"
+        if quantity != "loss":
+            raise ValueError(f"quantity {quantity!r} with target inputs: must be 'loss' (a budget target takes "
+                             f"{list(TARGET_QUANTITIES[1:])})")
+    else:
+        quantity = quantity or "N_opt"
+        if quantity not in TARGET_QUANTITIES[1:]:
+            raise ValueError(f"quantity {quantity!r} with a budget target: must be one of {list(TARGET_QUANTITIES[1:])}")
+
+    params = _flat_params(result, law)
+    post = result["posterior"].to_dataset()
+    size = next(iter(params.values())).size
+    rng = np.random.default_rng(rng_key)
+    keep = np.sort(rng.choice(size, min(size, max_draws), replace=False))
+    params = {k: v[keep] for k, v in params.items()}
+    sigma = post["sigma"].values.reshape(-1)[keep]
+    nu = post["nu"].values.reshape(-1)[keep] if "nu" in post else None
+
+    if quantity == "loss":
+        inputs = {n: np.atleast_1d(np.asarray(target[n], dtype=float)) for n in law.input_names}
+        q = draws_log_law(law, params, inputs)[:, 0]
+    else:
+        opt = compute_optimal(result, float(target), flops_per_param_token=flops_per_param_token, law=law)
+        q = np.log(opt[quantity].values.reshape(-1)[keep])
+    ok = np.isfinite(q)
+    q, sigma = q[ok], sigma[ok]
+    params = {k: v[ok] for k, v in params.items()}
+    nu = nu[ok] if nu is not None else None
+    s = q.size
+    prior_var = float(np.var(q))
+
+    cand_inputs = {n: table[n].to_numpy(dtype=float) for n in law.input_names}
+    mu = draws_log_law(law, params, cand_inputs)  # (S, K) log-loss per draw and candidate
+    which = rng.integers(0, s, num_outcomes)
+    z = rng.standard_t(nu[which])[:, None] if nu is not None else rng.standard_normal((num_outcomes, 1))
+    rows = []
+    for j in range(len(table)):
+        y = mu[which, j][:, None] + sigma[which][:, None] * z  # (M, 1) simulated log-losses
+        resid = (y - mu[None, :, j]) / sigma[None, :]
+        if nu is not None:
+            log_lik = stats.t.logpdf(resid, df=nu[None, :]) - np.log(sigma)[None, :]
+        else:
+            log_lik = stats.norm.logpdf(resid) - np.log(sigma)[None, :]
+        var, ess = expected_posterior_variance(q, log_lik)
+        post_var = float(np.mean(var))
+        rows.append(dict(variance_reduction=prior_var - post_var, relative_reduction=1 - post_var / prior_var,
+                         interval_shrink=float(np.mean(np.sqrt(var))) / np.sqrt(prior_var), ess=float(np.median(ess))))
+    out = pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+    out["score"] = out["variance_reduction"] / out["cost"]
+    out = out.sort_values("score", ascending=False).reset_index(drop=True)
+    out.attrs.update(quantity=quantity, target=target if not isinstance(target, Mapping) else dict(target),
+                     prior_variance=prior_var, num_outcomes=num_outcomes, draws=s)
+    return out

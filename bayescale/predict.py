@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from bayescale.extrapolation import EXTRAPOLATION_THRESHOLD, extrapolation, warn_extrapolation
 from bayescale.inference import as_key
 from bayescale.laws import Law
 from bayescale.results import attr_json, law_of
@@ -52,6 +53,7 @@ def predict(
     kind: str = "law",
     law: Law | None = None,
     rng_key: int | jax.Array = 0,
+    extrapolation_threshold: float = EXTRAPOLATION_THRESHOLD,
     **inputs: Any,
 ) -> xr.Dataset:
     """Posterior predictions at new inputs.
@@ -66,13 +68,17 @@ def predict(
         Only for results of Python-function laws; catalogue and file laws are rebuilt from the result.
     rng_key
         Seed for the noise draws of ``kind="predictive"``.
+    extrapolation_threshold
+        Decades beyond the observed range of any input past which an
+        :class:`~bayescale.extrapolation.ExtrapolationWarning` is issued.
     **inputs
         Values of every law input (scalars or arrays; broadcast together), e.g. ``N=7e10, D=1.4e12``.
 
     Returns
     -------
     xarray.Dataset
-        ``loss`` over ``(chain, draw, prediction)`` with the inputs as coordinates along ``prediction``.
+        ``loss`` over ``(chain, draw, prediction)`` with the inputs as coordinates along ``prediction``, and
+        ``extrapolation_<input>`` coordinates: decades beyond the fitted range of each input (0 inside it).
     """
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: must be one of {list(KINDS)}")
@@ -91,8 +97,15 @@ def predict(
             z = np.asarray(jax.random.t(key, jnp.asarray(nu), log_mu.shape))
         log_mu = log_mu + sigma * z
     loss = np.exp(log_mu).reshape(chains, draws, -1)
+    decades = extrapolation(result, **x) if "constant_data" in result.children else {}
+    warn_extrapolation(decades, extrapolation_threshold)
     return xr.Dataset(
         {"loss": (("chain", "draw", "prediction"), loss)},
-        coords={"chain": post["chain"].values, "draw": post["draw"].values, **{n: ("prediction", v) for n, v in x.items()}},
-        attrs={"kind": kind, "law_id": law.id},
+        coords={
+            "chain": post["chain"].values,
+            "draw": post["draw"].values,
+            **{n: ("prediction", v) for n, v in x.items()},
+            **{f"extrapolation_{n}": ("prediction", d) for n, d in decades.items()},
+        },
+        attrs={"kind": kind, "law_id": law.id, "extrapolation_threshold": extrapolation_threshold},
     )
