@@ -33,6 +33,10 @@ from bayescale.plots import plot_ppc  # noqa: E402
 from bayescale.predict import predict  # noqa: E402
 from bayescale.report import write_report  # noqa: E402
 from bayescale.summary import describe, summary  # noqa: E402
+from bayescale.baseline import fit_baseline  # noqa: E402
+from bayescale.calibration import check_calibration  # noqa: E402
+from bayescale.comparison import compare_laws, loo, predict_averaged  # noqa: E402
+from bayescale.validation import plot_validation, validate  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -44,27 +48,34 @@ __all__ = [
     "LawError",
     "SamplingError",
     "SamplingWarning",
+    "check_calibration",
     "check_coverage",
     "budget_for_target",
     "check_reference",
     "compare_fits",
+    "compare_laws",
     "compute_optimal",
     "describe",
     "extrapolation",
     "fit",
+    "fit_baseline",
     "list_laws",
     "load",
     "load_law",
     "load_runs",
+    "loo",
     "loss_at",
     "near_optimal_region",
     "plan",
     "plot_ppc",
+    "plot_validation",
+    "predict_averaged",
     "predict",
     "prob_below",
     "provenance",
     "rank_next_experiments",
     "save",
     "summary",
+    "validate",
     "write_report",
 ]

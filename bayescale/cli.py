@@ -1,4 +1,4 @@
-"""Command line: ``bayescale fit | summary | plan | compare | next | predict | ppc | report | laws``."""
+"""Command line: ``bayescale fit | summary | plan | compare | next | predict | ppc | report | validate | laws``."""
 
 from __future__ import annotations
 
@@ -89,8 +89,35 @@ def _parser() -> argparse.ArgumentParser:
                    help='recipe notes, e.g. --recipe "parameter counting=all parameters incl. embeddings"')
     r.add_argument("--flops-per-param-token", type=float, default=6.0, help="k in C = k*N*D")
 
+    v = sub.add_parser("validate", help="held-out validation: fit on part of the runs, score predictions of the rest")
+    v.add_argument("table", help="CSV or Parquet run table")
+    v.add_argument("--law", required=True, help="catalogue id or path to a .toml law file")
+    v.add_argument("--split", default="largest", choices=["largest", "rollout", "leave_one_out"])
+    v.add_argument("--by", default="N", help="variable the split runs along: an input, C (=6ND) or a covariate")
+    v.add_argument("--holdout", type=int, default=1, help="largest: how many of the largest values to hold out")
+    v.add_argument("--min-train", type=int, default=3, help="rollout: fewest values to fit on")
+    v.add_argument("--max-folds", type=int, default=3, help="rollout: keep the last folds only")
+    v.add_argument("--baseline", action="store_true", help="also fit the classic Huber + bootstrap baseline")
+    v.add_argument("--bootstrap", type=int, default=200, help="baseline bootstrap resamples")
+    v.add_argument("--column", action="append", metavar="NAME=COLUMN")
+    v.add_argument("--chains", type=int, default=4)
+    v.add_argument("--warmup", type=int, default=1000)
+    v.add_argument("--samples", type=int, default=1000)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--no-unit-check", action="store_true")
+    v.add_argument("--out", default=None, help="figure file (.png, .pdf, .svg); the table is printed")
+    v.add_argument("--csv", default=None, help="also write the table as CSV")
+
     sub.add_parser("laws", help="list the law catalogue")
     return p
+
+
+def _load_table(args: argparse.Namespace, law):
+    import bayescale as bs
+
+    return bs.load_runs(
+        args.table, columns=_pairs(args.column, "--column"), inputs=law.input_names, check_units=not args.no_unit_check
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -106,9 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "fit":
         law = bs.load_law(args.law)
-        ds = bs.load_runs(
-            args.table, columns=_pairs(args.column, "--column"), inputs=law.input_names, check_units=not args.no_unit_check
-        )
+        ds = _load_table(args, law)
         print(f"fitting {law.id} to {ds.sizes['point']} points from {args.table} ...", file=sys.stderr)
         try:
             result = bs.fit(
@@ -131,6 +156,24 @@ def _run(args: argparse.Namespace) -> int:
         path = bs.save(result, args.out)
         print(summary(result).to_string(float_format="%.4g"))
         print(f"saved {path}")
+        return 0
+    if args.command == "validate":
+        from bayescale.validation import plot_validation, validate
+
+        law = bs.load_law(args.law)
+        ds = _load_table(args, law)
+        table = validate(
+            law, ds, args.split, by=args.by, holdout=args.holdout, min_train=args.min_train, max_folds=args.max_folds,
+            methods=("bayes", "baseline") if args.baseline else ("bayes",), rng_key=args.seed,
+            fit_kwargs=dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples, progress_bar=False),
+            baseline_kwargs=dict(num_bootstrap=args.bootstrap),
+        )
+        print(table.drop(columns=["fold"]).to_string(index=False, float_format="%.4g"))
+        if args.csv:
+            table.to_csv(args.csv, index=False)
+        if args.out:
+            plot_validation(table, path=args.out)
+            print(f"wrote {args.out}")
         return 0
     result = bs.load(args.fit_a if args.command == "compare" else args.fit)
     if args.command == "summary":

@@ -18,7 +18,7 @@ from bayescale import diagnostics
 from bayescale.data import check_identifiable, load_runs
 from bayescale.laws import Law, load_law, published_table
 from bayescale.model import ModelSpec, build_model, resolve_priors
-from bayescale.results import versions
+from bayescale.results import law_data_attrs
 
 __all__ = ["fit"]
 
@@ -164,23 +164,9 @@ def fit(
 
     dt.attrs.update(
         azb.make_attrs(inference_library=None)
+        | law_data_attrs(law, ds, stats, spec.noise_names)
         | {
-            "law_id": law.id,
-            "law_title": law.title,
-            "law_formula": law.formula or "<python function>",
-            "law_citation": law.citation,
-            "law_hash": law.source_hash,
-            "law_source": law.source_text or "",
-            "data_hash": ds.attrs.get("data_hash", ""),
-            "data_source": ds.attrs.get("source", ""),
-            "data_columns": ds.attrs.get("columns", ""),
-            "n_points": int(ds.sizes["point"]),
-            "n_runs": int(np.unique(ds["run"].values).size),
-            "inputs": json.dumps(list(law.input_names)),
-            "parameters": json.dumps(list(law.parameter_names)),
-            "noise_parameters": json.dumps(list(spec.noise_names)),
             "priors": json.dumps({k: v.text for k, v in prior_specs.items()}),
-            "data_statistics": json.dumps(stats),
             "likelihood": likelihood,
             "sampler": json.dumps(
                 dict(
@@ -196,7 +182,6 @@ def fit(
                     device=str(jax.devices()[0].platform),
                 )
             ),
-            "versions": json.dumps(versions()),
         }
     )
     dists = {name: p.distribution(stats) for name, p in prior_specs.items()}

@@ -34,6 +34,29 @@ def versions() -> dict[str, str]:
     return out
 
 
+def law_data_attrs(law, ds: xr.Dataset, statistics: dict[str, float], noise_names) -> dict[str, Any]:
+    """Root attributes every result carries about its law and data (law text and hash, data hash, shape, statistics),
+    shared by :func:`bayescale.fit` and :func:`bayescale.baseline.fit_baseline`."""
+    return {
+        "law_id": law.id,
+        "law_title": law.title,
+        "law_formula": law.formula or "<python function>",
+        "law_citation": law.citation,
+        "law_hash": law.source_hash,
+        "law_source": law.source_text or "",
+        "data_hash": ds.attrs.get("data_hash", ""),
+        "data_source": ds.attrs.get("source", ""),
+        "data_columns": ds.attrs.get("columns", ""),
+        "n_points": int(ds.sizes["point"]),
+        "n_runs": int(np.unique(ds["run"].values).size),
+        "inputs": json.dumps(list(law.input_names)),
+        "parameters": json.dumps(list(law.parameter_names)),
+        "noise_parameters": json.dumps(list(noise_names)),
+        "data_statistics": json.dumps(statistics),
+        "versions": json.dumps(versions()),
+    }
+
+
 def attr_json(dt: xr.DataTree, key: str, default: Any = None) -> Any:
     """Read a JSON-encoded root attribute of a result."""
     raw = dt.attrs.get(key)

@@ -1,0 +1,174 @@
+"""Model comparison across laws: PSIS-LOO grouped by run, stacking weights, predictions averaged over laws.
+
+Checkpoints of one run are not independent (LAWS.md, "practice"), so leaving one *point* out understates how hard it
+is to predict a new run: the unit left out is the run. :func:`loo` sums the pointwise log-likelihood over the points of
+each run, ``log p(y_run | θ) = Σ_{i ∈ run} log p(y_i | θ)`` (the points are conditionally independent given θ in the
+model), and runs PSIS-LOO (arviz-stats) on those per-run terms. When every point is its own run (final losses only, as
+in the Chinchilla data) this is ordinary PSIS-LOO.
+
+References
+----------
+Vehtari, Gelman, Gabry 2017, "Practical Bayesian model evaluation using leave-one-out cross-validation and WAIC",
+Statistics and Computing 27. Yao, Vehtari, Simpson, Gelman 2018, "Using Stacking to Average Bayesian Predictive
+Distributions", Bayesian Analysis 13.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = ["GROUPS", "log_likelihood_by_run", "loo", "compare_laws", "predict_averaged"]
+
+#: ``run``: leave one run out (its checkpoints together); ``point``: leave one point out.
+GROUPS = ("run", "point")
+
+
+def _check_group(group: str) -> None:
+    if group not in GROUPS:
+        raise ValueError(f"group {group!r}: must be one of {list(GROUPS)}")
+
+
+def log_likelihood_by_run(result: xr.DataTree) -> xr.DataTree:
+    """A DataTree whose ``log_likelihood`` holds ``loss`` over ``(chain, draw, run)``: the sum over each run's points."""
+    if "log_likelihood" not in result.children:
+        raise ValueError("the result has no log_likelihood group (a bootstrap baseline has none; fit with bayescale.fit)")
+    ll = result["log_likelihood"]["loss"]
+    runs = result["observed_data"].to_dataset()["run"].values
+    grouped = ll.assign_coords(run=("point", runs)).groupby("run").sum()
+    return xr.DataTree.from_dict(
+        {
+            "/": xr.Dataset(attrs=dict(result.attrs)),
+            "posterior": result["posterior"].to_dataset(),
+            "log_likelihood": xr.Dataset({"loss": grouped}),
+        }
+    )
+
+
+def loo(result: xr.DataTree, *, group: str = "run", pointwise: bool = True):
+    """PSIS-LOO of a fit, leaving out one run (default) or one point at a time.
+
+    Returns arviz-stats' ``ELPDData`` (``elpd``, ``se``, ``p``, Pareto ``k`` per left-out unit when ``pointwise``).
+    Pareto k above 0.7 flags units whose removal the importance weights cannot represent; for whole runs with many
+    checkpoints that is common, and exact refits (:mod:`bayescale.validation`) are the honest alternative.
+    """
+    import arviz_stats
+
+    _check_group(group)
+    if "log_likelihood" not in result.children:
+        raise ValueError("the result has no log_likelihood group (a bootstrap baseline has none; fit with bayescale.fit)")
+    tree = log_likelihood_by_run(result) if group == "run" else result
+    return arviz_stats.loo(tree, var_name="loss", pointwise=pointwise)
+
+
+def compare_laws(results: Mapping[str, xr.DataTree], *, group: str = "run", method: str = "stacking") -> pd.DataFrame:
+    """Rank fits of different laws to the same runs by PSIS-LOO, with stacking (default) weights.
+
+    Parameters
+    ----------
+    results
+        Name → fit (each from :func:`bayescale.fit` on the same run table).
+    group
+        One of :data:`GROUPS`.
+    method
+        ``"stacking"``, ``"BB-pseudo-BMA"`` or ``"pseudo-BMA"`` (arviz-stats ``compare``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        arviz-stats' comparison table (``rank``, ``elpd``, ``elpd_diff``, ``weight``, ``se``, ``dse``, ``warning``...),
+        best first; pass it as ``weights`` to :func:`predict_averaged`.
+    """
+    import arviz_stats
+
+    _check_group(group)
+    if len(results) < 2:
+        raise ValueError(f"compare_laws needs at least 2 fits, got {len(results)}")
+    hashes = {name: r.attrs.get("data_hash", "") for name, r in results.items()}
+    if len(set(hashes.values())) > 1:
+        raise ValueError(f"the fits were made on different data (data hashes {hashes}); LOO compares fits of the same runs")
+    allowed = ("stacking", "BB-pseudo-BMA", "pseudo-BMA")
+    if method not in allowed:
+        raise ValueError(f"method {method!r}: must be one of {list(allowed)}")
+    elpd = {name: loo(r, group=group) for name, r in results.items()}
+    table = arviz_stats.compare(elpd, method=method)
+    table.attrs["group"] = group
+    return table
+
+
+def predict_averaged(
+    results: Mapping[str, xr.DataTree],
+    weights: Mapping[str, float] | pd.DataFrame,
+    *,
+    kind: str = "law",
+    num_draws: int | None = None,
+    rng_key: int = 0,
+    **inputs: Any,
+) -> xr.Dataset:
+    """Predictions averaged over laws: a mixture of each fit's posterior (predictive) draws in proportion to ``weights``.
+
+    Parameters
+    ----------
+    results
+        Name → fit.
+    weights
+        Name → weight (normalised here), or the table of :func:`compare_laws` (its ``weight`` column).
+    kind
+        ``"law"`` or ``"predictive"``, as in :func:`bayescale.predict`.
+    num_draws
+        Draws in the mixture (default: the fewest draws of any fit). Each law contributes ``round(weight·num_draws)``
+        draws (largest remainders), taken without replacement when it has enough.
+    **inputs
+        Inputs of the prediction; each law receives the ones it takes.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``loss`` over ``(chain=1, draw, prediction)``, the law of each draw in the coordinate ``model``, the weights in
+        ``attrs``.
+    """
+    from bayescale.predict import predict
+    from bayescale.results import law_of
+
+    if isinstance(weights, pd.DataFrame):
+        if "weight" not in weights.columns:
+            raise ValueError("weights table has no 'weight' column (pass the table of compare_laws)")
+        weights = weights["weight"].to_dict()
+    unknown = sorted(set(weights) - set(results))
+    missing = sorted(set(results) - set(weights))
+    if unknown or missing:
+        raise ValueError(f"weights must name exactly the fits {sorted(results)}; missing {missing}, unknown {unknown}")
+    w = np.array([float(weights[k]) for k in results])
+    if np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
+        raise ValueError(f"weights must be non-negative with a positive sum, got {dict(zip(results, w))}")
+    w = w / w.sum()
+    sizes = [r["posterior"].sizes["chain"] * r["posterior"].sizes["draw"] for r in results.values()]
+    total = int(num_draws or min(sizes))
+    exact = w * total
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(-(exact - counts))[: total - counts.sum()]] += 1
+    rng = np.random.default_rng(rng_key)
+    parts, labels, coords = [], [], None
+    for (name, result), n, size in zip(results.items(), counts, sizes):
+        if n == 0:
+            continue
+        law = law_of(result)
+        mine = {k: v for k, v in inputs.items() if k in law.input_names}
+        pred = predict(result, kind=kind, rng_key=rng_key, **mine)
+        flat = pred["loss"].values.reshape(size, -1)
+        idx = rng.choice(size, n, replace=n > size)
+        parts.append(flat[idx])
+        labels += [name] * n
+        if coords is None:
+            coords = {k: ("prediction", np.broadcast_to(np.asarray(v, dtype=float), flat.shape[1:]).ravel())
+                      for k, v in inputs.items()}
+    loss = np.concatenate(parts)[None]
+    return xr.Dataset(
+        {"loss": (("chain", "draw", "prediction"), loss)},
+        coords={"chain": [0], "draw": np.arange(loss.shape[1]), "model": ("draw", labels), **(coords or {})},
+        attrs={"kind": kind, "weights": str(dict(zip(results, np.round(w, 6).tolist())))},
+    )

@@ -1,0 +1,322 @@
+"""Held-out validation: fit on part of the runs, predict the rest, score the predictions.
+
+The check the literature agrees on (LAWS.md, "practice"): extrapolate to runs the fit did not see and report whether
+the interval covered them. Splits are built from the data (:func:`make_splits`), each training part is fitted with
+:func:`bayescale.fit` (and, when asked, the classic baseline :func:`bayescale.baseline.fit_baseline`), the held-out
+points are predicted with :func:`bayescale.predict` and scored:
+
+- ``abs_rel_err``: mean over held-out points of ``|median − y| / y`` (median of the posterior predictive);
+- ``lpd``: mean log predictive density, ``log (1/S) Σ_s p(y | θ_s)`` with the fitted noise model (nats per point;
+  higher is better; a density of the loss itself, so comparable across laws and methods);
+- ``crps``: mean continuous ranked probability score of the predictive sample (in loss units; lower is better);
+- ``cover50``, ``cover90``: share of held-out points inside the central 50% / 90% predictive interval;
+- ``cover90_law``: share inside the 90% interval of the law curve alone (parameter uncertainty only; for the bootstrap
+  this is the classic "bootstrap interval" of the prediction);
+- ``width90``: mean width of the 90% predictive interval relative to its median.
+
+References
+----------
+Gneiting & Raftery 2007, "Strictly Proper Scoring Rules, Prediction, and Estimation", JASA 102 (CRPS, log score).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import scipy.special
+import scipy.stats
+import xarray as xr
+
+from bayescale.data import load_runs
+from bayescale.laws import Law, load_law
+from bayescale.results import attr_json
+
+__all__ = ["SPLITS", "METHODS", "Split", "make_splits", "validate", "crps_sample", "plot_validation"]
+
+#: ``largest``: leave the ``holdout`` largest values of ``by`` out (one fold). ``rollout``: fit on the smallest k values
+#: of ``by`` and predict the next one, for the last ``max_folds`` k. ``leave_one_out``: hold out each value of ``by``
+#: (a compute budget, a covariate such as ``T_m``) in turn, or only those in ``values``.
+SPLITS = ("largest", "rollout", "leave_one_out")
+#: ``bayes``: :func:`bayescale.fit`; ``baseline``: Huber + L-BFGS + bootstrap (:mod:`bayescale.baseline`).
+METHODS = ("bayes", "baseline")
+_COMPUTE = "C"
+
+
+class Split(NamedTuple):
+    """One fold: boolean masks over the dataset's points and a description of what is held out."""
+
+    name: str
+    train: np.ndarray
+    test: np.ndarray
+    held_out: str
+
+
+def _round_sig(x: np.ndarray, digits: int = 2) -> np.ndarray:
+    """Group keys: values rounded to ``digits`` significant digits (digitised or logged sizes jitter in later digits)."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore"):
+        mag = np.where(x != 0, np.floor(np.log10(np.abs(np.where(x != 0, x, 1.0)))), 0.0)
+    return np.round(x / 10**mag, digits - 1) * 10**mag
+
+
+def _keys(ds: xr.Dataset, by: str, flops_per_param_token: float) -> np.ndarray:
+    allowed = [str(v) for v in ds.data_vars if v != "loss"]
+    if {"N", "D"} <= set(allowed):
+        allowed.append(_COMPUTE)
+    if by not in allowed:
+        raise ValueError(f"by {by!r}: must be one of {allowed}")
+    if by == _COMPUTE and _COMPUTE not in ds:
+        return _round_sig(flops_per_param_token * ds["N"].values * ds["D"].values)
+    return _round_sig(ds[by].values)
+
+
+def make_splits(
+    data: xr.Dataset,
+    split: str = "largest",
+    *,
+    by: str = "N",
+    holdout: int = 1,
+    min_train: int = 3,
+    max_folds: int = 3,
+    values: Sequence[float] | None = None,
+    flops_per_param_token: float = 6.0,
+) -> list[Split]:
+    """Build held-out folds over the distinct values of ``by`` (rounded to 2 significant digits).
+
+    Parameters
+    ----------
+    data
+        A dataset from :func:`~bayescale.data.load_runs`.
+    split
+        One of :data:`SPLITS`.
+    by
+        The variable the split runs along: a law input (``N``, ``D``), ``C`` (compute, ``flops_per_param_token·N·D``)
+        or any covariate column of the dataset (``T_m``, ``batch_size``).
+    holdout
+        ``largest``: how many of the largest distinct values to hold out.
+    min_train
+        ``rollout``: the fewest distinct values to fit on.
+    max_folds
+        ``rollout``: keep only the last ``max_folds`` folds (the longest training sets); ``leave_one_out``: ignored.
+    values
+        ``leave_one_out``: hold out only these values (matched after rounding); default all.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: must be one of {list(SPLITS)}")
+    keys = _keys(data, by, flops_per_param_token)
+    distinct = np.unique(keys)
+    folds: list[Split] = []
+    if split == "largest":
+        if not isinstance(holdout, (int, np.integer)) or not 1 <= holdout < distinct.size:
+            raise ValueError(f"holdout must be an integer in [1, {distinct.size - 1}] (distinct {by} values), got {holdout!r}")
+        cut = distinct[-holdout]
+        test = keys >= cut
+        folds.append(Split(f"largest {by}", ~test, test, f"{by} >= {cut:.3g} ({holdout} largest)"))
+    elif split == "rollout":
+        if not isinstance(min_train, (int, np.integer)) or not 1 <= min_train < distinct.size:
+            raise ValueError(f"min_train must be an integer in [1, {distinct.size - 1}] (distinct {by} values), got {min_train!r}")
+        for k in range(max(min_train, distinct.size - max_folds), distinct.size):
+            train, test = keys <= distinct[k - 1], keys == distinct[k]
+            folds.append(Split(f"rollout {by} k={k}", train, test, f"{by} = {distinct[k]:.3g} from the {k} smallest"))
+    else:
+        chosen = distinct if values is None else np.unique(_round_sig(np.asarray(values, dtype=float)))
+        unknown = [v for v in chosen if v not in distinct]
+        if unknown:
+            raise ValueError(f"values {[float(v) for v in unknown]}: must be among {[float(v) for v in distinct]}")
+        for v in chosen:
+            test = keys == v
+            folds.append(Split(f"leave {by}={v:.3g} out", ~test, test, f"{by} = {v:.3g}"))
+    return folds
+
+
+def crps_sample(draws: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """CRPS of a predictive sample, per point: ``E|X − y| − ½ E|X − X'|``.
+
+    ``draws`` has shape (samples, points). ``E|X − X'|`` is computed from the sorted sample in O(S log S):
+    ``(2/S²) Σ_i (2i − S − 1) x_(i)`` (the "PWM" form; Zamo & Naveau 2018, Math. Geosci. 50).
+    """
+    x = np.sort(np.asarray(draws, dtype=float), axis=0)
+    s = x.shape[0]
+    term1 = np.mean(np.abs(x - y[None, :]), axis=0)
+    i = np.arange(1, s + 1)[:, None]
+    spread = 2.0 / s**2 * np.sum((2 * i - s - 1) * x, axis=0)
+    return term1 - 0.5 * spread
+
+
+def _log_density(result: xr.DataTree, log_mu: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """log p(y | θ_s) per draw and point, for the result's noise model on log-loss (with the Jacobian 1/y)."""
+    post = result["posterior"].to_dataset()
+    sigma = post["sigma"].values.reshape(-1, 1)
+    log_y = np.log(y)[None, :]
+    if "nu" in attr_json(result, "noise_parameters", []):
+        nu = post["nu"].values.reshape(-1, 1)
+        lp = scipy.stats.t.logpdf(log_y, nu, loc=log_mu, scale=sigma)
+    else:
+        lp = scipy.stats.norm.logpdf(log_y, loc=log_mu, scale=sigma)
+    return lp - log_y
+
+
+def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) -> tuple[dict[str, float], pd.DataFrame]:
+    """Score a fit (or baseline) on held-out points: the metrics of this module and a per-point table."""
+    from bayescale.predict import predict
+
+    inputs = {n: test[n].values for n in law.input_names}
+    y = test["loss"].values
+    curve = predict(result, kind="law", extrapolation_threshold=np.inf, **inputs)["loss"].values
+    curve = curve.reshape(-1, y.size)
+    pred = predict(result, kind="predictive", rng_key=rng_key, extrapolation_threshold=np.inf, **inputs)["loss"].values
+    pred = pred.reshape(-1, y.size)
+    q05, q25, q50, q75, q95 = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+    l05, l95 = np.quantile(curve, [0.05, 0.95], axis=0)
+    lp = _log_density(result, np.log(curve), y)
+    lpd = scipy.special.logsumexp(lp, axis=0) - np.log(lp.shape[0])
+    points = pd.DataFrame(
+        {
+            "point": test["point"].values,
+            "run": test["run"].values,
+            **inputs,
+            "loss": y,
+            "median": q50,
+            "q05": q05,
+            "q95": q95,
+            "law_q05": l05,
+            "law_q95": l95,
+            "lpd": lpd,
+            "crps": crps_sample(pred, y),
+        }
+    )
+    metrics = {
+        "abs_rel_err": float(np.mean(np.abs(q50 - y) / y)),
+        "lpd": float(np.mean(lpd)),
+        "crps": float(np.mean(points["crps"])),
+        "cover50": float(np.mean((y >= q25) & (y <= q75))),
+        "cover90": float(np.mean((y >= q05) & (y <= q95))),
+        "cover90_law": float(np.mean((y >= l05) & (y <= l95))),
+        "width90": float(np.mean((q95 - q05) / q50)),
+    }
+    return metrics, points
+
+
+def validate(
+    law: Law | str,
+    data: Any,
+    split: str = "largest",
+    *,
+    by: str = "N",
+    holdout: int = 1,
+    min_train: int = 3,
+    max_folds: int = 3,
+    values: Sequence[float] | None = None,
+    methods: Sequence[str] = ("bayes",),
+    fit_kwargs: Mapping[str, Any] | None = None,
+    baseline_kwargs: Mapping[str, Any] | None = None,
+    rng_key: int = 0,
+    columns: Mapping[str, str] | None = None,
+    flops_per_param_token: float = 6.0,
+) -> pd.DataFrame:
+    """Held-out validation of a law on a run table: one row per (fold, method) with the metrics of this module.
+
+    Parameters
+    ----------
+    law
+        Law, catalogue id or law-file path.
+    data
+        A dataset from :func:`~bayescale.data.load_runs` or anything it accepts.
+    split, by, holdout, min_train, max_folds, values
+        The folds; see :func:`make_splits` and :data:`SPLITS`.
+    methods
+        Any of :data:`METHODS`: ``"bayes"`` (:func:`bayescale.fit`) and ``"baseline"`` (Huber + bootstrap).
+    fit_kwargs, baseline_kwargs
+        Passed to :func:`bayescale.fit` and :func:`bayescale.baseline.fit_baseline` (e.g. ``num_samples``,
+        ``num_bootstrap``).
+    rng_key
+        Seed of the fits and of the predictive draws.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``fold``, ``held_out``, ``method``, ``n_train``, ``n_test``, ``extrapolation`` (decades beyond the
+        training range of ``by`` when it is an input, else NaN), then the metrics. ``table.attrs["points"]`` holds the
+        per-point predictions (for :func:`plot_validation`), ``table.attrs["split"]`` the split settings.
+
+    Examples
+    --------
+    >>> table = validate("hoffmann2022", load_chinchilla(), "largest", holdout=5, methods=("bayes", "baseline"))  # doctest: +SKIP
+    """
+    from bayescale.baseline import fit_baseline
+    from bayescale.inference import fit
+
+    law = law if isinstance(law, Law) else load_law(law)
+    ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names)
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"methods {list(methods)}: each must be one of {list(METHODS)}")
+    folds = make_splits(ds, split, by=by, holdout=holdout, min_train=min_train, max_folds=max_folds, values=values,
+                        flops_per_param_token=flops_per_param_token)
+    rows, all_points = [], []
+    for fold in folds:
+        train, test = ds.isel(point=np.flatnonzero(fold.train)), ds.isel(point=np.flatnonzero(fold.test))
+        for method in methods:
+            if method == "bayes":
+                result = fit(law, train, **({"rng_key": rng_key} | dict(fit_kwargs or {})))
+            else:
+                result = fit_baseline(law, train, **({"rng_key": rng_key} | dict(baseline_kwargs or {})))
+            metrics, points = score(result, test, law, rng_key=rng_key)
+            decades = np.nan
+            if by in law.input_names:
+                hi = float(train[by].max())
+                decades = float(np.log10(test[by].values.max() / hi)) if test[by].values.max() > hi else 0.0
+            rows.append(
+                {"fold": fold.name, "held_out": fold.held_out, "method": method, "n_train": int(fold.train.sum()),
+                 "n_test": int(fold.test.sum()), "extrapolation": decades, **metrics}
+            )
+            all_points.append(points.assign(fold=fold.name, method=method))
+    table = pd.DataFrame(rows)
+    table.attrs["points"] = pd.concat(all_points, ignore_index=True)
+    table.attrs["split"] = {"split": split, "by": by, "holdout": holdout, "law": law.id}
+    return table
+
+
+def plot_validation(table: pd.DataFrame, *, path: str | os.PathLike | None = None, x: str | None = None):
+    """Held-out points against ``x`` (default: the split variable) with each method's median and 90% predictive
+    interval, one panel per fold; panel titles give each method's 90% coverage and abs. relative error."""
+    import matplotlib
+
+    matplotlib.use("Agg") if not os.environ.get("DISPLAY") else None
+    import matplotlib.pyplot as plt
+
+    if "points" not in table.attrs:
+        raise ValueError("table has no per-point predictions (attrs['points']): pass the table validate() returned")
+    points = table.attrs["points"]
+    by = x or table.attrs.get("split", {}).get("by", "N")
+    if by not in points.columns:
+        by = [c for c in points.columns if c not in ("point", "run", "loss")][0]
+    folds = list(dict.fromkeys(table["fold"]))
+    shown = folds[:6]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4), squeeze=False)
+    colors = {"bayes": "C0", "baseline": "C3"}
+    for ax, fold in zip(axes[0], shown):
+        sub = points[points["fold"] == fold]
+        methods = list(dict.fromkeys(sub["method"]))
+        for j, method in enumerate(methods):
+            m = sub[sub["method"] == method]
+            shift = 1 + 0.04 * (j - (len(methods) - 1) / 2)  # side by side on a log axis
+            ax.errorbar(m[by] * shift, m["median"], yerr=[m["median"] - m["q05"], m["q95"] - m["median"]], fmt="o",
+                        ms=3, capsize=2, color=colors.get(method, f"C{j}"), label=f"{method} median, 90%")
+        first = sub[sub["method"] == methods[0]]
+        ax.plot(first[by], first["loss"], "kx", label="held-out loss")
+        ax.set_xscale("log")
+        ax.set_xlabel(by)
+        ax.set_ylabel("loss")
+        rows = table[table["fold"] == fold]
+        ax.set_title(fold + "\n" + "; ".join(
+            f"{r.method}: cover90 {r.cover90:.0%}, err {r.abs_rel_err:.2%}" for r in rows.itertuples()), fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
