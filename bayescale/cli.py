@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--column", action="append", metavar="NAME=COLUMN", help="map a variable to a column, e.g. N=params")
     f.add_argument("--prior", action="append", metavar="PARAM=EXPR", help='override a prior, e.g. E="Uniform(1, min_loss)"')
     f.add_argument("--likelihood", default="student_t", choices=["student_t", "normal"])
+    f.add_argument("--noise", default="auto",
+                   help="residual structure: auto (iid for final losses, run+ou for curves), iid, or run/ou/hetero joined by +")
+    f.add_argument("--min-tokens", type=float, default=None, help="drop checkpoints with fewer tokens D than this")
     f.add_argument("--chains", type=int, default=4)
     f.add_argument("--warmup", type=int, default=1000)
     f.add_argument("--samples", type=int, default=1000)
@@ -92,8 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="held-out validation: fit on part of the runs, score predictions of the rest")
     v.add_argument("table", help="CSV or Parquet run table")
     v.add_argument("--law", required=True, help="catalogue id or path to a .toml law file")
-    v.add_argument("--split", default="largest", choices=["largest", "rollout", "leave_one_out"])
-    v.add_argument("--by", default="N", help="variable the split runs along: an input, C (=6ND) or a covariate")
+    v.add_argument("--split", default="largest", choices=["largest", "rollout", "leave_one_out", "prefix"])
+    v.add_argument("--by", default=None,
+                   help="variable the split runs along: an input, C (=6ND) or a covariate (default N; prefix: D; leave_one_out: C)")
+    v.add_argument("--fraction", type=float, action="append", help="prefix: share of each curve to fit on (repeatable; default 0.25 0.5 0.75)")
+    v.add_argument("--noise", default="auto", help="noise model of the Bayesian fit: auto, iid, or run/ou/hetero joined by +")
     v.add_argument("--holdout", type=int, default=1, help="largest: how many of the largest values to hold out")
     v.add_argument("--min-train", type=int, default=3, help="rollout: fewest values to fit on")
     v.add_argument("--max-folds", type=int, default=3, help="rollout: keep the last folds only")
@@ -144,6 +150,8 @@ def _run(args: argparse.Namespace) -> int:
                 num_warmup=args.warmup,
                 num_samples=args.samples,
                 likelihood=args.likelihood,
+                noise=args.noise,
+                min_tokens=args.min_tokens,
                 priors=_pairs(args.prior, "--prior"),
                 strict=args.strict,
                 progress_bar=False if args.no_progress else None,
@@ -164,8 +172,10 @@ def _run(args: argparse.Namespace) -> int:
         ds = _load_table(args, law)
         table = validate(
             law, ds, args.split, by=args.by, holdout=args.holdout, min_train=args.min_train, max_folds=args.max_folds,
+            fractions=tuple(args.fraction or (0.25, 0.5, 0.75)),
             methods=("bayes", "baseline") if args.baseline else ("bayes",), rng_key=args.seed,
-            fit_kwargs=dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples, progress_bar=False),
+            fit_kwargs=dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples, progress_bar=False,
+                            noise=args.noise),
             baseline_kwargs=dict(num_bootstrap=args.bootstrap),
         )
         print(table.drop(columns=["fold"]).to_string(index=False, float_format="%.4g"))

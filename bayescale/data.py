@@ -7,6 +7,8 @@ called by :func:`bayescale.fit` once the law is known), never inside ``jit``. Ea
 
 from __future__ import annotations
 
+import warnings
+
 import hashlib
 import os
 from collections.abc import Mapping
@@ -232,8 +234,11 @@ def load_runs(
     return ds
 
 
-def check_identifiable(ds: xr.Dataset, law) -> None:
-    """Check that the data can identify the law: inputs present, enough distinct values, more points than parameters."""
+def check_identifiable(ds: xr.Dataset, law, *, require: bool = True) -> None:
+    """Check that the data can identify the law: inputs present, enough distinct values, more points than parameters.
+
+    With ``require=False`` too few distinct values of an input only warns (:class:`UserWarning`): the priors then
+    carry the parameters along that input (as when one loop count of three is held out for validation)."""
     missing = [n for n in law.input_names if n not in ds]
     if missing:
         raise DataError(
@@ -243,11 +248,14 @@ def check_identifiable(ds: xr.Dataset, law) -> None:
     for inp in law.inputs:
         distinct = np.unique(ds[inp.name].values).size
         if distinct < inp.min_distinct:
-            raise DataError(
+            message = (
                 f"too few distinct values of {inp.name!r}: {distinct}, but law {law.id!r} needs at least "
                 f"{inp.min_distinct} to identify its parameters along {inp.name} (a power law with an offset has "
                 f"3 free parameters along one axis)"
             )
+            if require:
+                raise DataError(message)
+            warnings.warn(message + "; fitting anyway, the priors carry those parameters", stacklevel=3)
     n_params = len(law.parameters) + 1  # + noise scale
     if ds.sizes["point"] <= n_params:
         raise DataError(

@@ -18,6 +18,7 @@ from bayescale import diagnostics
 from bayescale.data import check_identifiable, load_runs
 from bayescale.laws import Law, load_law, published_table
 from bayescale.model import ModelSpec, build_model, resolve_priors
+from bayescale.noise import Noise, curve_structure
 from bayescale.results import law_data_attrs
 
 __all__ = ["fit"]
@@ -49,6 +50,22 @@ def data_statistics(ds: xr.Dataset) -> dict[str, float]:
     return {"min_loss": float(ds["loss"].min()), "max_loss": float(ds["loss"].max())}
 
 
+def drop_before(ds: xr.Dataset, min_tokens: float, axis: str = "D") -> xr.Dataset:
+    """The points of ``ds`` with ``axis`` ≥ ``min_tokens``; the count dropped goes to ``attrs["min_tokens"]``."""
+    from bayescale.data import DataError
+
+    if axis not in ds:
+        raise DataError(f"min_tokens filters on {axis!r}, which the data do not have")
+    if not (isinstance(min_tokens, (int, float)) and np.isfinite(min_tokens) and min_tokens >= 0):
+        raise ValueError(f"min_tokens must be a finite number >= 0, got {min_tokens!r}")
+    keep = ds[axis].values >= min_tokens
+    if not keep.any():
+        raise DataError(f"min_tokens={min_tokens:g} drops every point (largest {axis} is {float(ds[axis].max()):g})")
+    out = ds.isel(point=np.flatnonzero(keep))
+    out.attrs = dict(ds.attrs) | {"min_tokens": json.dumps({"min_tokens": float(min_tokens), "dropped": int((~keep).sum())})}
+    return out
+
+
 def fit(
     law: Law | str,
     data: Any,
@@ -58,6 +75,9 @@ def fit(
     num_warmup: int = 1000,
     num_samples: int = 1000,
     likelihood: str = "student_t",
+    noise: str | Noise = "auto",
+    min_tokens: float | None = None,
+    require_identifiable: bool = True,
     priors: Mapping[str, str] | None = None,
     chain_method: str = "vectorized",
     dense_mass: bool = True,
@@ -85,6 +105,16 @@ def fit(
         one process per chain for these small models (benchmarks/).
     likelihood
         ``"student_t"`` (default; robust to outlying points, like the Huber loss of the classic fit) or ``"normal"``.
+    noise
+        Structure of the residuals (:mod:`bayescale.noise`): ``"iid"``, or terms joined by ``+``: ``"run"`` (run
+        effects, partially pooled), ``"ou"`` (residuals correlated along log-tokens within a run), ``"hetero"`` (noise
+        scale grows with the loss level). ``"auto"``: ``"iid"`` for one point per run, ``"run+ou"`` for curves.
+    min_tokens
+        Drop checkpoints with fewer tokens ``D`` than this before fitting (the early, transient part of a curve that
+        the law does not describe); the number dropped is recorded in ``attrs["min_tokens"]``.
+    require_identifiable
+        ``False`` turns "too few distinct values of an input" from an error into a warning, for fits whose priors
+        are meant to carry the parameters along that input (e.g. leaving one of three loop counts out).
     priors
         Overrides, parameter name → prior expression, e.g. ``{"E": "Uniform(1.5, min_loss)"}``.
     dense_mass
@@ -108,14 +138,18 @@ def fit(
     """
     law = law if isinstance(law, Law) else load_law(law)
     ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names)
-    check_identifiable(ds, law)
+    if min_tokens is not None:
+        ds = drop_before(ds, min_tokens)
+    check_identifiable(ds, law, require=require_identifiable)
     for name, value in dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples).items():
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    prior_specs = resolve_priors(law, likelihood, priors)
+    noise = Noise.parse(noise, ds)
+    prior_specs = resolve_priors(law, likelihood, priors, noise)
     stats = data_statistics(ds)
-    spec = ModelSpec(law=law, priors=prior_specs, statistics=stats, likelihood=likelihood)
-    model = build_model(spec)
+    spec = ModelSpec(law=law, priors=prior_specs, statistics=stats, likelihood=likelihood, noise=noise)
+    structure = curve_structure(ds, noise)
+    model = build_model(spec, structure)
     key, key_record = as_key(rng_key)
     k_fit, k_ppc, k_prior = jax.random.split(key, 3)
     log_inputs = log_inputs_of(ds, law)
@@ -141,14 +175,14 @@ def fit(
     prior = Predictive(model, num_samples=num_prior_samples)(k_prior, log_inputs)
     extra = mcmc.get_extra_fields(group_by_chain=True)
 
-    point_dims = {"loss": ["point"]}
-    coords = {"point": ds["point"].values}
+    point_dims = {"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]}
+    coords = {"point": ds["point"].values, "run": structure["runs"]}
     groups = {
         "posterior": by_chain,
         "posterior_predictive": {"loss": np.asarray(ppc).reshape(*shape, -1)},
         "log_likelihood": {"loss": np.asarray(loglik).reshape(*shape, -1)},
         "sample_stats": {_STAT_NAMES[k]: np.asarray(v) for k, v in extra.items()},
-        "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k != "loss"},
+        "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in spec.sampled_names},
         "prior_predictive": {"loss": np.asarray(prior["loss"])[None]},
     }
     dt = azb.from_dict(groups, dims=point_dims, coords=coords)
@@ -168,6 +202,8 @@ def fit(
         | {
             "priors": json.dumps({k: v.text for k, v in prior_specs.items()}),
             "likelihood": likelihood,
+            "noise": noise.to_json(),
+            **({"min_tokens": ds.attrs["min_tokens"]} if "min_tokens" in ds.attrs else {}),
             "sampler": json.dumps(
                 dict(
                     algorithm="NUTS",

@@ -17,6 +17,7 @@ import numpyro.distributions as dist
 from numpyro.distributions.transforms import ExpTransform
 
 from bayescale.laws import Law
+from bayescale.noise import Noise, linear_recurrence, noise_scale, ou_terms
 from bayescale.priors import Prior, parse_prior
 
 __all__ = ["LIKELIHOODS", "NOISE_PRIORS", "ModelSpec", "build_model"]
@@ -27,7 +28,18 @@ LIKELIHOODS = ("student_t", "normal")
 #: Default priors of the noise parameters. sigma is the residual scale of log-loss: seed noise of 0.01-0.02 nats
 #: at losses of 2-4 (LAWS.md, "practice") is 0.003-0.01 in log-loss, well inside HalfNormal(0.05). nu follows
 #: Juarez & Steel (2010), Gamma(2, 0.1), mean 20, which lets data choose between heavy and Gaussian tails.
-NOISE_PRIORS: dict[str, str] = {"sigma": "HalfNormal(0.05)", "nu": "Gamma(2, 0.1)"}
+#: tau, the spread of run effects on log-loss: seed-to-seed spread of final losses is ~0.3-1% (LAWS.md, "practice"),
+#: well inside HalfNormal(0.05). ell, the correlation length of residuals along ln(tokens): LogNormal(ln 0.5, 1) puts
+#: 90% of its mass between 0.1 and 2.6 e-folds, from nearly independent checkpoints at doubling tokens to residuals
+#: shared across a whole curve. kappa, the log-slope of the noise scale in log-loss: Normal(0, 1); over a curve from
+#: loss 10 to 2.5 (a log-loss span of 1.4) kappa = 1 quadruples the noise scale.
+NOISE_PRIORS: dict[str, str] = {
+    "sigma": "HalfNormal(0.05)",
+    "nu": "Gamma(2, 0.1)",
+    "tau": "HalfNormal(0.05)",
+    "ell": "LogNormal(-0.693, 1)",
+    "kappa": "Normal(0, 1)",
+}
 
 
 @dataclass(frozen=True)
@@ -38,25 +50,32 @@ class ModelSpec:
     priors: Mapping[str, Prior]
     statistics: Mapping[str, float]
     likelihood: str = "student_t"
+    noise: Noise = Noise()
 
     @property
     def noise_names(self) -> tuple[str, ...]:
-        return ("sigma", "nu") if self.likelihood == "student_t" else ("sigma",)
+        return noise_names(self.likelihood, self.noise)
 
     @property
     def sampled_names(self) -> tuple[str, ...]:
         return (*self.law.parameter_names, *self.noise_names)
 
 
-def resolve_priors(law: Law, likelihood: str, overrides: Mapping[str, str] | None) -> dict[str, Prior]:
+def noise_names(likelihood: str, noise: Noise) -> tuple[str, ...]:
+    """Names of the noise parameters: sigma, nu (Student-t), then the structure's (tau, ell, kappa)."""
+    return ("sigma", *(("nu",) if likelihood == "student_t" else ()), *noise.names)
+
+
+def resolve_priors(
+    law: Law, likelihood: str, overrides: Mapping[str, str] | None, noise: Noise = Noise()
+) -> dict[str, Prior]:
     """The law's priors and the noise priors, with user ``overrides`` (name → prior expression) applied."""
     from bayescale.laws import LawError
 
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood {likelihood!r}: must be one of {list(LIKELIHOODS)}")
     priors = {p.name: p.prior for p in law.parameters}
-    noise = ["sigma", "nu"] if likelihood == "student_t" else ["sigma"]
-    priors.update({n: parse_prior(NOISE_PRIORS[n]) for n in noise})
+    priors.update({n: parse_prior(NOISE_PRIORS[n]) for n in noise_names(likelihood, noise)})
     for name, text in (overrides or {}).items():
         if name not in priors:
             raise LawError(f"prior given for {name!r}, which is not a parameter; must be one of {sorted(priors)}")
@@ -64,24 +83,53 @@ def resolve_priors(law: Law, likelihood: str, overrides: Mapping[str, str] | Non
     return priors
 
 
-def build_model(spec: ModelSpec):
+def build_model(spec: ModelSpec, structure: Mapping | None = None):
     """Return ``model(log_inputs, loss=None)`` for numpyro.
 
-    ``log_inputs`` maps each law input to the log of its values over points.
+    ``log_inputs`` maps each law input to the log of its values over points; ``structure`` is
+    :func:`bayescale.noise.curve_structure` of the data (needed for run effects and correlated residuals). With
+    ``loss`` given, the observed site ``loss`` carries the exact likelihood (the conditional chain along each run for
+    ``"ou"``); without it, ``loss`` is simulated jointly (a draw of whole curves).
     """
     dists = {name: prior.distribution(spec.statistics) for name, prior in spec.priors.items()}
-    law = spec.law
+    law, noise = spec.law, spec.noise
+    log_ref = float(jnp.log(spec.statistics.get("min_loss", 1.0)))
+
+    if (noise.run_effect or noise.correlation) and structure is None:
+        raise ValueError(f"noise {noise.spec!r} needs the data's curve structure (bayescale.noise.curve_structure)")
 
     def model(log_inputs: Mapping[str, jnp.ndarray], loss: jnp.ndarray | None = None):
         params = {name: numpyro.sample(name, dists[name]) for name in law.parameter_names}
         mu = law.log_fn(params, log_inputs)
+        n = mu.shape[0]
         sigma = numpyro.sample("sigma", dists["sigma"])
-        if spec.likelihood == "student_t":
-            base = dist.StudentT(numpyro.sample("nu", dists["nu"]), mu, sigma)
-        else:
-            base = dist.Normal(mu, sigma)
-        n = next(iter(log_inputs.values())).shape[0]
+        nu = numpyro.sample("nu", dists["nu"]) if spec.likelihood == "student_t" else None
+        kappa = numpyro.sample("kappa", dists["kappa"]) if noise.heteroscedastic else None
+        scale = noise_scale(sigma, mu, noise, kappa, log_ref)
+        loc = mu
+        if noise.run_effect:
+            tau = numpyro.sample("tau", dists["tau"])
+            with numpyro.plate("run", structure["n_runs"]):
+                z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0))
+            loc = loc + numpyro.deterministic("run_effect", tau * z_run)[structure["run_idx"]]
+
+        def family(center, spread):
+            return dist.StudentT(nu, center, spread) if nu is not None else dist.Normal(center, spread)
+
+        if noise.correlation:
+            ell = numpyro.sample("ell", dists["ell"])
+            phi, root = ou_terms(structure["dlog"], structure["has_prev"], ell)
+            if loss is None:  # simulate whole curves: w_k = φ_k w_{k-1} + sqrt(1-φ_k²) ε_k along each run
+                with numpyro.plate("point", n):
+                    eps = numpyro.sample("innovation", family(0.0, 1.0))
+                order, inverse = structure["order"], structure["inverse"]
+                w = linear_recurrence(phi[order], (root * eps)[order])[inverse]
+                numpyro.deterministic("loss", jnp.exp(loc + scale * w))
+                return
+            w_obs = (jnp.log(loss) - loc) / scale
+            loc = loc + scale * phi * w_obs[structure["prev"]]
+            scale = scale * root
         with numpyro.plate("point", n):
-            numpyro.sample("loss", dist.TransformedDistribution(base, ExpTransform()), obs=loss)
+            numpyro.sample("loss", dist.TransformedDistribution(family(loc, scale), ExpTransform()), obs=loss)
 
     return model

@@ -15,7 +15,7 @@ from bayescale.checks import check_coverage  # noqa: E402
 from bayescale.predict import predict  # noqa: E402
 from bayescale.results import law_of  # noqa: E402
 
-__all__ = ["plot_ppc"]
+__all__ = ["plot_ppc", "plot_curve_grid"]
 
 _BANDS = (0.9, 0.5)
 _MAX_DRAWS = 1000  # enough for 5%-95% quantiles to ~1% of the band width; keeps plotting fast
@@ -103,4 +103,78 @@ def plot_ppc(
     ax2.legend(fontsize=8)
     if path is not None:
         fig.savefig(path, dpi=120)
+    return fig
+
+
+def _quantile_bands(draws: np.ndarray) -> np.ndarray:
+    """(5 quantiles, points): 5%, 25%, 50%, 75%, 95% over the first axis."""
+    return np.quantile(draws, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+
+
+def plot_curve_grid(
+    result: xr.DataTree,
+    *,
+    rows: str = "T_m",
+    cols: str = "N",
+    x: str = "D",
+    heldout: xr.Dataset | None = None,
+    path: str | os.PathLike | None = None,
+    rng_key: int = 0,
+    title: str | None = None,
+):
+    """Real vs predicted training curves in a grid, one panel per (``rows`` value, ``cols`` value), like Ouro's
+    Fig. 15: the observed losses of each run, the posterior predictive median with 50% and 90% bands; points in
+    ``heldout`` (a dataset from :func:`~bayescale.data.load_runs`) are drawn in another colour with their predictive
+    bands (:func:`~bayescale.predict.predict` with ``run=``, so a partly seen curve is continued from its last
+    checkpoint). Panel titles give the 90% coverage of the panel's points."""
+    law = law_of(result)
+    const = result["constant_data"].to_dataset()
+    obs = result["observed_data"].to_dataset()
+    for name in (rows, cols, x):
+        if name not in const:
+            raise ValueError(f"plot_curve_grid: {name!r} is not an input of the fit (inputs {list(law.input_names)})")
+    ppc = result["posterior_predictive"]["loss"].values
+    fitted = dict(run=obs["run"].values, y=obs["loss"].values, bands=_quantile_bands(ppc.reshape(-1, ppc.shape[-1])[:_MAX_DRAWS]),
+                  **{n: const[n].values for n in law.input_names})
+    parts = [("fitted", "C0", fitted)]
+    if heldout is not None:
+        inputs = {n: heldout[n].values for n in law.input_names}
+        pred = predict(result, kind="predictive", run=heldout["run"].values, rng_key=rng_key,
+                       extrapolation_threshold=np.inf, **inputs)["loss"].values
+        parts.append(("held out", "C3", dict(run=heldout["run"].values, y=heldout["loss"].values,
+                                             bands=_quantile_bands(pred.reshape(-1, pred.shape[-1])), **inputs)))
+    row_values = np.unique(np.concatenate([p[2][rows] for p in parts]))
+    col_values = np.unique(np.concatenate([p[2][cols] for p in parts]))
+    fig, axes = plt.subplots(row_values.size, col_values.size, figsize=(3.2 * col_values.size, 2.6 * row_values.size),
+                             squeeze=False, sharex=True, sharey=True)
+    for i, rv in enumerate(row_values):
+        for j, cv in enumerate(col_values):
+            ax = axes[i, j]
+            inside = []
+            for label, color, p in parts:
+                sel = (p[rows] == rv) & (p[cols] == cv)
+                for run in np.unique(p["run"][sel]):
+                    k = np.flatnonzero(sel & (p["run"] == run))
+                    k = k[np.argsort(p[x][k])]
+                    b = p["bands"][:, k]
+                    ax.fill_between(p[x][k], b[0], b[4], color=color, alpha=0.15, lw=0)
+                    ax.fill_between(p[x][k], b[1], b[3], color=color, alpha=0.3, lw=0)
+                    ax.plot(p[x][k], b[2], color=color, lw=1)
+                    ax.plot(p[x][k], p["y"][k], ".", color="k" if label == "fitted" else color, ms=2)
+                    inside.append(((p["y"][k] >= b[0]) & (p["y"][k] <= b[4])).mean())
+            ax.set_yscale("log")
+            cover = f", 90% cover {np.mean(inside):.0%}" if inside else ""
+            ax.set_title(f"{rows}={rv:.3g}, {cols}={cv:.3g}{cover}", fontsize=8)
+            if i == row_values.size - 1:
+                ax.set_xlabel(x)
+            if j == 0:
+                ax.set_ylabel("loss")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.4) for _, c, _ in parts]
+    fig.legend(handles, [f"{label}: median, 50% and 90% predictive" for label, _, _ in parts], loc="upper right",
+               fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    if path is not None:
+        fig.savefig(path, dpi=110)
     return fig

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 import xarray as xr
 
 from bayescale.extrapolation import EXTRAPOLATION_THRESHOLD, extrapolation, warn_extrapolation
 from bayescale.inference import as_key
 from bayescale.laws import Law
+from bayescale.noise import Noise, noise_scale
 from bayescale.results import attr_json, law_of
 
-__all__ = ["predict", "KINDS"]
+__all__ = ["predict", "KINDS", "noise_terms", "log_density", "draw_noise"]
 
 #: ``law``: the law's value per posterior draw (the median loss of a new run at those inputs, since the noise is
 #: symmetric in log-loss); ``predictive``: a new observed loss, with the fitted observation noise.
@@ -47,6 +49,90 @@ def draws_log_law(law: Law, params: dict[str, np.ndarray], inputs: dict[str, np.
     return np.asarray(one({k: jnp.asarray(v) for k, v in params.items()}))
 
 
+class NoiseTerms(NamedTuple):
+    """The predictive of a log-loss at new inputs, per draw and point: ``shift + u + scale·ε``, with ``u ~ N(0,
+    run_sd)`` a fresh run effect (``run_sd`` = 0 for a run of the fit) and ε Student-t(``nu``) or Normal (``nu`` None)."""
+
+    shift: np.ndarray
+    run_sd: np.ndarray
+    scale: np.ndarray
+    nu: np.ndarray | None
+
+
+def noise_terms(result: xr.DataTree, law: Law, log_mu: np.ndarray, x: dict[str, np.ndarray], run: Any = None) -> NoiseTerms:
+    """The fit's noise model (:mod:`bayescale.noise`) at new inputs: known runs get their posterior run effect and,
+    for ``"ou"``, are conditioned on their last observed checkpoint at or before the prediction."""
+    post = result["posterior"].to_dataset()
+    noise = Noise.from_attrs(result.attrs)
+    par = {n: post[n].values.reshape(-1, 1) for n in attr_json(result, "noise_parameters", [])}
+    log_ref = float(np.log(attr_json(result, "data_statistics", {}).get("min_loss", 1.0)))
+    shape = log_mu.shape
+    scale = np.broadcast_to(noise_scale(par["sigma"], log_mu, noise, par.get("kappa"), log_ref), shape).copy()
+    shift = np.zeros(shape)
+    run_sd = np.broadcast_to(par["tau"], shape).copy() if noise.run_effect else np.zeros(shape)
+    nu = par.get("nu")
+    if run is None:
+        return NoiseTerms(shift, run_sd, scale, nu)
+    labels = np.broadcast_to(np.asarray(run, dtype=str), (shape[1],))
+    obs = result["observed_data"].to_dataset()
+    known = [j for j, r in enumerate(labels) if r in set(obs["run"].values)]
+    if noise.run_effect and known:
+        effects = post["run_effect"].values.reshape(shape[0], -1)
+        index = {r: i for i, r in enumerate(post["run_effect"]["run"].values)}
+        for j in known:
+            shift[:, j], run_sd[:, j] = effects[:, index[labels[j]]], 0.0
+    if noise.correlation and known:
+        const = result["constant_data"].to_dataset()
+        t_obs, runs_obs = const[noise.axis].values, obs["run"].values
+        cond = []
+        for j in known:  # the run's last observed checkpoint at or before the prediction
+            mine = np.flatnonzero((runs_obs == labels[j]) & (t_obs <= x[noise.axis][j]))
+            if mine.size:
+                cond.append((j, mine[np.argmax(t_obs[mine])]))
+        if cond:
+            js, idx = np.array([c[0] for c in cond]), np.array([c[1] for c in cond])
+            at = {n: const[n].values[idx] for n in law.input_names}
+            mu_last = draws_log_law(law, {n: post[n].values.reshape(-1) for n in law.parameter_names}, at)
+            s_last = noise_scale(par["sigma"], mu_last, noise, par.get("kappa"), log_ref)
+            w_last = (np.log(obs["loss"].values[idx])[None, :] - mu_last - shift[:, js]) / s_last
+            gap = (np.log(x[noise.axis][js]) - np.log(t_obs[idx]))[None, :]
+            shift[:, js] += scale[:, js] * np.exp(-gap / par["ell"]) * w_last
+            scale[:, js] *= np.sqrt(-np.expm1(-2 * gap / par["ell"]))
+    return NoiseTerms(shift, run_sd, scale, nu)
+
+
+def draw_noise(terms: NoiseTerms, key: jax.Array) -> np.ndarray:
+    """One draw of the log-loss residual per (draw, point) from :func:`noise_terms`."""
+    shape = terms.scale.shape
+    if terms.nu is not None:
+        eps = np.asarray(jax.random.t(key, jnp.asarray(terms.nu), shape))
+    else:
+        eps = np.asarray(jax.random.normal(key, shape))
+    u = terms.run_sd * np.asarray(jax.random.normal(jax.random.fold_in(key, 1), shape))
+    return terms.shift + u + terms.scale * eps
+
+
+def log_density(terms: NoiseTerms, log_mu: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """log p(y | θ_s) per draw and point, a density of the loss itself (Jacobian 1/y included). A fresh run effect
+    is integrated out by 32-node Gauss-Hermite quadrature (exact for Normal noise up to rounding)."""
+    import scipy.stats
+
+    log_y = np.log(y)[None, :]
+    resid = log_y - log_mu - terms.shift
+
+    def base(r):
+        z = np.where(terms.scale > 0, r, 0.0)
+        if terms.nu is not None:
+            return scipy.stats.t.logpdf(z, terms.nu, scale=terms.scale)
+        return scipy.stats.norm.logpdf(z, scale=terms.scale)
+
+    if not np.any(terms.run_sd > 0):
+        return base(resid) - log_y
+    nodes, weights = np.polynomial.hermite_e.hermegauss(32)  # ∫ f(u) N(u; 0, 1) du ≈ Σ w f(node) / sqrt(2π)
+    parts = np.stack([base(resid - terms.run_sd * t) for t in nodes])
+    return scipy.special.logsumexp(parts, axis=0, b=(weights / np.sqrt(2 * np.pi))[:, None, None]) - log_y
+
+
 def predict(
     result: xr.DataTree,
     *,
@@ -54,6 +140,7 @@ def predict(
     law: Law | None = None,
     rng_key: int | jax.Array = 0,
     extrapolation_threshold: float = EXTRAPOLATION_THRESHOLD,
+    run: Any = None,
     **inputs: Any,
 ) -> xr.Dataset:
     """Posterior predictions at new inputs.
@@ -68,6 +155,11 @@ def predict(
         Only for results of Python-function laws; catalogue and file laws are rebuilt from the result.
     rng_key
         Seed for the noise draws of ``kind="predictive"``.
+    run
+        ``kind="predictive"`` only: run label(s) of the predictions (scalar or one per prediction). A label of a run
+        in the fit uses that run's posterior run effect and, for ``"ou"`` noise, conditions on its last observed
+        checkpoint at or before the prediction (the continuation of a partly seen curve). Other labels, and the
+        default ``None``, predict new runs: a fresh run effect and the marginal residual.
     extrapolation_threshold
         Decades beyond the observed range of any input past which an
         :class:`~bayescale.extrapolation.ExtrapolationWarning` is issued.
@@ -89,13 +181,9 @@ def predict(
     params = {n: post[n].values.reshape(-1) for n in law.parameter_names}
     log_mu = draws_log_law(law, params, x)
     if kind == "predictive":
-        key, _ = as_key(rng_key)
-        sigma = post["sigma"].values.reshape(-1, 1)
-        z = np.asarray(jax.random.normal(key, log_mu.shape))
-        if "nu" in attr_json(result, "noise_parameters", []):
-            nu = post["nu"].values.reshape(-1, 1)
-            z = np.asarray(jax.random.t(key, jnp.asarray(nu), log_mu.shape))
-        log_mu = log_mu + sigma * z
+        log_mu = log_mu + draw_noise(noise_terms(result, law, log_mu, x, run), as_key(rng_key)[0])
+    elif run is not None:
+        raise ValueError("run= applies to kind='predictive' (the law curve is the same for every run)")
     loss = np.exp(log_mu).reshape(chains, draws, -1)
     decades = extrapolation(result, **x) if "constant_data" in result.children else {}
     warn_extrapolation(decades, extrapolation_threshold)

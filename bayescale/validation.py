@@ -6,6 +6,7 @@ the interval covered them. Splits are built from the data (:func:`make_splits`),
 points are predicted with :func:`bayescale.predict` and scored:
 
 - ``abs_rel_err``: mean over held-out points of ``|median − y| / y`` (median of the posterior predictive);
+- ``r2``: 1 − Σ(y − median)² / Σ(y − ȳ)² over the held-out points (the R² that Ouro reports);
 - ``lpd``: mean log predictive density, ``log (1/S) Σ_s p(y | θ_s)`` with the fitted noise model (nats per point;
   higher is better; a density of the loss itself, so comparable across laws and methods);
 - ``crps``: mean continuous ranked probability score of the predictive sample (in loss units; lower is better);
@@ -25,22 +26,25 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 import pandas as pd
 import scipy.special
-import scipy.stats
 import xarray as xr
 
 from bayescale.data import load_runs
 from bayescale.laws import Law, load_law
-from bayescale.results import attr_json
 
-__all__ = ["SPLITS", "METHODS", "Split", "make_splits", "validate", "crps_sample", "plot_validation"]
+__all__ = ["SPLITS", "DEFAULT_BY", "METHODS", "Split", "make_splits", "validate", "crps_sample", "plot_validation"]
 
 #: ``largest``: leave the ``holdout`` largest values of ``by`` out (one fold). ``rollout``: fit on the smallest k values
 #: of ``by`` and predict the next one, for the last ``max_folds`` k. ``leave_one_out``: hold out each value of ``by``
 #: (a compute budget, a covariate such as ``T_m``) in turn, or only those in ``values``.
-SPLITS = ("largest", "rollout", "leave_one_out")
+#: ``prefix``: fit on the first ``fraction`` of every run's curve (checkpoints with ``by`` ≤ fraction × the run's last
+#: ``by``), predict the rest, one fold per fraction.
+SPLITS = ("largest", "rollout", "leave_one_out", "prefix")
+#: The variable a split runs along when ``by`` is not given.
+DEFAULT_BY = {"largest": "N", "rollout": "N", "leave_one_out": "C", "prefix": "D"}
 #: ``bayes``: :func:`bayescale.fit`; ``baseline``: Huber + L-BFGS + bootstrap (:mod:`bayescale.baseline`).
 METHODS = ("bayes", "baseline")
 _COMPUTE = "C"
@@ -78,11 +82,12 @@ def make_splits(
     data: xr.Dataset,
     split: str = "largest",
     *,
-    by: str = "N",
+    by: str | None = None,
     holdout: int = 1,
     min_train: int = 3,
     max_folds: int = 3,
     values: Sequence[float] | None = None,
+    fractions: Sequence[float] = (0.25, 0.5, 0.75),
     flops_per_param_token: float = 6.0,
 ) -> list[Split]:
     """Build held-out folds over the distinct values of ``by`` (rounded to 2 significant digits).
@@ -95,7 +100,7 @@ def make_splits(
         One of :data:`SPLITS`.
     by
         The variable the split runs along: a law input (``N``, ``D``), ``C`` (compute, ``flops_per_param_token·N·D``)
-        or any covariate column of the dataset (``T_m``, ``batch_size``).
+        or any covariate column of the dataset (``T_m``, ``batch_size``). Default per split: :data:`DEFAULT_BY`.
     holdout
         ``largest``: how many of the largest distinct values to hold out.
     min_train
@@ -104,9 +109,14 @@ def make_splits(
         ``rollout``: keep only the last ``max_folds`` folds (the longest training sets); ``leave_one_out``: ignored.
     values
         ``leave_one_out``: hold out only these values (matched after rounding); default all.
+    fractions
+        ``prefix``: the shares of each curve to fit on, one fold each.
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: must be one of {list(SPLITS)}")
+    by = by or DEFAULT_BY[split]
+    if split == "prefix":
+        return _prefix_splits(data, by, fractions)
     keys = _keys(data, by, flops_per_param_token)
     distinct = np.unique(keys)
     folds: list[Split] = []
@@ -133,6 +143,23 @@ def make_splits(
     return folds
 
 
+def _prefix_splits(data: xr.Dataset, by: str, fractions: Sequence[float]) -> list[Split]:
+    if by not in data:
+        raise ValueError(f"split 'prefix' runs along {by!r}, which the data do not have")
+    bad = [f for f in fractions if not 0 < f < 1]
+    if bad or not len(fractions):
+        raise ValueError(f"fractions must lie strictly between 0 and 1, got {list(fractions)}")
+    t = data[by].values
+    last = pd.Series(t).groupby(data["run"].values).transform("max").values
+    folds = []
+    for f in fractions:
+        train = t <= f * last
+        if not train.any() or train.all():
+            raise ValueError(f"prefix {f:g}: no point on one side of the cut; each run needs checkpoints on both sides")
+        folds.append(Split(f"first {f:.0%} of each curve", train, ~train, f"{by} > {f:g} x each run's last {by}"))
+    return folds
+
+
 def crps_sample(draws: np.ndarray, y: np.ndarray) -> np.ndarray:
     """CRPS of a predictive sample, per point: ``E|X − y| − ½ E|X − X'|``.
 
@@ -147,32 +174,22 @@ def crps_sample(draws: np.ndarray, y: np.ndarray) -> np.ndarray:
     return term1 - 0.5 * spread
 
 
-def _log_density(result: xr.DataTree, log_mu: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """log p(y | θ_s) per draw and point, for the result's noise model on log-loss (with the Jacobian 1/y)."""
-    post = result["posterior"].to_dataset()
-    sigma = post["sigma"].values.reshape(-1, 1)
-    log_y = np.log(y)[None, :]
-    if "nu" in attr_json(result, "noise_parameters", []):
-        nu = post["nu"].values.reshape(-1, 1)
-        lp = scipy.stats.t.logpdf(log_y, nu, loc=log_mu, scale=sigma)
-    else:
-        lp = scipy.stats.norm.logpdf(log_y, loc=log_mu, scale=sigma)
-    return lp - log_y
-
-
 def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) -> tuple[dict[str, float], pd.DataFrame]:
     """Score a fit (or baseline) on held-out points: the metrics of this module and a per-point table."""
-    from bayescale.predict import predict
+    from bayescale.predict import draw_noise, draws_log_law, log_density, noise_terms
 
     inputs = {n: test[n].values for n in law.input_names}
     y = test["loss"].values
-    curve = predict(result, kind="law", extrapolation_threshold=np.inf, **inputs)["loss"].values
-    curve = curve.reshape(-1, y.size)
-    pred = predict(result, kind="predictive", rng_key=rng_key, extrapolation_threshold=np.inf, **inputs)["loss"].values
-    pred = pred.reshape(-1, y.size)
+    post = result["posterior"].to_dataset()
+    log_curve = draws_log_law(law, {n: post[n].values.reshape(-1) for n in law.parameter_names}, inputs)
+    curve = np.exp(log_curve)
+    # Runs seen in the fit (a curve's held-out tail) keep their run effect and continue from their last checkpoint.
+    terms = noise_terms(result, law, log_curve, inputs, run=test["run"].values)
+    key = jax.random.PRNGKey(rng_key)
+    pred = np.exp(log_curve + draw_noise(terms, key))
     q05, q25, q50, q75, q95 = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
     l05, l95 = np.quantile(curve, [0.05, 0.95], axis=0)
-    lp = _log_density(result, np.log(curve), y)
+    lp = log_density(terms, log_curve, y)
     lpd = scipy.special.logsumexp(lp, axis=0) - np.log(lp.shape[0])
     points = pd.DataFrame(
         {
@@ -191,6 +208,7 @@ def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) 
     )
     metrics = {
         "abs_rel_err": float(np.mean(np.abs(q50 - y) / y)),
+        "r2": float(1 - np.sum((y - q50) ** 2) / np.sum((y - y.mean()) ** 2)) if y.size > 1 else np.nan,
         "lpd": float(np.mean(lpd)),
         "crps": float(np.mean(points["crps"])),
         "cover50": float(np.mean((y >= q25) & (y <= q75))),
@@ -206,17 +224,19 @@ def validate(
     data: Any,
     split: str = "largest",
     *,
-    by: str = "N",
+    by: str | None = None,
     holdout: int = 1,
     min_train: int = 3,
     max_folds: int = 3,
     values: Sequence[float] | None = None,
+    fractions: Sequence[float] = (0.25, 0.5, 0.75),
     methods: Sequence[str] = ("bayes",),
     fit_kwargs: Mapping[str, Any] | None = None,
     baseline_kwargs: Mapping[str, Any] | None = None,
     rng_key: int = 0,
     columns: Mapping[str, str] | None = None,
     flops_per_param_token: float = 6.0,
+    on_fold: Any = None,
 ) -> pd.DataFrame:
     """Held-out validation of a law on a run table: one row per (fold, method) with the metrics of this module.
 
@@ -226,7 +246,7 @@ def validate(
         Law, catalogue id or law-file path.
     data
         A dataset from :func:`~bayescale.data.load_runs` or anything it accepts.
-    split, by, holdout, min_train, max_folds, values
+    split, by, holdout, min_train, max_folds, values, fractions
         The folds; see :func:`make_splits` and :data:`SPLITS`.
     methods
         Any of :data:`METHODS`: ``"bayes"`` (:func:`bayescale.fit`) and ``"baseline"`` (Huber + bootstrap).
@@ -235,6 +255,8 @@ def validate(
         ``num_bootstrap``).
     rng_key
         Seed of the fits and of the predictive draws.
+    on_fold
+        Called as ``on_fold(split, method, result, train, test)`` after each fit (to plot or save it).
 
     Returns
     -------
@@ -255,8 +277,9 @@ def validate(
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ValueError(f"methods {list(methods)}: each must be one of {list(METHODS)}")
+    by = by or DEFAULT_BY.get(split, "N")
     folds = make_splits(ds, split, by=by, holdout=holdout, min_train=min_train, max_folds=max_folds, values=values,
-                        flops_per_param_token=flops_per_param_token)
+                        fractions=fractions, flops_per_param_token=flops_per_param_token)
     rows, all_points = [], []
     for fold in folds:
         train, test = ds.isel(point=np.flatnonzero(fold.train)), ds.isel(point=np.flatnonzero(fold.test))
@@ -265,6 +288,8 @@ def validate(
                 result = fit(law, train, **({"rng_key": rng_key} | dict(fit_kwargs or {})))
             else:
                 result = fit_baseline(law, train, **({"rng_key": rng_key} | dict(baseline_kwargs or {})))
+            if on_fold is not None:
+                on_fold(fold, method, result, train, test)
             metrics, points = score(result, test, law, rng_key=rng_key)
             decades = np.nan
             if by in law.input_names:

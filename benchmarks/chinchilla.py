@@ -7,7 +7,11 @@ draws and is timed twice in a fresh process: a 2-warmup/2-draw fit (compilation 
 "sampling" is the difference. ESS/s divides the smallest bulk ESS over the parameters by the full wall time.
 "parallel" runs one chain per XLA host device (XLA_FLAGS=--xla_force_host_platform_device_count=4), the others run
 the chains vectorised or one after another on one device. The baseline for the ratios is the default
-(dense, vectorized).
+(dense, vectorized). The last row is the classic method (`bayescale.baseline.fit_baseline`: summed Huber on log
+residuals, L-BFGS-B from 243 starts, then 1,000 bootstrap resamples of runs), timed the same way: "overhead" is the
+point estimate alone (243 starts, including JAX compilation), "sampling" the bootstrap.
+
+    python benchmarks/chinchilla.py --bootstrap 200     # fewer bootstrap resamples for the baseline row
 """
 
 from __future__ import annotations
@@ -51,11 +55,35 @@ def measure(dense_mass: bool, chain_method: str) -> dict:
     )
 
 
+def measure_baseline(num_bootstrap: int) -> dict:
+    from bayescale.baseline import fit_baseline
+    from bayescale.datasets import load_chinchilla
+
+    ds = load_chinchilla()
+    t0 = time.perf_counter()
+    fit_baseline("hoffmann2022", ds, num_bootstrap=0)
+    overhead = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fit_baseline("hoffmann2022", ds, num_bootstrap=num_bootstrap, bootstrap_starts=1)
+    total = time.perf_counter() - t0
+    nan = float("nan")
+    return dict(
+        mass="-", chains=f"Huber+L-BFGS, {num_bootstrap} bootstrap", total_s=total, overhead_s=overhead,
+        sampling_s=total - overhead, steps_per_draw=nan, min_ess_bulk=nan, ess_per_s=nan, divergences=0,
+    )
+
+
 def main() -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the baseline row (0: skip it)")
+    args = p.parse_args()
     rows = []
-    for cfg in CONFIGS:
+    configs = CONFIGS + ([dict(baseline=args.bootstrap)] if args.bootstrap else [])
+    for cfg in configs:
         env = dict(os.environ)
-        if cfg["chain_method"] == "parallel":
+        if cfg.get("chain_method") == "parallel":
             env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
         out = subprocess.run(
             [sys.executable, __file__, "--one", json.dumps(cfg)], env=env, capture_output=True, text=True, check=True
@@ -77,6 +105,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--one":
-        print(json.dumps(measure(**json.loads(sys.argv[2]))))
+        cfg = json.loads(sys.argv[2])
+        print(json.dumps(measure_baseline(cfg["baseline"]) if "baseline" in cfg else measure(**cfg)))
     else:
         main()
