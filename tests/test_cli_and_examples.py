@@ -61,3 +61,17 @@ def test_example_chinchilla(tmp_path, monkeypatch, capsys):
     assert "N*" in printed and "D*" in printed and "[" in printed
     for name in ("fit.nc", "ppc.png", "report.md"):
         assert (out / name).is_file()
+
+
+def test_example_ouro_looped_draws_the_3x5_grid(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "ouro"
+    monkeypatch.setattr(sys, "argv", ["ouro_looped.py", "--out", str(out), "--checkpoints", "6", "--num-chains", "1",
+                                      "--num-warmup", "150", "--num-samples", "150"])
+    runpy.run_path("examples/ouro_looped.py", run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "fitting ouro2025 (noise run+ou)" in printed and "coverage of the 90% predictive band" in printed
+    import matplotlib.image
+
+    grid = matplotlib.image.imread(out / "ouro_grid.png")
+    assert grid.shape[1] > 1.5 * grid.shape[0]  # 5 columns (sizes) by 3 rows (loop counts)
+    assert (out / "fit.nc").is_file() and (out / "ouro_curves.csv").is_file()

@@ -1,0 +1,179 @@
+"""Curve noise models: spec parsing, curve structure, the exact OU likelihood, continuation of a partly seen curve."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+from numpyro.infer import log_likelihood
+
+import bayescale as bs
+from bayescale.data import DataError
+from bayescale.inference import data_statistics, log_inputs_of
+from bayescale.model import ModelSpec, build_model, resolve_priors
+from bayescale.noise import Noise, curve_structure, linear_recurrence
+from bayescale.predict import NoiseTerms, draws_log_law, log_density, noise_terms
+from bayescale.simulate import ouro_curves, simulate_curves
+from bayescale.validation import make_splits
+
+TRUTH = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
+
+
+def curves(seed=0, n_sizes=4, seeds=2, checkpoints=12, **noise):
+    runs = pd.DataFrame([{"run": f"N{n:.2g}-s{s}", "N": n} for n in np.geomspace(5e7, 5e9, n_sizes) for s in range(seeds)])
+    return simulate_curves("hoffmann2022", TRUTH, runs, np.geomspace(1e9, 1e11, checkpoints), seed=seed, **noise)
+
+
+def test_spec_parsing_and_auto():
+    assert Noise.parse("run+ou") == Noise(run_effect=True, correlation=True)
+    assert Noise.parse("hetero").names == ("kappa",) and Noise.parse("iid").spec == "iid"
+    assert Noise.parse("run+ou+hetero").names == ("tau", "ell", "kappa")
+    finals = bs.load_runs(pd.DataFrame({"N": [1e8, 2e8, 4e8, 8e8], "D": [2e9] * 4, "loss": [3.0, 2.9, 2.8, 2.7]}))
+    assert Noise.parse("auto", finals).spec == "iid"  # one point per run: nothing to correlate
+    assert Noise.parse("auto", bs.load_runs(curves())).spec == "run+ou"
+    with pytest.raises(ValueError, match=r"noise 'run\+ar': unknown term\(s\) \['ar'\]; terms are \['iid', 'run', 'ou', 'hetero'\]"):
+        Noise.parse("run+ar")
+    with pytest.raises(ValueError, match=r"'iid' means no structure and cannot be combined"):
+        Noise.parse("iid+run")
+
+
+def test_curve_structure_links_each_checkpoint_to_the_previous_one_of_its_run():
+    df = pd.DataFrame({"run": ["b", "a", "a", "b", "a"], "N": [2e8, 1e8, 1e8, 2e8, 1e8], "D": [4e9, 3e9, 1e9, 1e9, 2e9],
+                       "loss": [3.0, 3.1, 3.5, 3.4, 3.3]})
+    st = curve_structure(bs.load_runs(df, check_units=False), Noise(correlation=True))
+    prev, has_prev = np.asarray(st["prev"]), np.asarray(st["has_prev"])
+    # run a: D 1e9 (row 2) -> 2e9 (row 4) -> 3e9 (row 1); run b: 1e9 (row 3) -> 4e9 (row 0)
+    assert prev.tolist() == [3, 4, 2, 3, 2] and has_prev.tolist() == [True, True, False, False, True]
+    assert np.allclose(np.asarray(st["dlog"]), [np.log(4), np.log(1.5), 0, 0, np.log(2)])
+    tied = df.assign(D=[4e9, 3e9, 3e9, 1e9, 2e9])
+    with pytest.raises(DataError, match=r"runs \['a'\] have two checkpoints at the same D"):
+        curve_structure(bs.load_runs(tied, check_units=False), Noise(correlation=True))
+
+
+def test_linear_recurrence_matches_the_loop():
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(0, 1, 50), rng.standard_normal(50)
+    a[[0, 17, 30]] = 0.0  # run starts
+    x, prev = np.empty(50), 0.0
+    for k in range(50):
+        prev = a[k] * prev + b[k]
+        x[k] = prev
+    assert np.allclose(np.asarray(linear_recurrence(jnp.asarray(a), jnp.asarray(b))), x, rtol=1e-12)
+
+
+def test_ou_likelihood_is_the_exact_multivariate_normal_density():
+    # The chain of conditionals must equal the joint Gaussian density with covariance s² exp(-|ln t_i - ln t_j| / ell)
+    # within each run (independent across runs), to rounding.
+    ds = bs.load_runs(curves(checkpoints=6, n_sizes=3, seeds=1))
+    law = bs.load_law("hoffmann2022")
+    noise = Noise(correlation=True)
+    spec = ModelSpec(law=law, priors=resolve_priors(law, "normal", None, noise), statistics=data_statistics(ds),
+                     likelihood="normal", noise=noise)
+    model = build_model(spec, curve_structure(ds, noise))
+    params = {**{k: jnp.asarray([v]) for k, v in TRUTH.items()}, "sigma": jnp.asarray([0.01]), "ell": jnp.asarray([0.7])}
+    ll = np.asarray(log_likelihood(model, params, log_inputs_of(ds, law), loss=jnp.asarray(ds["loss"].values))["loss"])
+    mu = np.log(np.asarray(law.predict(TRUTH, N=ds["N"].values, D=ds["D"].values)))
+    y, t, runs = np.log(ds["loss"].values), np.log(ds["D"].values), ds["run"].values
+    expected = 0.0
+    for r in np.unique(runs):
+        k = runs == r
+        cov = 0.01**2 * np.exp(-np.abs(t[k][:, None] - t[k][None, :]) / 0.7)
+        expected += scipy.stats.multivariate_normal(mu[k], cov).logpdf(y[k]) - y[k].sum()  # Jacobian of exp
+    assert np.isclose(ll.sum(), expected, rtol=1e-10)
+
+
+def test_log_density_integrates_a_fresh_run_effect_exactly_for_normal_noise():
+    shape = (3, 2)
+    t = NoiseTerms(shift=np.zeros(shape), run_sd=np.full(shape, 0.02), scale=np.full(shape, 0.01), nu=None)
+    log_mu, y = np.full(shape, np.log(3.0)), np.array([3.05, 2.9])
+    exact = scipy.stats.norm.logpdf(np.log(y), np.log(3.0), np.hypot(0.02, 0.01)) - np.log(y)
+    assert np.allclose(log_density(t, log_mu, y), exact[None, :], atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def curve_fit():
+    ds = bs.load_runs(curves(seed=3))
+    return ds, bs.fit("hoffmann2022", ds, rng_key=0, num_chains=2, num_warmup=300, num_samples=300, progress_bar=False)
+
+
+def test_curve_fit_records_its_noise_and_run_effects(curve_fit):
+    ds, result = curve_fit
+    assert bs.provenance(result)["noise"]["spec"] == "run+ou"
+    post = result["posterior"]
+    assert post["run_effect"].dims == ("chain", "draw", "run") and post["run_effect"].sizes["run"] == 8
+    assert {"tau", "ell"} <= set(bs.provenance(result)["noise_parameters"])
+    # The 90% intervals hold every law constant (data from the model, 96 points, 1% noise).
+    for name, value in TRUTH.items():
+        lo, hi = np.quantile(post[name].values, [0.05, 0.95])
+        assert lo <= value <= hi, (name, lo, value, hi)
+    # Whole curves are replicated: the posterior predictive has one draw per point, all finite and positive.
+    ppc = result["posterior_predictive"]["loss"].values
+    assert ppc.shape == (2, 300, ds.sizes["point"]) and np.all(ppc > 0)
+
+
+def test_a_seen_run_is_continued_from_its_last_checkpoint(curve_fit):
+    ds, result = curve_fit
+    run = "N5e+09-s0"
+    k = np.flatnonzero(ds["run"].values == run)
+    last = k[np.argmax(ds["D"].values[k])]
+    at = dict(N=float(ds["N"].values[last]), D=float(ds["D"].values[last]))
+    # At the run's own last checkpoint the OU residual is known: the prediction is the observation itself.
+    same = bs.predict(result, kind="predictive", run=run, **at)["loss"].values
+    assert np.allclose(same, ds["loss"].values[last], rtol=1e-9)
+    # A little further on (20% more tokens) the known run has no fresh run effect and a residual scale shrunk by
+    # sqrt(1 - φ²), φ = exp(-ln 1.2 / ell), draw by draw; its band is narrower than a new run's (the law's own
+    # uncertainty, shared by both, keeps the ratio of band widths well above the noise ratio).
+    further = dict(N=np.array([at["N"]]), D=np.array([at["D"] * 1.2]))
+    law, post = bs.load_law("hoffmann2022"), result["posterior"]
+    log_mu = draws_log_law(law, {n: post[n].values.reshape(-1) for n in law.parameter_names}, further)
+    seen, new = noise_terms(result, law, log_mu, further, run=[run]), noise_terms(result, law, log_mu, further)
+    ell = post["ell"].values.reshape(-1, 1)
+    assert np.all(seen.run_sd == 0) and np.allclose(new.run_sd, post["tau"].values.reshape(-1, 1))
+    assert np.allclose(seen.scale, new.scale * np.sqrt(1 - np.exp(-2 * np.log(1.2) / ell)))
+    q = lambda p: np.diff(np.quantile(p["loss"].values, [0.05, 0.95]))[0]  # noqa: E731
+    assert q(bs.predict(result, kind="predictive", run=run, **further)) < q(bs.predict(result, kind="predictive", **further))
+    with pytest.raises(ValueError, match=r"run= applies to kind='predictive'"):
+        bs.predict(result, run=run, **at)
+
+
+def test_min_tokens_drops_early_checkpoints_and_says_so(curve_fit):
+    ds, _ = curve_fit
+    from bayescale.inference import drop_before
+
+    kept = drop_before(ds, 1e10)
+    assert kept.sizes["point"] == int((ds["D"].values >= 1e10).sum())
+    assert '"dropped": ' in kept.attrs["min_tokens"]
+    with pytest.raises(DataError, match=r"min_tokens=1e\+12 drops every point \(largest D is 1e\+11\)"):
+        drop_before(ds, 1e12)
+
+
+def test_prefix_split_cuts_every_curve():
+    ds = bs.load_runs(ouro_curves(checkpoints=8))
+    folds = make_splits(ds, "prefix", fractions=(0.5,))
+    (fold,) = folds
+    d, runs = ds["D"].values, ds["run"].values
+    for r in np.unique(runs):
+        k = runs == r
+        assert d[k & fold.train].max() <= 0.5 * d[k].max() < d[k & fold.test].min()
+    with pytest.raises(ValueError, match=r"fractions must lie strictly between 0 and 1, got \[1.0\]"):
+        make_splits(ds, "prefix", fractions=(1.0,))
+
+
+def test_too_few_loop_counts_errors_unless_the_priors_are_meant_to_carry_them():
+    ds = bs.load_runs(ouro_curves(checkpoints=4, loops=(2, 4), sizes=(53e6, 134e6, 374e6)))
+    with pytest.raises(DataError, match=r"too few distinct values of 'T_m': 2"):
+        bs.fit("ouro2025", ds)
+    with pytest.warns(UserWarning, match=r"fitting anyway, the priors carry those parameters"):
+        with pytest.raises(ValueError, match=r"num_chains must be a positive integer"):  # stops before sampling
+            bs.fit("ouro2025", ds, require_identifiable=False, num_chains=0)
+
+
+def test_noise_errors_name_the_problem():
+    ds = bs.load_runs(pd.DataFrame({"run": list("aabbcc"), "N": [1e8] * 2 + [2e8] * 2 + [4e8] * 2,
+                                    "loss": [3.5, 3.3, 3.2, 3.1, 3.0, 2.9]}), inputs=("N",), check_units=False)
+    with pytest.raises(DataError, match=r"noise 'ou' correlates checkpoints along 'D', which the data do not have"):
+        bs.fit("kaplan2020_n", ds, noise="ou")
+    with pytest.raises(DataError, match=r"min_tokens filters on 'D', which the data do not have"):
+        bs.fit("kaplan2020_n", ds, min_tokens=1e9)
