@@ -344,11 +344,14 @@ def test_check_identifiable_rejects(law, table, load_kwargs, match):
 
 
 def _points(k: int) -> pd.DataFrame:
-    """k <= 9 distinct points that cycle through 3 sizes and 3 token counts, so any k >= 3 has 3 distinct of each."""
+    """k <= 27 distinct points that cycle through 3 sizes, 3 token counts and 3 loop counts (T_m, for laws that take
+    it), so any k >= 3 has 3 distinct values of each: point i = a + 3b + 9c has N index a, D index (a + b) mod 3 and
+    T_m index (a + 2b + c) mod 3, a bijection of the 27 index triples."""
     i = np.arange(k)
     N = np.array([1e8, 1e9, 1e10])[i % 3]
     D = np.array([1e9, 1e10, 1e11])[(i + i // 3) % 3]
-    return pd.DataFrame({"N": N, "D": D, "loss": 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28})
+    T_m = np.array([2.0, 4.0, 8.0])[(i + 2 * (i // 3) + i // 9) % 3]
+    return pd.DataFrame({"N": N, "D": D, "T_m": T_m, "loss": 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28})
 
 
 @pytest.mark.parametrize("law_id", bs.list_laws())

@@ -33,6 +33,9 @@ REFERENCE = {
     "kaplan2020_n": lambda p, N: (p["N_c"] / N) ** p["alpha_N"],
     "kaplan2020_d": lambda p, D: (p["D_c"] / D) ** p["alpha_D"],
     "kaplan2020_nd": lambda p, N, D: ((p["N_c"] / N) ** (p["alpha_N"] / p["alpha_D"]) + p["D_c"] / D) ** p["alpha_D"],
+    # Zhu et al. 2025 (Ouro), App. D.2
+    "ouro2025": lambda p, N, D, T_m: (p["E"] + p["A"] / (N + p["t1"]) ** p["alpha"] + p["B"] / (D + p["t2"]) ** p["beta"]
+                                      + p["C"] / (T_m + p["t3"]) ** p["gamma"]),
 }
 
 #: Parameter sets besides the published ones: far from them, to exercise every term at other magnitudes.
@@ -48,10 +51,15 @@ EXTRA_PARAMS = {
         dict(N_c=1.0e9, D_c=1.0e11, alpha_N=0.3, alpha_D=0.2),
         dict(N_c=1.0e15, D_c=1.0e10, alpha_N=0.05, alpha_D=0.5),
     ],
+    "ouro2025": [
+        dict(E=1.6, A=60.0, alpha=0.25, t1=1e6, B=24650.0, beta=0.45, t2=5e7, C=0.5, gamma=0.7, t3=1.0),
+        dict(E=0.1, A=1e5, alpha=0.6, t1=1e9, B=10.0, beta=0.05, t2=1.0, C=20.0, gamma=2.0, t3=0.01),  # offsets dominate
+    ],
 }
 
 #: Grid spanning the data of real scaling studies: N 1e6-1e12 parameters, D 1e8-1e13 tokens.
 GRID = dict(zip(("N", "D"), (m.ravel() for m in np.meshgrid(np.geomspace(1e6, 1e12, 13), np.geomspace(1e8, 1e13, 11)))))
+GRID["T_m"] = np.resize([1.0, 2.0, 4.0, 8.0, 16.0], GRID["N"].size)  # loop counts, cycling over the grid
 
 
 def _law_cases():
@@ -102,6 +110,12 @@ LOG_REFERENCE = {
     "kaplan2020_nd": lambda p, N, D: p["alpha_D"] * np.logaddexp(
         p["alpha_N"] / p["alpha_D"] * (np.log(p["N_c"]) - np.log(N)), np.log(p["D_c"]) - np.log(D)
     ),
+    "ouro2025": lambda p, N, D, T_m: np.logaddexp.reduce(np.broadcast_arrays(
+        np.log(p["E"]),
+        np.log(p["A"]) - p["alpha"] * np.logaddexp(np.log(N), np.log(p["t1"])),
+        np.log(p["B"]) - p["beta"] * np.logaddexp(np.log(D), np.log(p["t2"])),
+        np.log(p["C"]) - p["gamma"] * np.logaddexp(np.log(T_m), np.log(p["t3"])),
+    )),
 }
 EXTREME_PARAMS = {
     # E ~ 0 and both power terms ~1e-90..1e-60: N**alpha = 1e360 overflows, so A / N**alpha is lost in linear arithmetic
@@ -109,6 +123,8 @@ EXTREME_PARAMS = {
     "kaplan2020_n": dict(N_c=1e13, alpha_N=60.0),  # (1e13 / 1e6)**60 = 1e420
     "kaplan2020_d": dict(D_c=1e16, alpha_D=100.0),  # (1e16 / 1e8)**100 = 1e800
     "kaplan2020_nd": dict(N_c=1e13, D_c=1e16, alpha_N=60.0, alpha_D=0.5),
+    # as hoffmann2022: (N + t1)**30 = 1e360 overflows while A / (N + t1)**30 = 1e-60 is the largest term
+    "ouro2025": dict(E=1e-200, A=1e300, alpha=30.0, t1=1.0, B=1e300, beta=30.0, t2=1.0, C=1e-200, gamma=1.0, t3=1.0),
 }
 
 
