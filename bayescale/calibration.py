@@ -21,7 +21,6 @@ Calibration", arXiv:1804.06788.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +31,7 @@ import pandas as pd
 import scipy.stats
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
 
+from bayescale.inference import release_compiled
 from bayescale.laws import Law, load_law
 from bayescale.model import ModelSpec, build_model, resolve_priors
 
@@ -45,7 +45,6 @@ MISSPECIFICATIONS = (None, "noise")
 #: (Chinchilla's 240 points span 2.08-5.01 nats/token, CARD.md). Fixed, not read from each simulated table.
 SBC_STATISTICS = {"min_loss": 2.0, "max_loss": 4.0}
 
-_CLEAR_EVERY = 25  # fits between clearing JAX's compilation caches (see check_calibration)
 
 
 def default_design(law: Law) -> dict[str, np.ndarray]:
@@ -161,13 +160,7 @@ def check_calibration(
         for j, n in enumerate(names):
             kept = np.asarray(draws[n])[::thin][:n_draws]
             ranks[s, j] = int(np.sum(kept < truth[n][s]))
-        if (s + 1) % _CLEAR_EVERY == 0 or s + 1 == num_simulations:
-            # Each MCMC.run re-jits numpyro's sampling loop (a new closure per run), and JAX keeps every compiled
-            # executable: ~600 memory mappings per fit on CPU, so a process dies at Linux's default 65530 mappings
-            # after ~100 fits ("LLVM compilation error: Cannot allocate memory", then a segfault). Clearing JAX's
-            # caches frees them, at the price of one recompilation of the sampler.
-            jax.clear_caches()
-            gc.collect()
+        release_compiled()  # each run re-jits numpyro's sampling loop; see bayescale.inference.release_compiled
     rows = []
     for j, n in enumerate(names):
         stat, p = _chi2_uniform(ranks[:, j], n_draws, num_bins)

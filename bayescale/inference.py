@@ -33,6 +33,32 @@ _STAT_NAMES = {
 }
 
 
+#: Share of the kernel's per-process memory-map limit (vm.max_map_count, 65530 by default) past which compiled
+#: executables are released before a fit. Every fit builds a new model closure, so nothing it compiles is reused by
+#: the next fit, but JAX keeps the executables: ~600 memory mappings per fit on CPU, and after ~100 fits in one
+#: process LLVM fails with "Cannot allocate memory" and the process dies.
+_MAP_FRACTION = 0.5
+
+
+def release_compiled(fraction: float = _MAP_FRACTION) -> bool:
+    """Clear JAX's compilation caches when this process holds more than ``fraction`` of the allowed memory mappings
+    (Linux; elsewhere a no-op). Returns whether it cleared them."""
+    import gc
+
+    try:
+        with open("/proc/self/maps") as f:
+            used = sum(1 for _ in f)
+        with open("/proc/sys/vm/max_map_count") as f:
+            limit = int(f.read())
+    except (OSError, ValueError):
+        return False
+    if used < fraction * limit:
+        return False
+    jax.clear_caches()
+    gc.collect()
+    return True
+
+
 def as_key(rng_key: int | jax.Array) -> tuple[jax.Array, Any]:
     """A PRNG key from an int seed or a key, and a JSON-able record of it."""
     if isinstance(rng_key, (int, np.integer)):
@@ -136,6 +162,7 @@ def fit(
     Hoffman & Gelman 2014, "The No-U-Turn Sampler", JMLR 15. Phan, Pradhan, Jankowiak 2019, "Composable Effects for
     Flexible and Accelerated Probabilistic Programming in NumPyro", arXiv:1912.11554.
     """
+    release_compiled()
     law = law if isinstance(law, Law) else load_law(law)
     ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names)
     if min_tokens is not None:

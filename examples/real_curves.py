@@ -150,12 +150,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--dataset", choices=["gemstones", "colpret"], default="gemstones")
     parser.add_argument("--data-dir", default="/work/shared/data")
     parser.add_argument("--out", default="results/real_curves")
-    parser.add_argument("--num-chains", type=int, default=2)
+    parser.add_argument("--num-chains", type=int, default=4)
     parser.add_argument("--num-warmup", type=int, default=500)
     parser.add_argument("--num-samples", type=int, default=500)
     parser.add_argument("--budget", type=float, default=None,
                         help="FLOP budget for N*, D* (default: 6 x largest N x largest D of the data)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-fits", action="store_true", help="also save the three fits as {dataset}_fit_{a,b,c}.nc")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,6 +184,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     results["c"], info = fit_one("c", curves, args, noise="run+ou")
     infos.append(info)
     total = time.perf_counter() - t_all
+    if args.save_fits:
+        for t, result in results.items():
+            bs.save(result, out / f"{args.dataset}_fit_{t}.nc")
 
     cells: dict[str, dict] = {q: {} for q in QUANTITIES}
     for t, result in results.items():
