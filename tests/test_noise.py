@@ -177,3 +177,13 @@ def test_noise_errors_name_the_problem():
         bs.fit("kaplan2020_n", ds, noise="ou")
     with pytest.raises(DataError, match=r"min_tokens filters on 'D', which the data do not have"):
         bs.fit("kaplan2020_n", ds, min_tokens=1e9)
+
+
+def test_noise_models_are_compared_by_loo_over_runs(curve_fit):
+    # The same runs fitted with independent checkpoints and with the curve model that generated them: leaving whole
+    # runs out, the generating model must predict the held-out curves better (higher elpd). Fixed seeds: deterministic.
+    ds, correlated = curve_fit
+    independent = bs.fit("hoffmann2022", ds, noise="iid", rng_key=0, num_chains=2, num_warmup=300, num_samples=300,
+                         progress_bar=False)
+    table = bs.compare_laws({"iid": independent, "run+ou": correlated})
+    assert table.index[0] == "run+ou" and table.loc["iid", "elpd_diff"] > 0
