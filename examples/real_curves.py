@@ -113,7 +113,28 @@ def fit_one(label: str, ds, args, **kwargs):
     print(f"  ({label}) {TREATMENTS[label]}: {info['points']} points, {seconds:.1f} s, "
           f"{info['divergences']} divergences, max R-hat {info['max_rhat']:.3f}, min bulk ESS {info['min_ess_bulk']:.0f}",
           flush=True)
+    info.update(per_chain(result, ds))
+    if "run_effect" in result["posterior"]:
+        print(f"      per chain: E {info['chain_E']}; tau {info['chain_tau']}; mean energy {info['chain_energy']}; "
+              f"corr(run effect, log N) {info['chain_corr_u_logN']}")
     return result, info
+
+
+def per_chain(result, ds) -> dict[str, str]:
+    """Per-chain medians (chains stuck in different modes show here) and, with run effects, how well the run effects
+    follow log N: a correlation near 1 means they carry the N-dependence that the law should."""
+    post = result["posterior"].to_dataset()
+    fmt = lambda xs, f: " ".join(format(float(x), f) for x in xs)  # noqa: E731
+    out = {"chain_E": fmt(post["E"].median("draw").values, ".3g"),
+           "chain_energy": fmt(result["sample_stats"]["energy"].mean("draw").values, ".1f")}
+    if "run_effect" in post:
+        out["chain_tau"] = fmt(post["tau"].median("draw").values, ".3g")
+        runs = post["run"].values
+        first = {r: i for i, r in reversed(list(enumerate(ds["run"].values)))}
+        log_n = np.log(ds["N"].values[[first[r] for r in runs]])
+        u = post["run_effect"].median("draw").transpose("chain", "run").values
+        out["chain_corr_u_logN"] = fmt([np.corrcoef(log_n, uc)[0, 1] for uc in u], ".2f")
+    return out
 
 
 def plot_intervals(table: pd.DataFrame, path: Path, title: str) -> None:
@@ -226,6 +247,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     cols = [c for c in ["treatment", "points", "seconds", "divergences", "max_rhat", "min_ess_bulk", "sigma", "nu", "tau",
                         "ell", "nan_share_opt"] if c in fits]
     print("\n" + fits[cols].to_string(index=False, float_format="%.4g"))
+    for info in infos:
+        if not info["max_rhat"] <= 1.05:  # NaN (one chain) counts as unchecked
+            print(f"note ({info['treatment']}): max R-hat {info['max_rhat']:.3g}: the chains disagree, so its intervals "
+                  f"pool chains that may sit in different modes (per-chain medians of E: {info['chain_E']}); "
+                  "run more chains/draws before trusting them")
     print(f"\nthree fits took {total:.0f} s; wrote {out / (stem + '.csv')}, {out / (stem + '.png')}, "
           f"{out / (args.dataset + '_fits.csv')}")
     return table
