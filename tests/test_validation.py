@@ -35,7 +35,7 @@ def test_splits_hold_out_what_they_say(grid_data):
 
 
 def test_split_errors_list_the_allowed_values(grid_data):
-    with pytest.raises(ValueError, match=r"split 'middle': must be one of \['largest', 'rollout', 'leave_one_out'\]"):
+    with pytest.raises(ValueError, match=r"split 'middle': must be one of \['largest', 'rollout', 'leave_one_out', 'prefix'\]"):
         make_splits(grid_data, "middle")
     with pytest.raises(ValueError, match=r"by 'T_m': must be one of \['N', 'D', 'C'\]"):
         make_splits(grid_data, "largest", by="T_m")
