@@ -7,10 +7,9 @@ called by :func:`bayescale.fit` once the law is known), never inside ``jit``. Ea
 
 from __future__ import annotations
 
-import warnings
-
 import hashlib
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -232,6 +231,15 @@ def load_runs(
         ds[name].attrs["description"] = ALIASES.get(name, (name,))[0]
         ds[name].attrs["column"] = mapping[name]
     return ds
+
+
+def round_sig(x: np.ndarray, digits: int = 2) -> np.ndarray:
+    """Values rounded to ``digits`` significant digits (0 stays 0): group keys for sizes, budgets and covariates,
+    whose logged or digitised values jitter in later digits."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore"):
+        mag = np.where(x != 0, np.floor(np.log10(np.abs(np.where(x != 0, x, 1.0)))), 0.0)
+    return np.round(x / 10**mag, digits - 1) * 10**mag
 
 
 def check_identifiable(ds: xr.Dataset, law, *, require: bool = True) -> None:

@@ -15,7 +15,7 @@ import xarray as xr
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_median, log_likelihood
 
 from bayescale import diagnostics
-from bayescale.data import check_identifiable, load_runs
+from bayescale.data import DataError, check_identifiable, load_runs
 from bayescale.laws import Law, load_law, published_table
 from bayescale.model import ModelSpec, build_model, resolve_priors
 from bayescale.noise import Noise, curve_structure
@@ -78,8 +78,6 @@ def data_statistics(ds: xr.Dataset) -> dict[str, float]:
 
 def drop_before(ds: xr.Dataset, min_tokens: float, axis: str = "D") -> xr.Dataset:
     """The points of ``ds`` with ``axis`` ≥ ``min_tokens``; the count dropped goes to ``attrs["min_tokens"]``."""
-    from bayescale.data import DataError
-
     if axis not in ds:
         raise DataError(f"min_tokens filters on {axis!r}, which the data do not have")
     if not (isinstance(min_tokens, (int, float)) and np.isfinite(min_tokens) and min_tokens >= 0):

@@ -93,7 +93,6 @@ def build_model(spec: ModelSpec, structure: Mapping | None = None):
     """
     dists = {name: prior.distribution(spec.statistics) for name, prior in spec.priors.items()}
     law, noise = spec.law, spec.noise
-    log_ref = float(jnp.log(spec.statistics.get("min_loss", 1.0)))
 
     if (noise.run_effect or noise.correlation) and structure is None:
         raise ValueError(f"noise {noise.spec!r} needs the data's curve structure (bayescale.noise.curve_structure)")
@@ -105,7 +104,7 @@ def build_model(spec: ModelSpec, structure: Mapping | None = None):
         sigma = numpyro.sample("sigma", dists["sigma"])
         nu = numpyro.sample("nu", dists["nu"]) if spec.likelihood == "student_t" else None
         kappa = numpyro.sample("kappa", dists["kappa"]) if noise.heteroscedastic else None
-        scale = noise_scale(sigma, mu, noise, kappa, log_ref)
+        scale = noise_scale(sigma, mu, noise, kappa, spec.statistics)
         loc = mu
         if noise.run_effect:
             tau = numpyro.sample("tau", dists["tau"])

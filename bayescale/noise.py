@@ -30,6 +30,7 @@ prediction: this is how the rest of a partly seen curve is predicted.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -148,9 +149,10 @@ def ou_terms(dlog: jnp.ndarray, has_prev: jnp.ndarray, ell: jnp.ndarray) -> tupl
     return phi, root
 
 
-def noise_scale(sigma: Any, log_mu: Any, noise: Noise, kappa: Any, log_ref: float) -> Any:
-    """Per-point scale s_i of the standardised residual (numpy or JAX arrays alike)."""
+def noise_scale(sigma: Any, log_mu: Any, noise: Noise, kappa: Any, statistics: Mapping[str, float]) -> Any:
+    """Per-point scale s_i of the standardised residual (numpy or JAX arrays alike): ``sigma``, or under ``"hetero"``
+    ``sigma · exp(kappa · (log_mu − log min_loss))`` with ``min_loss`` from the data ``statistics``."""
     if not noise.heteroscedastic:
         return sigma
     xp = np if isinstance(log_mu, np.ndarray) else jnp
-    return sigma * xp.exp(kappa * (log_mu - log_ref))
+    return sigma * xp.exp(kappa * (log_mu - np.log(statistics["min_loss"])))

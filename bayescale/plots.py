@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from bayescale.checks import check_coverage  # noqa: E402
+from bayescale.data import round_sig  # noqa: E402
 from bayescale.predict import predict  # noqa: E402
 from bayescale.results import law_of  # noqa: E402
 
@@ -19,12 +20,6 @@ __all__ = ["plot_ppc", "plot_curve_grid"]
 
 _BANDS = (0.9, 0.5)
 _MAX_DRAWS = 1000  # enough for 5%-95% quantiles to ~1% of the band width; keeps plotting fast
-
-
-def _round_sig(values: np.ndarray, digits: int = 2) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        mag = np.floor(np.log10(np.abs(values)))
-    return np.round(values / 10**mag, digits - 1) * 10**mag
 
 
 def _groups(result: xr.DataTree, law, x: str, group: str | None) -> tuple[str, np.ndarray]:
@@ -39,7 +34,7 @@ def _groups(result: xr.DataTree, law, x: str, group: str | None) -> tuple[str, n
         return "run", runs
     if group not in const:
         raise ValueError(f"group {group!r}: must be one of {['run', *law.input_names]}")
-    return group, _round_sig(const[group].values)
+    return group, round_sig(const[group].values)
 
 
 def plot_ppc(

@@ -65,9 +65,9 @@ def noise_terms(result: xr.DataTree, law: Law, log_mu: np.ndarray, x: dict[str, 
     post = result["posterior"].to_dataset()
     noise = Noise.from_attrs(result.attrs)
     par = {n: post[n].values.reshape(-1, 1) for n in attr_json(result, "noise_parameters", [])}
-    log_ref = float(np.log(attr_json(result, "data_statistics", {}).get("min_loss", 1.0)))
+    stats = attr_json(result, "data_statistics", {})
     shape = log_mu.shape
-    scale = np.broadcast_to(noise_scale(par["sigma"], log_mu, noise, par.get("kappa"), log_ref), shape).copy()
+    scale = np.broadcast_to(noise_scale(par["sigma"], log_mu, noise, par.get("kappa"), stats), shape).copy()
     shift = np.zeros(shape)
     run_sd = np.broadcast_to(par["tau"], shape).copy() if noise.run_effect else np.zeros(shape)
     nu = par.get("nu")
@@ -75,7 +75,8 @@ def noise_terms(result: xr.DataTree, law: Law, log_mu: np.ndarray, x: dict[str, 
         return NoiseTerms(shift, run_sd, scale, nu)
     labels = np.broadcast_to(np.asarray(run, dtype=str), (shape[1],))
     obs = result["observed_data"].to_dataset()
-    known = [j for j, r in enumerate(labels) if r in set(obs["run"].values)]
+    seen = set(obs["run"].values)
+    known = [j for j, r in enumerate(labels) if r in seen]
     if noise.run_effect and known:
         effects = post["run_effect"].values.reshape(shape[0], -1)
         index = {r: i for i, r in enumerate(post["run_effect"]["run"].values)}
@@ -93,7 +94,7 @@ def noise_terms(result: xr.DataTree, law: Law, log_mu: np.ndarray, x: dict[str, 
             js, idx = np.array([c[0] for c in cond]), np.array([c[1] for c in cond])
             at = {n: const[n].values[idx] for n in law.input_names}
             mu_last = draws_log_law(law, {n: post[n].values.reshape(-1) for n in law.parameter_names}, at)
-            s_last = noise_scale(par["sigma"], mu_last, noise, par.get("kappa"), log_ref)
+            s_last = noise_scale(par["sigma"], mu_last, noise, par.get("kappa"), stats)
             w_last = (np.log(obs["loss"].values[idx])[None, :] - mu_last - shift[:, js]) / s_last
             gap = (np.log(x[noise.axis][js]) - np.log(t_obs[idx]))[None, :]
             shift[:, js] += scale[:, js] * np.exp(-gap / par["ell"]) * w_last
@@ -108,8 +109,10 @@ def draw_noise(terms: NoiseTerms, key: jax.Array) -> np.ndarray:
         eps = np.asarray(jax.random.t(key, jnp.asarray(terms.nu), shape))
     else:
         eps = np.asarray(jax.random.normal(key, shape))
-    u = terms.run_sd * np.asarray(jax.random.normal(jax.random.fold_in(key, 1), shape))
-    return terms.shift + u + terms.scale * eps
+    out = terms.shift + terms.scale * eps
+    if np.any(terms.run_sd > 0):
+        out = out + terms.run_sd * np.asarray(jax.random.normal(jax.random.fold_in(key, 1), shape))
+    return out
 
 
 def log_density(terms: NoiseTerms, log_mu: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from bayescale.laws import Law, load_law
+from bayescale.noise import linear_recurrence
 
 __all__ = ["simulate_curves", "ouro_curves", "OURO_TRUTH", "OURO_SIZES", "OURO_LOOPS", "checkpoint_tokens"]
 
@@ -64,17 +66,14 @@ def simulate_curves(
     rng = np.random.default_rng(seed)
     d = np.asarray(tokens, dtype=float)
     gap = np.r_[np.inf, np.diff(np.log(d))]
-    phi = np.exp(-gap / ell)
+    phi = np.exp(-gap / ell)  # 0 at the first checkpoint (gap = inf)
+    root = np.sqrt(1 - phi**2)
     rows = []
     for run in runs.itertuples(index=False):
         inputs = {n: np.full(d.size, getattr(run, n), dtype=float) for n in law.input_names if n != "D"}
         mu = np.log(np.asarray(law.predict(truth, D=d, **inputs)))
         eps = rng.standard_t(nu, d.size) if nu else rng.standard_normal(d.size)
-        w = np.empty(d.size)
-        prev = 0.0
-        for k in range(d.size):  # w_k = φ_k w_{k-1} + sqrt(1 - φ_k²) ε_k
-            prev = phi[k] * prev + np.sqrt(1 - phi[k] ** 2) * eps[k]
-            w[k] = prev
+        w = np.asarray(linear_recurrence(jnp.asarray(phi), jnp.asarray(root * eps)))  # the model's own recurrence
         log_y = mu + tau * rng.standard_normal() + sigma * w
         rows.append(pd.DataFrame({"run": run.run, **inputs, "D": d, "loss": np.exp(log_y)}))
     return pd.concat(rows, ignore_index=True)

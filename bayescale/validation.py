@@ -32,7 +32,7 @@ import pandas as pd
 import scipy.special
 import xarray as xr
 
-from bayescale.data import load_runs
+from bayescale.data import load_runs, round_sig
 from bayescale.laws import Law, load_law
 
 __all__ = ["SPLITS", "DEFAULT_BY", "METHODS", "Split", "make_splits", "validate", "crps_sample", "plot_validation"]
@@ -59,14 +59,6 @@ class Split(NamedTuple):
     held_out: str
 
 
-def _round_sig(x: np.ndarray, digits: int = 2) -> np.ndarray:
-    """Group keys: values rounded to ``digits`` significant digits (digitised or logged sizes jitter in later digits)."""
-    x = np.asarray(x, dtype=float)
-    with np.errstate(divide="ignore"):
-        mag = np.where(x != 0, np.floor(np.log10(np.abs(np.where(x != 0, x, 1.0)))), 0.0)
-    return np.round(x / 10**mag, digits - 1) * 10**mag
-
-
 def _keys(ds: xr.Dataset, by: str, flops_per_param_token: float) -> np.ndarray:
     allowed = [str(v) for v in ds.data_vars if v != "loss"]
     if {"N", "D"} <= set(allowed):
@@ -74,8 +66,8 @@ def _keys(ds: xr.Dataset, by: str, flops_per_param_token: float) -> np.ndarray:
     if by not in allowed:
         raise ValueError(f"by {by!r}: must be one of {allowed}")
     if by == _COMPUTE and _COMPUTE not in ds:
-        return _round_sig(flops_per_param_token * ds["N"].values * ds["D"].values)
-    return _round_sig(ds[by].values)
+        return round_sig(flops_per_param_token * ds["N"].values * ds["D"].values)
+    return round_sig(ds[by].values)
 
 
 def make_splits(
@@ -133,7 +125,7 @@ def make_splits(
             train, test = keys <= distinct[k - 1], keys == distinct[k]
             folds.append(Split(f"rollout {by} k={k}", train, test, f"{by} = {distinct[k]:.3g} from the {k} smallest"))
     else:
-        chosen = distinct if values is None else np.unique(_round_sig(np.asarray(values, dtype=float)))
+        chosen = distinct if values is None else np.unique(round_sig(np.asarray(values, dtype=float)))
         unknown = [v for v in chosen if v not in distinct]
         if unknown:
             raise ValueError(f"values {[float(v) for v in unknown]}: must be among {[float(v) for v in distinct]}")

@@ -187,3 +187,15 @@ def test_noise_models_are_compared_by_loo_over_runs(curve_fit):
                          progress_bar=False)
     table = bs.compare_laws({"iid": independent, "run+ou": correlated})
     assert table.index[0] == "run+ou" and table.loc["iid", "elpd_diff"] > 0
+
+
+def test_hetero_scale_is_sigma_at_the_lowest_loss_and_follows_the_loss_level():
+    from bayescale.noise import noise_scale
+
+    stats = {"min_loss": 2.0, "max_loss": 10.0}
+    log_mu = np.log(np.array([2.0, 4.0, 10.0]))
+    assert noise_scale(0.01, log_mu, Noise(), 1.0, stats) == 0.01  # without "hetero": sigma everywhere
+    # kappa = 1: the scale is proportional to the loss level, sigma at min_loss (exact up to rounding)
+    assert np.allclose(noise_scale(0.01, log_mu, Noise(heteroscedastic=True), 1.0, stats), [0.01, 0.02, 0.05], rtol=1e-12)
+    got = noise_scale(0.01, jnp.asarray(log_mu), Noise(heteroscedastic=True), 1.0, stats)  # the model's JAX path
+    assert np.allclose(np.asarray(got), [0.01, 0.02, 0.05], rtol=1e-12)
