@@ -21,7 +21,7 @@ from bayescale.model import ModelSpec, build_model, resolve_priors
 from bayescale.noise import Noise, curve_structure
 from bayescale.results import law_data_attrs
 
-__all__ = ["fit"]
+__all__ = ["fit", "run_nuts", "sample_stats_of"]
 
 _EXTRA_FIELDS = ("diverging", "num_steps", "accept_prob", "energy", "adapt_state.step_size")
 _STAT_NAMES = {
@@ -88,6 +88,45 @@ def drop_before(ds: xr.Dataset, min_tokens: float, axis: str = "D") -> xr.Datase
     out = ds.isel(point=np.flatnonzero(keep))
     out.attrs = dict(ds.attrs) | {"min_tokens": json.dumps({"min_tokens": float(min_tokens), "dropped": int((~keep).sum())})}
     return out
+
+
+def run_nuts(
+    model,
+    *args,
+    rng_key: jax.Array,
+    num_chains: int = 4,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    chain_method: str = "vectorized",
+    dense_mass: bool = True,
+    target_accept_prob: float = 0.9,
+    progress_bar: bool | None = None,
+    **kwargs,
+) -> MCMC:
+    """Run NUTS on any numpyro ``model(*args, **kwargs)`` with bayescale's sampler settings; return the MCMC object.
+
+    ``fit`` and the special-purpose models (batch-size scans, schedule laws) share this one place, so they share
+    its defaults (dense mass matrix, median initialisation, the recorded extra fields :data:`_EXTRA_FIELDS`).
+    Read results with ``mcmc.get_samples(group_by_chain=True)`` and ``mcmc.get_extra_fields(group_by_chain=True)``.
+    """
+    if progress_bar is None:
+        progress_bar = sys.stderr.isatty()
+    kernel = NUTS(model, dense_mass=dense_mass, target_accept_prob=target_accept_prob, init_strategy=init_to_median)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=chain_method,
+        progress_bar=progress_bar,
+    )
+    mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, **kwargs)
+    return mcmc
+
+
+def sample_stats_of(mcmc: MCMC) -> dict[str, np.ndarray]:
+    """The sampler statistics of a finished run, named as ArviZ expects (``diverging``, ``n_steps``, ...)."""
+    return {_STAT_NAMES[k]: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
 
 
 def fit(
@@ -180,25 +219,25 @@ def fit(
     log_inputs = log_inputs_of(ds, law)
     loss = jnp.asarray(ds["loss"].values)
 
-    if progress_bar is None:
-        progress_bar = sys.stderr.isatty()
-    kernel = NUTS(model, dense_mass=dense_mass, target_accept_prob=target_accept_prob, init_strategy=init_to_median)
-    mcmc = MCMC(
-        kernel,
+    mcmc = run_nuts(
+        model,
+        log_inputs,
+        rng_key=k_fit,
+        num_chains=num_chains,
         num_warmup=num_warmup,
         num_samples=num_samples,
-        num_chains=num_chains,
         chain_method=chain_method,
+        dense_mass=dense_mass,
+        target_accept_prob=target_accept_prob,
         progress_bar=progress_bar,
+        loss=loss,
     )
-    mcmc.run(k_fit, log_inputs, loss=loss, extra_fields=_EXTRA_FIELDS)
     by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in by_chain.items()}
     shape = (num_chains, num_samples)
     ppc = Predictive(model, posterior_samples=flat, return_sites=["loss"])(k_ppc, log_inputs)["loss"]
     loglik = log_likelihood(model, flat, log_inputs, loss=loss)["loss"]
     prior = Predictive(model, num_samples=num_prior_samples)(k_prior, log_inputs)
-    extra = mcmc.get_extra_fields(group_by_chain=True)
 
     point_dims = {"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]}
     coords = {"point": ds["point"].values, "run": structure["runs"]}
@@ -206,7 +245,7 @@ def fit(
         "posterior": by_chain,
         "posterior_predictive": {"loss": np.asarray(ppc).reshape(*shape, -1)},
         "log_likelihood": {"loss": np.asarray(loglik).reshape(*shape, -1)},
-        "sample_stats": {_STAT_NAMES[k]: np.asarray(v) for k, v in extra.items()},
+        "sample_stats": sample_stats_of(mcmc),
         "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in spec.sampled_names},
         "prior_predictive": {"loss": np.asarray(prior["loss"])[None]},
     }
