@@ -17,7 +17,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from bayescale._formula import FormulaError, compile_log_formula, evaluate_number, parse_formula
+from bayescale._formula import BinOp, Call, FormulaError, Neg, Sym, compile_log_formula, evaluate_number, parse_formula
 from bayescale.priors import Prior, parse_prior
 
 __all__ = ["Law", "Parameter", "Input", "Published", "load_law", "list_laws", "law_search_path", "LawError"]
@@ -182,7 +182,20 @@ def load_law(name: str | os.PathLike) -> Law:
     raise LawError(f"unknown law {str(name)!r}: must be one of {list_laws()} or a path to a .toml law file")
 
 
-_TOP_KEYS = {"id", "title", "formula", "citation", "notes", "inputs", "parameters", "published"}
+_TOP_KEYS = {"id", "title", "formula", "definitions", "citation", "notes", "inputs", "parameters", "published"}
+
+
+def _substitute(node, definitions: Mapping[str, Any]):
+    """``node`` with every symbol named in ``definitions`` replaced by its (already substituted) expression."""
+    if isinstance(node, Sym):
+        return definitions.get(node.name, node)
+    if isinstance(node, BinOp):
+        return BinOp(node.op, _substitute(node.left, definitions), _substitute(node.right, definitions))
+    if isinstance(node, Neg):
+        return Neg(_substitute(node.operand, definitions))
+    if isinstance(node, Call):
+        return Call(node.func, tuple(_substitute(a, definitions) for a in node.args), node.keywords)
+    return node
 
 
 def parse_law_text(text: str, origin: str = "<string>") -> Law:
@@ -215,8 +228,18 @@ def parse_law_text(text: str, origin: str = "<string>") -> Law:
     if clash:
         raise LawError(f"{origin}: names {sorted(clash)} are both inputs and parameters")
     names = {i.name for i in inputs} | {p.name for p in parameters}
+    # Optional [definitions]: named sub-expressions (name = "expression", in order; each may use the inputs, the
+    # parameters and earlier definitions), substituted into the formula so that long laws stay readable.
+    definitions: dict[str, Any] = {}
+    for name, expression in data.get("definitions", {}).items():
+        if name in names:
+            raise LawError(f"{origin}: definition {name!r} is also an input or a parameter")
+        try:
+            definitions[name] = _substitute(parse_formula(str(expression), names | set(definitions)), definitions)
+        except FormulaError as err:
+            raise LawError(f"{origin}: definition {name!r}: {err}") from None
     try:
-        node = parse_formula(data["formula"], names)
+        node = _substitute(parse_formula(data["formula"], names | set(definitions)), definitions)
     except FormulaError as err:
         raise LawError(f"{origin}: {err}") from None
     positive = {p.name for p in parameters if _positive_support(p.prior)}

@@ -351,7 +351,11 @@ def _points(k: int) -> pd.DataFrame:
     N = np.array([1e8, 1e9, 1e10])[i % 3]
     D = np.array([1e9, 1e10, 1e11])[(i + i // 3) % 3]
     T_m = np.array([2.0, 4.0, 8.0])[(i + 2 * (i // 3) + i // 9) % 3]
-    return pd.DataFrame({"N": N, "D": D, "T_m": T_m, "loss": 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28})
+    lr = np.array([1e-3, 2e-3, 4e-3])[(i + i // 3) % 3]  # steplaw2025
+    batch_size = np.array([2e5, 5e5, 1e6])[(i + 2 * (i // 3)) % 3]
+    U_D = D / np.array([1.0, 4.0, 20.0])[(i // 3) % 3]  # muennighoff2023: unique tokens
+    return pd.DataFrame({"N": N, "D": D, "T_m": T_m, "lr": lr, "batch_size": batch_size, "U_D": U_D,
+                         "loss": 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28})
 
 
 @pytest.mark.parametrize("law_id", bs.list_laws())
