@@ -3,13 +3,13 @@
 Pipeline: run table → :func:`load_runs` → :func:`load_law` → :func:`fit` (NUTS) → ``xarray.DataTree`` →
 :func:`summary`, :func:`predict`, :func:`check_coverage`, :func:`plot_ppc`, :func:`compute_optimal`.
 
-bayescale computes in float64: importing it turns on JAX's x64 mode (scaling-law posteriors multiply amplitudes of
-1e3-1e14 by inputs of 1e7-1e13; float32 loses the digits that separate competing fits).
+Importing bayescale configures JAX for the process (:mod:`bayescale._runtime`): float64, CPU host devices so chains
+run in parallel, and a persistent compilation cache; each can be overridden from the environment.
 """
 
-import jax as _jax
+from bayescale import _runtime
 
-_jax.config.update("jax_enable_x64", True)
+_runtime.configure()
 
 from bayescale.data import DataError, load_runs  # noqa: E402
 from bayescale.diagnostics import SamplingError, SamplingWarning  # noqa: E402

@@ -97,7 +97,7 @@ def run_nuts(
     num_chains: int = 4,
     num_warmup: int = 1000,
     num_samples: int = 1000,
-    chain_method: str = "vectorized",
+    chain_method: str = "auto",
     dense_mass: bool = True,
     target_accept_prob: float = 0.9,
     progress_bar: bool | None = None,
@@ -109,6 +109,7 @@ def run_nuts(
     its defaults (dense mass matrix, median initialisation, the recorded extra fields :data:`_EXTRA_FIELDS`).
     Read results with ``mcmc.get_samples(group_by_chain=True)`` and ``mcmc.get_extra_fields(group_by_chain=True)``.
     """
+    chain_method = resolve_chain_method(chain_method, num_chains)
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
     kernel = NUTS(model, dense_mass=dense_mass, target_accept_prob=target_accept_prob, init_strategy=init_to_median)
@@ -122,6 +123,24 @@ def run_nuts(
     )
     mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, **kwargs)
     return mcmc
+
+
+CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
+
+
+def resolve_chain_method(chain_method: str, num_chains: int) -> str:
+    """``"auto"``: one chain per device when there are enough devices (CPU host devices are set up on import,
+    :mod:`bayescale._runtime`), else chains vectorised on an accelerator and one after another on CPU, where
+    vectorised chains wait in lockstep for the deepest tree (docs/performance.md)."""
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method {chain_method!r}: must be one of {list(CHAIN_METHODS)}")
+    if chain_method != "auto":
+        return chain_method
+    if num_chains == 1:
+        return "sequential"
+    if jax.local_device_count() >= num_chains:
+        return "parallel"
+    return "sequential" if jax.default_backend() == "cpu" else "vectorized"
 
 
 def sample_stats_of(mcmc: MCMC) -> dict[str, np.ndarray]:
@@ -142,7 +161,7 @@ def fit(
     min_tokens: float | None = None,
     require_identifiable: bool = True,
     priors: Mapping[str, str] | None = None,
-    chain_method: str = "vectorized",
+    chain_method: str = "auto",
     dense_mass: bool = True,
     target_accept_prob: float = 0.9,
     num_prior_samples: int = 1000,
@@ -164,8 +183,11 @@ def fit(
     rng_key
         Seed (int) or JAX PRNG key. The same key gives identical draws on the same machine and versions.
     num_chains, num_warmup, num_samples
-        NUTS settings. Chains run vectorised on one device by default (``chain_method``), which on CPU beats
-        one process per chain for these small models (benchmarks/).
+        NUTS settings.
+    chain_method
+        ``"auto"`` (default): one chain per device when there are enough (on CPU, ``import bayescale`` sets up
+        host devices), else vectorised on an accelerator and sequential on CPU; or ``"parallel"``,
+        ``"sequential"``, ``"vectorized"`` as in numpyro (docs/performance.md compares them).
     likelihood
         ``"student_t"`` (default; robust to outlying points, like the Huber loss of the classic fit) or ``"normal"``.
     noise
@@ -208,6 +230,7 @@ def fit(
     for name, value in dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples).items():
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    chain_method = resolve_chain_method(chain_method, num_chains)
     noise = Noise.parse(noise, ds)
     prior_specs = resolve_priors(law, likelihood, priors, noise)
     stats = data_statistics(ds)
