@@ -37,6 +37,22 @@ from bayescale.baseline import fit_baseline  # noqa: E402
 from bayescale.calibration import check_calibration  # noqa: E402
 from bayescale.comparison import compare_laws, loo, predict_averaged  # noqa: E402
 from bayescale.validation import plot_validation, validate  # noqa: E402
+from bayescale.pertoken import (  # noqa: E402
+    fit_per_token,
+    fit_per_token_steps,
+    predict_per_token,
+    predict_per_token_steps,
+    simulate_per_token,
+    simulate_per_token_steps,
+)
+from bayescale.shape import (  # noqa: E402
+    compute_equivalent,
+    fit_shape,
+    flat_region_probability,
+    read_gemstones,
+    shape_summary,
+    simulate_shape,
+)
 
 __version__ = "0.1.0"
 
@@ -78,4 +94,17 @@ __all__ = [
     "summary",
     "validate",
     "write_report",
+    # per-token loss and shape sensitivity (Kaplan et al. 2020, Fig. 20 and Fig. 5)
+    "compute_equivalent",
+    "fit_per_token",
+    "fit_per_token_steps",
+    "fit_shape",
+    "flat_region_probability",
+    "predict_per_token",
+    "predict_per_token_steps",
+    "read_gemstones",
+    "shape_summary",
+    "simulate_per_token",
+    "simulate_per_token_steps",
+    "simulate_shape",
 ]
