@@ -38,6 +38,7 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 import xarray as xr
+from scipy.optimize import isotonic_regression
 
 from bayescale import diagnostics
 from bayescale.data import DataError
@@ -145,10 +146,20 @@ def _check_curves(curves: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _monotone(step: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The least-squares non-increasing fit to log loss (isotonic regression, pool-adjacent-violators), one point per
+    pooled block at the block's mean log step. A running minimum would follow the downward noise spikes and read
+    every crossing too early, most where the curve is flat (measured: B* biased 1.8x high on simulated curves)."""
+    fitted = isotonic_regression(np.log(loss), increasing=False).x
+    block = np.concatenate([[0], np.cumsum(np.diff(fitted) != 0)])
+    log_step = np.bincount(block, np.log(step)) / np.bincount(block)
+    return np.exp(log_step), np.exp(fitted[np.r_[0, np.flatnonzero(np.diff(block)) + 1]])
+
+
 def steps_to_loss(curves: pd.DataFrame, levels=None, *, n_levels: int = 6, min_runs: int = 3) -> pd.DataFrame:
     """Steps S and tokens E = B·S each run needed to reach each target loss.
 
-    Along each run the running minimum of the loss is interpolated linearly in (log loss, log step); a run that never
+    Along each run a monotone (isotonic) fit of the loss is interpolated linearly in (log loss, log step); a run that never
     reaches a level, or starts below it, gives no point there. Levels are per model size (``N``): ``levels`` (one list
     for every model, or a dict N → list), or by default ``n_levels`` log-spaced losses between the lowest first
     loss and the ``min_runs``-th lowest final loss of that model's runs, so every level is reached by at least
@@ -159,7 +170,7 @@ def steps_to_loss(curves: pd.DataFrame, levels=None, *, n_levels: int = 6, min_r
     -------
     pandas.DataFrame
         Columns ``run``, ``N``, ``B``, ``cell`` (index of the (N, level) pair), ``level`` (the target loss),
-        ``S``, ``E``.
+        ``S``, ``E``, ``slope`` (−d log L/d log S of the curve at the crossing).
     """
     df = _check_curves(curves)
     if not (isinstance(min_runs, (int, np.integer)) and min_runs >= 2):
@@ -171,7 +182,7 @@ def steps_to_loss(curves: pd.DataFrame, levels=None, *, n_levels: int = 6, min_r
         runs = []
         for run, r in sub.groupby("run", sort=False):
             r = r.sort_values("step")
-            runs.append((run, float(r["B"].iloc[0]), r["step"].to_numpy(), np.minimum.accumulate(r["loss"].to_numpy())))
+            runs.append((run, float(r["B"].iloc[0]), *_monotone(r["step"].to_numpy(), r["loss"].to_numpy())))
         if isinstance(levels, dict):
             lv = levels.get(N)
             if lv is None:
@@ -195,10 +206,15 @@ def steps_to_loss(curves: pd.DataFrame, levels=None, *, n_levels: int = 6, min_r
             for run, B, step, loss in runs:
                 if not (loss[-1] <= level <= loss[0]):
                     continue
-                # running minimum is non-increasing: reverse it so np.interp sees increasing x
-                log_s = np.interp(np.log(level), np.log(loss[::-1]), np.log(step[::-1]))
-                rows.append(dict(run=run, N=float(N), B=B, level=float(level), S=float(np.exp(log_s))))
-    table = pd.DataFrame(rows, columns=["run", "N", "B", "level", "S"])
+                # the monotone fit is strictly decreasing: reverse it so np.interp sees increasing x
+                log_l, log_st = np.log(loss), np.log(step)
+                log_s = np.interp(np.log(level), log_l[::-1], log_st[::-1])
+                # local slope −d log L/d log S of the segment holding the crossing: maps loss noise to step noise
+                k = min(max(int(np.searchsorted(-log_l, -np.log(level))), 1), len(log_l) - 1)
+                slope = (log_l[k - 1] - log_l[k]) / (log_st[k] - log_st[k - 1]) if len(log_l) > 1 else np.nan
+                rows.append(dict(run=run, N=float(N), B=B, level=float(level), S=float(np.exp(log_s)), slope=slope))
+    table = pd.DataFrame(rows, columns=["run", "N", "B", "level", "S", "slope"])
+    table = table[np.isfinite(table["slope"]) & (table["slope"] > 0)]
     if table.empty:
         raise DataError("no run reaches any target loss; pass levels inside the range the curves span")
     counts = table.groupby(["N", "level"])["run"].transform("size")
@@ -207,39 +223,52 @@ def steps_to_loss(curves: pd.DataFrame, levels=None, *, n_levels: int = 6, min_r
         raise DataError(f"no (model, loss level) cell is reached by at least min_runs={min_runs} runs")
     table["cell"] = table.groupby(["N", "level"], sort=True).ngroup()
     table["E"] = table["B"] * table["S"]
-    return table[["run", "N", "B", "cell", "level", "S", "E"]]
+    return table[["run", "N", "B", "cell", "level", "S", "E", "slope"]]
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # 1. Critical batch from a batch-size scan
 
 
-def _hyperbola_model(cell, run, log_B, level_of_cell, log_S_init, log_S=None, *, n_runs, log_L_ref, log_B_center):
-    """log S_i = log S_min[cell] + log(1 + B_crit(L)/B_i) + run effect + ε; B_crit(L) = B_ref·(L/L_ref)^(−1/α_B)."""
-    n_cells = level_of_cell.shape[0]
-    log_B_ref = numpyro.sample("log_B_ref", dist.Normal(log_B_center, 3.0))
-    # α_B around Kaplan's 0.21 but an order of magnitude either way is in the prior's 90% range
-    alpha_B = numpyro.sample("alpha_B", dist.LogNormal(jnp.log(0.25), 1.0))
-    with numpyro.plate("cells", n_cells):
+def _hyperbola_priors(log_B_center: float) -> dict:
+    return {
+        "log_B_ref": dist.Normal(log_B_center, 3.0),
+        # α_B around Kaplan's 0.21, but an order of magnitude either way is in the prior's 90% range
+        "alpha_B": dist.LogNormal(np.log(0.25), 1.0),
+        # noise of log loss (seed noise ~0.01-0.02 nats on 2-5 nats, LAWS.md) and of a run's offset, in log loss
+        "sigma": dist.HalfNormal(0.05),
+        "tau": dist.HalfNormal(0.05),
+        # scatter in log S not explained by loss noise (interpolation between checkpoints, hyperbola misfit)
+        "sigma_S": dist.HalfNormal(0.1),
+    }
+
+
+def _hyperbola_model(cell, run, log_B, inv_slope, level_of_cell, log_S_init, log_S=None, *, n_runs, log_L_ref,
+                     log_B_center):
+    """log S_i = log S_min[cell] + log(1 + B_crit(L)/B_i) + (run offset + ε_i)/slope_i + η_i.
+
+    Loss noise becomes step noise through the curve's local slope: a run whose loss sits δ above its trend reaches
+    a level δ/slope later in log steps, so the same offset moves flat (late) crossings most."""
+    priors = _hyperbola_priors(log_B_center)
+    p = {k: numpyro.sample(k, d) for k, d in priors.items()}
+    with numpyro.plate("cells", level_of_cell.shape[0]):
         log_S_min = numpyro.sample("log_S_min", dist.Normal(log_S_init, 5.0))
-    # scatter of interpolated log steps: a few percent is typical (Kaplan's smoothed curves), 0.2 is generous
-    sigma = numpyro.sample("sigma", dist.HalfNormal(0.2))
-    tau = numpyro.sample("tau", dist.HalfNormal(0.2))
     with numpyro.plate("runs", n_runs):
         z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0))
-    log_B_crit = log_B_ref - (jnp.log(level_of_cell) - log_L_ref) / alpha_B
-    mean = log_S_min[cell] + jnp.logaddexp(0.0, log_B_crit[cell] - log_B) + tau * z_run[run]
+    log_B_crit = p["log_B_ref"] - (jnp.log(level_of_cell) - log_L_ref) / p["alpha_B"]
+    mean = log_S_min[cell] + jnp.logaddexp(0.0, log_B_crit[cell] - log_B) + p["tau"] * z_run[run] * inv_slope
+    scale = jnp.sqrt((p["sigma"] * inv_slope) ** 2 + p["sigma_S"] ** 2)
     with numpyro.plate("points", cell.shape[0]):
-        numpyro.sample("log_S", dist.Normal(mean, sigma), obs=log_S)
+        numpyro.sample("log_S", dist.Normal(mean, scale), obs=log_S)
 
 
 def _scalar_diagnostics(dt: xr.DataTree, names, dists, vector_names, strict: bool) -> None:
     table, messages = diagnostics.diagnose(dt, tuple(names), dists)
     import arviz_stats as azs
 
-    for name in vector_names:
+    for name in vector_names if dt["posterior"].sizes["chain"] > 1 else ():
         rhat = float(np.nanmax(np.asarray(azs.rhat(dt["posterior"].to_dataset()[[name]])[name])))
-        if dt["posterior"].sizes["chain"] > 1 and not rhat <= diagnostics.RHAT_MAX:
+        if not rhat <= diagnostics.RHAT_MAX:
             messages.append(f"{name}: max R-hat {rhat:.3f} > {diagnostics.RHAT_MAX} (chains disagree)")
     diagnostics.record(dt, table, messages, strict)
 
@@ -283,11 +312,13 @@ def fit_critical_batch(
 
     Model, for run r at batch B_r (tokens) reaching loss level L_c in S steps::
 
-        log S = log S_min[c] + log(1 + B_crit(L_c)/B_r) + τ·z_r + ε,   ε ~ Normal(0, σ),  z_r ~ Normal(0, 1)
+        log S = log S_min[c] + log(1 + B_crit(L_c)/B_r) + (τ·z_r + ε)/slope + η,  z_r ~ Normal(0, 1)
+        ε ~ Normal(0, σ) (loss noise), η ~ Normal(0, σ_S) (interpolation and misfit), slope = −d log L/d log S
         B_crit(L) = B_ref·(L/L_ref)^(−1/α_B)  ⇔  B_crit(L) = B*/L^(1/α_B),  B* = B_ref·L_ref^(1/α_B)
         E_min[c] = B_crit(L_c)·S_min[c]
 
-    so (S/S_min − 1)(E/E_min − 1) = 1 at every level. ``L_ref`` is the geometric mean of the levels (B_ref and
+    Noise lives in the loss, where it is made: σ (per point) and τ (per run, so successive levels of one run are
+    correlated) are in log loss and reach log S through the curve's local slope. So (S/S_min − 1)(E/E_min − 1) = 1 at every level. ``L_ref`` is the geometric mean of the levels (B_ref and
     α_B are then nearly uncorrelated); a cell is one (model size, loss level) pair.
 
     Parameters
@@ -295,7 +326,7 @@ def fit_critical_batch(
     data
         Loss curves (columns ``run``, ``N``, ``B``, ``step``, ``loss``; passed through :func:`steps_to_loss` with
         ``levels``, ``n_levels``, ``min_runs``) or its output table (columns ``run``, ``N``, ``B``, ``cell``,
-        ``level``, ``S``).
+        ``level``, ``S``, ``slope``).
     rng_key, num_chains, num_warmup, num_samples, progress_bar
         NUTS settings (:func:`bayescale.inference.run_nuts`).
     strict
@@ -304,7 +335,7 @@ def fit_critical_batch(
     Returns
     -------
     xarray.DataTree
-        ``posterior``: ``B_star``, ``alpha_B``, ``B_ref``, ``sigma``, ``tau`` and, over ``cell``, ``S_min``,
+        ``posterior``: ``B_star``, ``alpha_B``, ``B_ref``, ``sigma``, ``tau``, ``sigma_S`` and, over ``cell``, ``S_min``,
         ``E_min``, ``B_crit``; ``posterior_predictive`` / ``observed_data``: ``log_S`` over ``point``;
         ``constant_data``: the table; ``cells``: N and level of each cell; attrs: provenance.
 
@@ -315,7 +346,10 @@ def fit_critical_batch(
     _check_sampler(num_chains, num_warmup, num_samples)
     if isinstance(data, pd.DataFrame) and {"cell", "level", "S"} <= set(data.columns):
         table = data.copy()
-        for col in ("B", "S", "level"):
+        if "slope" not in table:
+            raise DataError("the step table lacks column 'slope' (−d log L/d log S at each crossing); make it with "
+                            "steps_to_loss")
+        for col in ("B", "S", "level", "slope"):
             values = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=float)
             if not np.all(np.isfinite(values) & (values > 0)):
                 raise DataError(f"column {col!r} of the step table must be finite and > 0")
@@ -334,7 +368,8 @@ def fit_critical_batch(
     log_L_ref = float(np.mean(np.log(level_of_cell)))
     log_B_center = float(np.mean(np.log(table["B"])))
     args = (jnp.asarray(table["cell"].map(cell_ids).to_numpy()), jnp.asarray(run_idx),
-            jnp.asarray(np.log(table["B"].to_numpy(float))), jnp.asarray(level_of_cell),
+            jnp.asarray(np.log(table["B"].to_numpy(float))), jnp.asarray(1.0 / table["slope"].to_numpy(float)),
+            jnp.asarray(level_of_cell),
             jnp.asarray(cells["log_S"].to_numpy(float)))
     log_S = jnp.asarray(np.log(table["S"].to_numpy(float)))
     key, key_record = as_key(rng_key)
@@ -361,7 +396,7 @@ def fit_critical_batch(
         dims={k: ["cell"] for k in ("log_S_min", "B_crit", "S_min", "E_min")} | {"z_run": ["run"], "log_S": ["point"]},
         coords={"cell": cells.index.to_numpy(), "run": run_names, "point": np.arange(len(table))},
     )
-    points = xr.Dataset({c: ("point", table[c].to_numpy()) for c in ("run", "N", "B", "cell", "level", "S", "E")},
+    points = xr.Dataset({c: ("point", table[c].to_numpy()) for c in ("run", "N", "B", "cell", "level", "S", "E", "slope")},
                         coords={"point": np.arange(len(table))})
     dt["observed_data"] = xr.DataTree(xr.Dataset({"log_S": ("point", np.log(table["S"].to_numpy(float)))},
                                                  coords={"point": np.arange(len(table))}))
@@ -374,8 +409,7 @@ def fit_critical_batch(
     dt.attrs["law_id"] = "kaplan2020_critical_batch"
     dt.attrs.update(_sampler_attrs("critical_batch", key_record, num_chains, num_warmup, num_samples,
                                    _table_hash(table), {"L_ref": float(np.exp(log_L_ref))}))
-    dists = {"log_B_ref": dist.Normal(log_B_center, 3.0), "alpha_B": dist.LogNormal(np.log(0.25), 1.0),
-             "sigma": dist.HalfNormal(0.2), "tau": dist.HalfNormal(0.2)}
+    dists = _hyperbola_priors(log_B_center)
     _scalar_diagnostics(dt, dists, dists, ["log_S_min"], strict)
     return dt
 
@@ -460,16 +494,21 @@ def _loss_step_priors(center: dict) -> dict:
 def _loss_step_model(log_N, log_S, log_B, run, n_runs, center, num_iterations, log_loss=None):
     priors = _loss_step_priors(center)
     p = {k: numpyro.sample(k, priors[k]) for k in _LOSS_STEP_PARAMS if k != "tau"}
-    tau = numpyro.sample("tau", priors["tau"])
-    with numpyro.plate("runs", n_runs):
-        z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0))
+    mean = 0.0
+    if n_runs:
+        # centred: a run's 10+ checkpoints pin its offset far tighter than tau, the regime where the non-centred
+        # form makes NUTS take ~1000 leapfrog steps per draw (Betancourt & Girolami 2013)
+        tau = numpyro.sample("tau", priors["tau"])
+        with numpyro.plate("runs", n_runs):
+            run_effect = numpyro.sample("run_effect", dist.Normal(0.0, tau))
+        mean = run_effect[run]
     # B_crit(L) = B_ref·(L/L_ref)^(−1/α_B) = B*/L^(1/α_B) with log B* = log B_ref + log L_ref/α_B
     log_N_c = center["log_N"] + p["a_N"] / p["alpha_N"]
     log_S_c = center["log_S"] + p["a_S"] / p["alpha_S"]
     log_B_star = p["log_B_ref"] + center["log_L"] / p["alpha_B"]
     loss = _solve_log_loss(log_N, log_S, log_B, log_N_c, p["alpha_N"], log_S_c, p["alpha_S"], log_B_star,
                            p["alpha_B"], num_iterations)
-    mean = jnp.log(loss) + tau * z_run[run]
+    mean = jnp.log(loss) + mean
     with numpyro.plate("points", log_N.shape[0]):
         numpyro.sample("log_loss", dist.Normal(mean, p["sigma"]), obs=log_loss)
 
@@ -487,8 +526,9 @@ def fit_loss_steps(
 ) -> xr.DataTree:
     """Fit L(N, S_min) = (N_c/N)^α_N + (S_c/S_min)^α_S with S_min = S/(1 + B_crit(L)/B), B_crit = B*/L^(1/α_B).
 
-    Every checkpoint (run, N, B, step, loss) is a point: log loss = log L(N, S, B; θ) + τ·z_run + ε, with L from
-    :func:`solve_loss`. Sampled in a centred parameterisation (``a_N = α_N·log(N_c/N_ref)`` is the log loss limit at
+    Every checkpoint (run, N, B, step, loss) is a point: log loss = log L(N, S, B; θ) + run effect + ε, with L from
+    :func:`solve_loss`; the run effect ~ Normal(0, τ) is left out when every run has one point (final losses only),
+    where it cannot be told from ε. Sampled in a centred parameterisation (``a_N = α_N·log(N_c/N_ref)`` is the log loss limit at
     the geometric-mean model size, ``a_S`` the log step term at the geometric-mean step, B_crit at the geometric-mean
     loss), which removes the amplitude-exponent correlation; ``N_c``, ``S_c``, ``B_star`` are derived.
 
@@ -496,7 +536,7 @@ def fit_loss_steps(
     -------
     xarray.DataTree
         ``posterior``: ``N_c``, ``alpha_N``, ``S_c``, ``alpha_S``, ``B_star``, ``alpha_B``, ``sigma``, ``tau`` (and
-        the sampled ``a_N``, ``a_S``, ``log_B_ref``, ``z_run``); ``observed_data`` ``log_loss``; ``constant_data``
+        the sampled ``a_N``, ``a_S``, ``log_B_ref``, ``run_effect``); ``observed_data`` ``log_loss``; ``constant_data``
         the curves; ``references``: Kaplan's constants.
 
     References
@@ -515,8 +555,10 @@ def fit_loss_steps(
     center = {"log_N": float(np.mean(np.unique(logs["N"]))), "log_S": float(np.mean(logs["step"])),
               "log_B": float(np.mean(np.unique(logs["B"]))), "log_L": float(np.mean(logs["loss"])),
               "log_min_loss": float(np.min(logs["loss"]))}
+    # a run effect needs runs with several points; with one point per run (final losses) it is the noise itself
+    n_runs = len(run_names) if len(run_names) < len(df) else 0
     args = (jnp.asarray(logs["N"]), jnp.asarray(logs["step"]), jnp.asarray(logs["B"]), jnp.asarray(run_idx),
-            len(run_names), center, int(num_iterations))
+            n_runs, center, int(num_iterations))
     key, key_record = as_key(rng_key)
     mcmc = run_nuts(_loss_step_model, *args, rng_key=key, num_chains=num_chains, num_warmup=num_warmup,
                     num_samples=num_samples, progress_bar=progress_bar, log_loss=jnp.asarray(logs["loss"]))
@@ -524,7 +566,7 @@ def fit_loss_steps(
     post["N_c"] = np.exp(center["log_N"] + post["a_N"] / post["alpha_N"])
     post["S_c"] = np.exp(center["log_S"] + post["a_S"] / post["alpha_S"])
     post["B_star"] = np.exp(post["log_B_ref"] + center["log_L"] / post["alpha_B"])
-    dt = azb.from_dict({"posterior": post, "sample_stats": sample_stats_of(mcmc)}, dims={"z_run": ["run"]},
+    dt = azb.from_dict({"posterior": post, "sample_stats": sample_stats_of(mcmc)}, dims={"run_effect": ["run"]},
                        coords={"run": run_names})
     point = np.arange(len(df))
     dt["observed_data"] = xr.DataTree(xr.Dataset({"log_loss": ("point", logs["loss"])}, coords={"point": point}))
@@ -536,6 +578,8 @@ def fit_loss_steps(
     dt.attrs.update(_sampler_attrs("loss_steps", key_record, num_chains, num_warmup, num_samples, _table_hash(df),
                                    {"center": json.dumps(center), "num_iterations": int(num_iterations)}))
     priors = _loss_step_priors(center)
+    if not n_runs:
+        priors.pop("tau")
     _scalar_diagnostics(dt, priors, priors, [], strict)
     return dt
 
