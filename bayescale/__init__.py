@@ -37,6 +37,13 @@ from bayescale.baseline import fit_baseline  # noqa: E402
 from bayescale.calibration import check_calibration  # noqa: E402
 from bayescale.comparison import compare_laws, loo, predict_averaged  # noqa: E402
 from bayescale.validation import plot_validation, validate  # noqa: E402
+from bayescale.batchsize import (  # noqa: E402
+    compute_frontier,
+    fit_critical_batch,
+    fit_loss_steps,
+    simulate_batch_scan,
+    steps_to_loss,
+)
 from bayescale.pertoken import (  # noqa: E402
     fit_per_token,
     fit_per_token_steps,
@@ -93,6 +100,11 @@ __all__ = [
     "save",
     "summary",
     "validate",
+    "compute_frontier",
+    "fit_critical_batch",
+    "fit_loss_steps",
+    "simulate_batch_scan",
+    "steps_to_loss",
     "write_report",
     # per-token loss and shape sensitivity (Kaplan et al. 2020, Fig. 20 and Fig. 5)
     "compute_equivalent",
