@@ -278,15 +278,21 @@ def evaluate_number(node: Node, env: Mapping[str, float]) -> float:
         return float(_number(node, env))
 
 
-def _number(node: Node, env: Mapping[str, float]) -> np.float64:
+def evaluate_array(node: Node, env: Mapping[str, Any]) -> Any:
+    """As :func:`evaluate_number`, with JAX arithmetic, for data statistics that are traced arrays (batched fits:
+    one value per fit). No checks: validate each fit's prior with :func:`evaluate_number` first."""
+    return _number(node, env, jnp)
+
+
+def _number(node: Node, env: Mapping[str, Any], xp: Any = np) -> Any:
     if isinstance(node, Num):
-        return np.float64(node.value)
+        return xp.float64(node.value)
     if isinstance(node, Sym):
-        return np.float64(env[node.name])
+        return xp.asarray(env[node.name], dtype=xp.float64)
     if isinstance(node, Neg):
-        return -_number(node.operand, env)
+        return -_number(node.operand, env, xp)
     if isinstance(node, BinOp):
-        a, b = _number(node.left, env), _number(node.right, env)
+        a, b = _number(node.left, env, xp), _number(node.right, env, xp)
         if node.op == "+":
             return a + b
         if node.op == "-":
@@ -295,6 +301,6 @@ def _number(node: Node, env: Mapping[str, float]) -> np.float64:
             return a * b
         if node.op == "/":
             return a / b
-        return np.power(a, b)
-    fns = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt}
-    return fns[node.func](*(_number(a, env) for a in node.args))
+        return xp.power(a, b)
+    fns = {"exp": xp.exp, "log": xp.log, "sqrt": xp.sqrt}
+    return fns[node.func](*(_number(a, env, xp) for a in node.args))

@@ -83,52 +83,67 @@ def resolve_priors(
     return priors
 
 
-def build_model(spec: ModelSpec, structure: Mapping | None = None):
+def build_model(spec: ModelSpec, structure: Mapping | None = None, *, batched: bool = False):
     """Return ``model(log_inputs, loss=None)`` for numpyro.
 
     ``log_inputs`` maps each law input to the log of its values over points; ``structure`` is
     :func:`bayescale.noise.curve_structure` of the data (needed for run effects and correlated residuals). With
     ``loss`` given, the observed site ``loss`` carries the exact likelihood (the conditional chain along each run for
-    ``"ou"``); without it, ``loss`` is simulated jointly (a draw of whole curves).
+    ``"ou"``); without it, ``loss`` is simulated jointly (a draw of whole curves). ``batched``: the structure comes
+    with each call (``per_fit``, see :mod:`bayescale.batch`); ``structure`` then only gives the (padded) number of
+    runs ``n_runs``, which fixes the shape of the run effects.
     """
-    dists = {name: prior.distribution(spec.statistics) for name, prior in spec.priors.items()}
+    fixed = {name: prior.distribution(spec.statistics) for name, prior in spec.priors.items()}
     law, noise = spec.law, spec.noise
 
-    if (noise.run_effect or noise.correlation) and structure is None:
+    if (noise.run_effect or noise.correlation) and structure is None and not batched:
         raise ValueError(f"noise {noise.spec!r} needs the data's curve structure (bayescale.noise.curve_structure)")
 
-    def model(log_inputs: Mapping[str, jnp.ndarray], loss: jnp.ndarray | None = None):
+    def model(
+        log_inputs: Mapping[str, jnp.ndarray],
+        loss: jnp.ndarray | None = None,
+        per_fit: Mapping | None = None,
+    ):
+        # per_fit (batched fits, bayescale.batch): this fit's data statistics, curve structure and point mask, as
+        # arrays traced by vmap; padded points are masked out of the likelihood.
+        dists, stats, struct = fixed, spec.statistics, structure
+        if per_fit is not None:
+            stats, struct = per_fit["statistics"], {**(structure or {}), **per_fit["structure"]}
+            dists = {n: p.traced_distribution(stats) if p.uses_data() else fixed[n] for n, p in spec.priors.items()}
         params = {name: numpyro.sample(name, dists[name]) for name in law.parameter_names}
         mu = law.log_fn(params, log_inputs)
         n = mu.shape[0]
         sigma = numpyro.sample("sigma", dists["sigma"])
         nu = numpyro.sample("nu", dists["nu"]) if spec.likelihood == "student_t" else None
         kappa = numpyro.sample("kappa", dists["kappa"]) if noise.heteroscedastic else None
-        scale = noise_scale(sigma, mu, noise, kappa, spec.statistics)
+        scale = noise_scale(sigma, mu, noise, kappa, stats)
         loc = mu
         if noise.run_effect:
             tau = numpyro.sample("tau", dists["tau"])
-            with numpyro.plate("run", structure["n_runs"]):
+            with numpyro.plate("run", struct["n_runs"]):
                 z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0))
-            loc = loc + numpyro.deterministic("run_effect", tau * z_run)[structure["run_idx"]]
+            loc = loc + numpyro.deterministic("run_effect", tau * z_run)[struct["run_idx"]]
 
         def family(center, spread):
             return dist.StudentT(nu, center, spread) if nu is not None else dist.Normal(center, spread)
 
         if noise.correlation:
             ell = numpyro.sample("ell", dists["ell"])
-            phi, root = ou_terms(structure["dlog"], structure["has_prev"], ell)
+            phi, root = ou_terms(struct["dlog"], struct["has_prev"], ell)
             if loss is None:  # simulate whole curves: w_k = φ_k w_{k-1} + sqrt(1-φ_k²) ε_k along each run
                 with numpyro.plate("point", n):
                     eps = numpyro.sample("innovation", family(0.0, 1.0))
-                order, inverse = structure["order"], structure["inverse"]
+                order, inverse = struct["order"], struct["inverse"]
                 w = linear_recurrence(phi[order], (root * eps)[order])[inverse]
                 numpyro.deterministic("loss", jnp.exp(loc + scale * w))
                 return
             w_obs = (jnp.log(loss) - loc) / scale
-            loc = loc + scale * phi * w_obs[structure["prev"]]
+            loc = loc + scale * phi * w_obs[struct["prev"]]
             scale = scale * root
+        likelihood = dist.TransformedDistribution(family(loc, scale), ExpTransform())
+        if per_fit is not None:
+            likelihood = likelihood.mask(per_fit["mask"])
         with numpyro.plate("point", n):
-            numpyro.sample("loss", dist.TransformedDistribution(family(loc, scale), ExpTransform()), obs=loss)
+            numpyro.sample("loss", likelihood, obs=loss)
 
     return model

@@ -155,4 +155,4 @@ def noise_scale(sigma: Any, log_mu: Any, noise: Noise, kappa: Any, statistics: M
     if not noise.heteroscedastic:
         return sigma
     xp = np if isinstance(log_mu, np.ndarray) else jnp
-    return sigma * xp.exp(kappa * (log_mu - np.log(statistics["min_loss"])))
+    return sigma * xp.exp(kappa * (log_mu - xp.log(statistics["min_loss"])))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpyro.distributions as dist
 
-from bayescale._formula import Call, FormulaError, _check_arity, _symbols, evaluate_number, parse_expression
+from bayescale._formula import Call, FormulaError, _check_arity, _symbols, evaluate_array, evaluate_number, parse_expression
 
 __all__ = ["Prior", "parse_prior", "DISTRIBUTIONS", "DATA_STATISTICS"]
 
@@ -67,6 +67,12 @@ class Prior:
             return cls(**kwargs)
         except ValueError as err:
             raise FormulaError(f"prior {self.text!r} has invalid arguments {kwargs}: {err}") from None
+
+    def traced_distribution(self, statistics: Mapping[str, object]) -> dist.Distribution:
+        """The distribution with data statistics given as JAX values (traced per fit in a batched fit), unchecked:
+        each fit's prior is checked with :meth:`distribution` on its own statistics first."""
+        cls, _ = DISTRIBUTIONS[self.family]
+        return cls(**{name: evaluate_array(node, statistics) for name, node in self.arguments})
 
     def uses_data(self) -> bool:
         return any(s in self.text for s in DATA_STATISTICS)

@@ -1,0 +1,245 @@
+"""Many independent fits of one law as one vectorised computation (SBC simulations, coverage studies, splits).
+
+Every fit uses the same numpyro model as :func:`bayescale.fit`, with its data passed as arguments rather than closed
+over: datasets are padded to the largest one (points and runs), padded points are masked out of the likelihood, and
+the data statistics that priors use (``min_loss``) are traced per fit. NUTS runs through numpyro's functional API
+(``numpyro.infer.hmc.hmc``), vmapped over (fit, chain) pairs and compiled once, so a thousand fits cost one
+compilation and no Python loop. Chains of a vmapped batch advance in lockstep (each NUTS step waits for the deepest
+tree in the batch); ``batch_size`` bounds how many run together (``jax.lax.map``), docs/performance.md measures it.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import arviz_stats as azs
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+from numpyro.infer import init_to_median
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import initialize_model
+
+from bayescale.data import check_identifiable, load_runs
+from bayescale.diagnostics import SamplingError, SamplingWarning
+from bayescale.inference import as_key, data_statistics, log_inputs_of
+from bayescale.laws import Law, load_law
+from bayescale.model import ModelSpec, build_model, resolve_priors
+from bayescale.noise import Noise, curve_structure
+from bayescale.results import versions
+
+__all__ = ["fit_batch"]
+
+#: R-hat above this (per fit, any parameter) or any divergence counts a fit as troubled in the batch's warning.
+RHAT_LIMIT = 1.01
+
+
+def _as_datasets(law: Law, datasets: Any, columns: Mapping[str, str] | None) -> list[xr.Dataset]:
+    if isinstance(datasets, (xr.Dataset, str)) or not isinstance(datasets, Sequence):
+        raise TypeError("datasets must be a list of run tables (xarray Datasets from load_runs, DataFrames or paths)")
+    if len(datasets) == 0:
+        raise ValueError("datasets is empty: give at least one run table")
+    return [d if isinstance(d, xr.Dataset) else load_runs(d, columns=columns, inputs=law.input_names)
+            for d in datasets]
+
+
+def _pad(values: np.ndarray, size: int, fill: Any) -> np.ndarray:
+    return np.concatenate([values, np.full(size - values.size, fill, dtype=values.dtype)])
+
+
+def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dict]) -> tuple[dict, int]:
+    """Per-fit model arguments stacked along a leading fit axis, padded to the largest fit; and the padded run count."""
+    structures = [curve_structure(ds, noise) for ds in dss]
+    n_points = max(ds.sizes["point"] for ds in dss)
+    n_runs = max(s["n_runs"] for s in structures)
+    per_fit = []
+    for ds, st, structure in zip(dss, stats, structures):
+        n = ds.sizes["point"]
+        logs = {k: _pad(np.asarray(v), n_points, float(np.asarray(v)[0])) for k, v in log_inputs_of(ds, law).items()}
+        struct = {"run_idx": _pad(np.asarray(structure["run_idx"]), n_points, 0)}
+        if noise.correlation:
+            struct["prev"] = np.concatenate([np.asarray(structure["prev"]), np.arange(n, n_points)])
+            struct["dlog"] = _pad(np.asarray(structure["dlog"]), n_points, 0.0)
+            struct["has_prev"] = _pad(np.asarray(structure["has_prev"]), n_points, False)
+        per_fit.append(dict(
+            log_inputs=logs,
+            loss=_pad(ds["loss"].values.astype(float), n_points, 1.0),
+            per_fit=dict(statistics={k: np.float64(v) for k, v in st.items()}, structure=struct,
+                         mask=np.arange(n_points) < n),
+        ))
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *per_fit)
+    return stacked, n_runs
+
+
+def fit_batch(
+    law: Law | str,
+    datasets: Sequence[Any],
+    *,
+    rng_key: int | jax.Array = 0,
+    num_chains: int = 2,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    likelihood: str = "student_t",
+    noise: str | Noise = "auto",
+    priors: Mapping[str, str] | None = None,
+    dense_mass: bool = True,
+    target_accept_prob: float = 0.9,
+    batch_size: int | None = None,
+    require_identifiable: bool = True,
+    strict: bool = False,
+    columns: Mapping[str, str] | None = None,
+) -> xr.DataTree:
+    """Fit one law to each of many datasets with NUTS, as one compiled, vectorised computation.
+
+    Parameters
+    ----------
+    law
+        A :class:`~bayescale.laws.Law`, a catalogue id or a path to a law file.
+    datasets
+        Run tables, one per fit: datasets from :func:`~bayescale.data.load_runs`, or anything it accepts. They may
+        differ in size; all must resolve to the same ``noise`` structure.
+    num_chains, num_warmup, num_samples, likelihood, noise, priors, dense_mass, target_accept_prob
+        As in :func:`bayescale.fit`; every fit gets the same settings.
+    batch_size
+        How many (fit, chain) pairs advance together in one vectorised step (``jax.lax.map``'s ``batch_size``);
+        ``None``: all of them. Smaller batches wait less for the slowest chain in the batch.
+    strict
+        Raise :class:`~bayescale.diagnostics.SamplingError` when any fit has R-hat > 1.01 or divergences.
+
+    Returns
+    -------
+    xarray.DataTree
+        ``posterior`` and ``sample_stats`` with dims ``(fit, chain, draw)`` for every law and noise parameter
+        (run-level effects are not kept); ``fit_diagnostics`` with ``rhat`` and ``ess_bulk`` per fit and parameter
+        and ``divergences`` per fit; ``attrs`` with the law, priors, noise, sampler settings and versions.
+
+    Examples
+    --------
+    >>> result = bs.fit_batch("hoffmann2022", [table_a, table_b])           # doctest: +SKIP
+    >>> result.posterior["alpha"].quantile([0.05, 0.95], dim=("chain", "draw"))  # one interval per fit
+    """
+    law = law if isinstance(law, Law) else load_law(law)
+    dss = _as_datasets(law, datasets, columns)
+    for name, value in dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples).items():
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    noises = [Noise.parse(noise, ds) for ds in dss]
+    if len({n.spec for n in noises}) > 1:
+        kinds = sorted({n.spec for n in noises})
+        raise ValueError(f"noise {noise!r} resolves to different structures across the datasets ({kinds}): "
+                         "a batch shares one model; pass noise= explicitly")
+    noise = noises[0]
+    for i, ds in enumerate(dss):
+        try:
+            check_identifiable(ds, law, require=require_identifiable)
+        except ValueError as err:
+            raise type(err)(f"dataset {i}: {err}") from None
+    prior_specs = resolve_priors(law, likelihood, priors, noise)
+    stats = [data_statistics(ds) for ds in dss]
+    for i, st in enumerate(stats):  # each fit's data-dependent priors must be valid distributions
+        for prior in prior_specs.values():
+            if prior.uses_data():
+                try:
+                    prior.distribution(st)
+                except ValueError as err:
+                    raise type(err)(f"dataset {i}: {err}") from None
+
+    arrays, n_runs = _batch_arrays(law, dss, noise, stats)
+    spec = ModelSpec(law=law, priors=prior_specs, statistics=stats[0], likelihood=likelihood, noise=noise)
+    model = build_model(spec, {"n_runs": n_runs}, batched=True)
+    names = spec.sampled_names
+    key, key_record = as_key(rng_key)
+    k_init, k_run = jax.random.split(key)
+
+    def args_of(i):
+        a = jax.tree_util.tree_map(lambda x: x[i], arrays)
+        return a["log_inputs"], a["loss"], a["per_fit"]
+
+    # The model's shapes and transforms come from fit 0; every parameter starts at its prior median, which in the
+    # unconstrained space does not depend on the data (Uniform(0, min_loss) has its median at logit 0 for any data).
+    info = initialize_model(k_init, model, model_args=args_of(0), dynamic_args=True, init_strategy=init_to_median)
+    z0 = info.param_info.z
+    init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
+
+    def one(index, chain_key):
+        args = args_of(index)
+        state = init_kernel(z0, num_warmup, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
+                            model_args=args, rng_key=chain_key)
+        state = jax.lax.fori_loop(0, num_warmup, lambda _, s: sample_kernel(s, model_args=args), state)
+
+        def step(s, _):
+            s = sample_kernel(s, model_args=args)
+            return s, (s.z, s.diverging, s.num_steps, s.accept_prob, s.energy)
+
+        _, (z, diverging, steps, accept, energy) = jax.lax.scan(step, state, None, length=num_samples)
+        values = jax.vmap(info.postprocess_fn(*args))(z)
+        return {n: values[n] for n in names}, dict(diverging=diverging, n_steps=steps, acceptance_rate=accept,
+                                                    energy=energy)
+
+    n_fits = len(dss)
+    index = jnp.repeat(jnp.arange(n_fits), num_chains)
+    keys = jax.random.split(k_run, n_fits * num_chains)
+    run = jax.jit(lambda idx, ks: jax.lax.map(lambda a: one(*a), (idx, ks), batch_size=batch_size or idx.size))
+    draws, stats_out = jax.device_get(run(index, keys))
+
+    def shaped(v):
+        v = np.asarray(v)
+        return v.reshape(n_fits, num_chains, num_samples, *v.shape[2:])
+
+    dims = ("fit", "chain", "draw")
+    coords = {"fit": np.arange(n_fits), "chain": np.arange(num_chains), "draw": np.arange(num_samples)}
+    posterior = xr.Dataset({n: (dims, shaped(v)) for n, v in draws.items()}, coords=coords)
+    sample_stats = xr.Dataset({n: (dims, shaped(v)) for n, v in stats_out.items()}, coords=coords)
+    dt = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": sample_stats})
+    dt["fit_diagnostics"] = xr.DataTree(_diagnostics(posterior, sample_stats))
+    dt.attrs.update(
+        law_id=law.id,
+        law_source=law.source_text or "",
+        priors=json.dumps({k: v.text for k, v in prior_specs.items()}),
+        likelihood=likelihood,
+        noise=noise.to_json(),
+        n_points=json.dumps([int(ds.sizes["point"]) for ds in dss]),
+        data_hashes=json.dumps([ds.attrs.get("data_hash", "") for ds in dss]),
+        sampler=json.dumps(dict(algorithm="NUTS (vmapped over fits and chains)", num_chains=num_chains,
+                                num_warmup=num_warmup, num_samples=num_samples, dense_mass=dense_mass,
+                                target_accept_prob=target_accept_prob, batch_size=batch_size, rng_key=key_record,
+                                x64=bool(jax.config.jax_enable_x64), device=str(jax.devices()[0].platform))),
+        versions=json.dumps(versions()),
+    )
+    _report(dt, law.id, strict)
+    return dt
+
+
+def _diagnostics(posterior: xr.Dataset, sample_stats: xr.Dataset) -> xr.Dataset:
+    if posterior.sizes["chain"] > 1:
+        rhat = azs.rhat(posterior)
+    else:  # R-hat needs two chains; report NaN rather than a number that means nothing
+        rhat = xr.full_like(posterior.isel(chain=0, draw=0, drop=True), np.nan)
+    ess = azs.ess(posterior, method="bulk")
+    out = xr.Dataset({
+        "rhat": rhat.to_array("parameter"),
+        "ess_bulk": ess.to_array("parameter"),
+        "divergences": sample_stats["diverging"].sum(("chain", "draw")),
+    })
+    return out.transpose("fit", "parameter")
+
+
+def _report(dt: xr.DataTree, law_id: str, strict: bool) -> None:
+    diag = dt["fit_diagnostics"].to_dataset()
+    bad_rhat = (diag["rhat"] > RHAT_LIMIT).any("parameter").values
+    bad_div = (diag["divergences"] > 0).values
+    dt.attrs["troubled_fits"] = json.dumps(np.flatnonzero(bad_rhat | bad_div).tolist())
+    if not (bad_rhat.any() or bad_div.any()):
+        return
+    text = (f"fit_batch of law {law_id!r}: {int(bad_rhat.sum())} of {bad_rhat.size} fits have R-hat > {RHAT_LIMIT}, "
+            f"{int(bad_div.sum())} have divergences (attrs['troubled_fits'] lists them; "
+            "fit_diagnostics has the numbers)")
+    if strict:
+        raise SamplingError(text, result=dt)
+    warnings.warn(text, SamplingWarning, stacklevel=3)
