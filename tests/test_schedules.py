@@ -1,0 +1,243 @@
+"""Schedule laws (bayescale.schedules): schedules, the two laws against hand-written numpy loops, the block merge,
+recovery of known constants from simulated curves and cross-schedule prediction, errors, the example."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+import numpy as np
+import pytest
+
+import bayescale as bs
+from bayescale import schedules as S
+
+MPL = S.load_schedule_law("luo2025_mpl")
+TRUTH = MPL.reference("luo2025_400M").values  # published constants of the 400M model
+
+
+def schedules_400m():
+    c = S.LUO_SETUP
+    return {
+        "constant": S.lr_schedule("constant", **c),
+        "cosine": S.lr_schedule("cosine", final_lr=3e-5, **c),
+        "wsd": S.lr_schedule("wsd", final_lr=3e-5, decay_steps=4800, **c),
+        "step": S.lr_schedule("step", milestones=[12000, 18000], decay_factor=0.316, **c),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# schedules
+def test_schedule_shapes():
+    c = dict(total_steps=100, peak_lr=1e-3, warmup_steps=10)
+    const = S.lr_schedule("constant", **c)
+    assert const.total_steps == 100 and const.warmup_steps == 10
+    np.testing.assert_allclose(const.lr[:10], 1e-3 * np.arange(1, 11) / 10)  # linear warmup ending at the peak
+    assert const.warmup_area == pytest.approx(1e-3 * 5.5)
+    cos = S.lr_schedule("cosine", final_lr=1e-4, **c)
+    assert cos.lr[-1] == pytest.approx(1e-4) and np.all(np.diff(cos.lr[10:]) < 0)
+    assert cos.lr[54] == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # halfway through the 90 post-warmup steps (step 55)
+    wsd = S.lr_schedule("wsd", final_lr=1e-4, decay_steps=20, **c)
+    assert np.all(wsd.lr[10:80] == 1e-3) and wsd.lr[-1] == pytest.approx(1e-4) and wsd.lr[80] < 1e-3
+    geo = S.lr_schedule("wsd", final_lr=1e-4, decay_steps=20, decay_shape="exponential", **c)
+    assert geo.lr[89] == pytest.approx(1e-3 * 0.1**0.5)  # halfway through the decay: geometric mean
+    step = S.lr_schedule("step", milestones=[50, 80], decay_factor=0.5, **c)
+    assert step.lr[49] == 1e-3 and step.lr[50] == 5e-4 and step.lr[80] == 2.5e-4  # changes at milestone + 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(kind="linear", total_steps=10, peak_lr=1e-3), "must be one of"),
+        (dict(kind="constant", total_steps=10, peak_lr=-1.0), "peak_lr must be a finite number > 0"),
+        (dict(kind="constant", total_steps=10, peak_lr=1e-3, warmup_steps=10), r"warmup_steps must be in \[0, 9\]"),
+        (dict(kind="cosine", total_steps=10.5, peak_lr=1e-3), "total_steps must be an integer"),
+        (dict(kind="cosine", total_steps=10, peak_lr=1e-3, final_lr=0.0), "final_lr must be a finite number > 0"),
+        (dict(kind="cosine", total_steps=10, peak_lr=1e-3, final_lr=1e-2), "must not exceed peak_lr"),
+        (dict(kind="wsd", total_steps=10, peak_lr=1e-3), "needs decay_steps"),
+        (dict(kind="wsd", total_steps=10, peak_lr=1e-3, decay_steps=3, decay_shape="sqrt"), "decay_shape"),
+        (dict(kind="step", total_steps=10, peak_lr=1e-3, milestones=[5, 3]), "strictly increasing milestones"),
+    ],
+)
+def test_schedule_errors(kwargs, match):
+    kind = kwargs.pop("kind")
+    with pytest.raises(ValueError, match=match):
+        S.lr_schedule(kind, **kwargs)
+
+
+def test_schedule_from_array_errors():
+    with pytest.raises(ValueError, match="lr must be > 0 after warmup; step 3"):
+        S.schedule_from_array([1e-3, 1e-3, 0.0])
+    with pytest.raises(ValueError, match="finite and >= 0; step 2"):
+        S.schedule_from_array([1e-3, np.nan, 1e-3])
+    assert S.schedule_from_array([0.0, 1e-3, 1e-3], warmup_steps=1).warmup_area == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the laws against hand-written loops (definitions of LAWS.md, docs/schedules.md conventions)
+def mpl_reference(p, lr, steps, warmup):
+    eta = np.r_[lr[warmup - 1] if warmup else lr[0], lr[warmup:]]  # eta[k] = η_k, k = 0..K
+    out = []
+    for s in steps:
+        t = s - warmup
+        reduction = sum((eta[k - 1] - eta[k]) * (1 - (p["C"] * eta[k] ** -p["gamma"] * eta[k : t + 1].sum() + 1) ** -p["beta"])
+                        for k in range(1, t + 1))
+        out.append(p["L0"] + p["A"] * lr[:s].sum() ** -p["alpha"] - p["B"] * reduction)
+    return np.array(out)
+
+
+def annealing_reference(p, lr, steps, warmup, lam):
+    eta = np.r_[lr[warmup - 1] if warmup else lr[0], lr[warmup:]]
+    m, S2 = 0.0, [0.0]
+    for k in range(1, eta.size):
+        m = lam * m + (eta[k - 1] - eta[k])
+        S2.append(S2[-1] + m)
+    return np.array([p["L0"] + p["A"] * lr[:s].sum() ** -p["alpha"] - p["C"] * S2[s - warmup] for s in steps])
+
+
+@pytest.mark.parametrize("kind, extra", [("cosine", {}), ("wsd", dict(decay_steps=40, decay_shape="exponential")),
+                                          ("step", dict(milestones=[80, 140]))])
+@pytest.mark.parametrize("warmup", [0, 30])
+def test_laws_match_numpy_loops(kind, extra, warmup):
+    sc = S.lr_schedule(kind, total_steps=160, peak_lr=3e-4, warmup_steps=warmup, **extra)
+    steps = np.array([warmup + 1, 50, 81, 120, 141, 159, 160])
+    want = mpl_reference(TRUTH, sc.lr, steps, warmup)
+    np.testing.assert_allclose(S.multi_power_loss(TRUTH, sc.lr, steps, warmup_steps=warmup), want, rtol=1e-12)
+    jitted = bs.schedules.jax.jit(S.multi_power_loss, static_argnames="warmup_steps")
+    np.testing.assert_allclose(jitted(TRUTH, sc.lr, steps, warmup_steps=warmup), want, rtol=1e-12)
+    # the fit's design path with single terms is the same sum
+    design = S._design("multi_power", [sc], [steps], {}, 1)
+    np.testing.assert_allclose(S._mean_multi_power(TRUTH, design), want, rtol=1e-12)
+    p = S.TISSUE_TRUTH
+    np.testing.assert_allclose(S.annealing_loss(p, sc.lr, steps, warmup_steps=warmup, lam=0.99),
+                               annealing_reference(p, sc.lr, steps, warmup, 0.99), rtol=1e-12)
+
+
+def test_constant_schedule_has_no_decay_term():
+    sc = S.lr_schedule("constant", total_steps=200, peak_lr=1e-3, warmup_steps=20)
+    steps = np.arange(21, 201, 20)
+    area = sc.lr[:1].sum() + np.cumsum(sc.lr)[steps - 1] - sc.lr[0]
+    np.testing.assert_allclose(S.multi_power_loss(TRUTH, sc.lr, steps, warmup_steps=20),
+                               TRUTH["L0"] + TRUTH["A"] * area ** -TRUTH["alpha"], rtol=1e-13)
+    assert np.all(np.asarray(S.annealing_areas(sc.lr, steps, warmup_steps=20)[1]) == 0)
+
+
+def test_block_merge_error_is_negligible_on_long_curves():
+    # max_block=64 (the fit's default) vs the exact sum on the 24000-step 400M setup: < 1e-4 nats, 20x below the
+    # simulated residual scale (0.003 in log-loss ≈ 0.008 nats); the merged sum must also be much smaller
+    sc = schedules_400m()["cosine"]
+    steps = np.unique(np.linspace(2400, 24000, 40).round().astype(int))
+    exact = S.multi_power_loss(TRUTH, sc.lr, steps, warmup_steps=sc.warmup_steps)
+    design = S._design("multi_power", [sc], [steps], {}, 64)
+    assert design["drop"].shape[1] < 1000  # vs 21839 single terms
+    assert np.abs(np.asarray(S._mean_multi_power(TRUTH, design)) - np.asarray(exact)).max() < 1e-4
+
+
+# ---------------------------------------------------------------------------------------------------------
+# law files
+def test_schedule_laws_are_not_formula_laws():
+    assert S.list_schedule_laws() == ["luo2025_mpl", "tissue2024"]
+    assert not set(S.list_schedule_laws()) & set(bs.list_laws())  # models/schedule_laws/ is outside list_laws()
+    assert S.load_schedule_law("tissue2024").fixed == {"lam": 0.999}
+    with pytest.raises(bs.LawError, match=r"unknown schedule law 'nope': must be one of \['luo2025_mpl'"):
+        S.load_schedule_law("nope")
+    with pytest.raises(bs.LawError, match="schedule_law 'power': must be one of"):
+        S.parse_schedule_law('id = "x"\nschedule_law = "power"\n[parameters.L0]\nprior = "Uniform(0, 1)"')
+    with pytest.raises(bs.LawError, match="needs fixed constants"):
+        S.parse_schedule_law('id = "x"\nschedule_law = "annealing"\n[parameters.L0]\nprior = "Uniform(0, 1)"')
+
+
+# ---------------------------------------------------------------------------------------------------------
+# recovery and cross-schedule prediction
+@pytest.fixture(scope="module")
+def mpl_fit():
+    """Multi-power law fitted to constant + cosine + WSD runs simulated at the published 400M constants; 2 chains x
+    250/250."""
+    sched = schedules_400m()
+    curves = S.simulate_schedule_curves(MPL, TRUTH, sched, checkpoints=15, seed=3)
+    train = curves[curves["run"] != "step"]
+    result = S.fit_schedule(MPL, train, sched, rng_key=0, num_chains=2, num_warmup=250, num_samples=250,
+                            max_block=256)
+    return result, curves, sched
+
+
+def test_multi_power_recovery(mpl_fit):
+    result, _, _ = mpl_fit
+    post = result["posterior"].to_dataset()
+    for name in ("L0", "A", "alpha", "B"):
+        draws = post[name].values.ravel()
+        lo, hi = np.quantile(draws, [0.005, 0.995])
+        assert lo < TRUTH[name] < hi, (name, lo, hi)  # 99% interval: 4 checks at fixed seed
+    # informative: the asymptote and amplitude are pinned far tighter than their priors (L0 ~ U(0, min_loss): width
+    # ~2.4; A ~ LogNormal(log 0.5, 1): 90% width ~2.3)
+    assert np.diff(np.quantile(post["L0"].values, [0.05, 0.95]))[0] < 0.4
+    assert np.diff(np.quantile(post["A"].values, [0.05, 0.95]))[0] < 0.5
+    assert result.attrs["schedule_law"] == "multi_power" and result["constant_data"]["lr"].sizes["run"] == 3
+
+
+def test_cross_schedule_prediction_covers_held_out_step_decay(mpl_fit):
+    result, curves, sched = mpl_fit
+    held = curves[curves["run"] == "step"]
+    pred = S.predict_schedule(result, sched["step"], held["step"].to_numpy(), rng_key=1)
+    band = pred["loss_band"]
+    lo, hi = band.sel(quantile=0.05).values, band.sel(quantile=0.95).values
+    obs = held["loss"].to_numpy()
+    assert np.mean((obs >= lo) & (obs <= hi)) >= 0.8  # 90% band over 15 correlated points of one run
+    truth_final = MPL.loss(TRUTH, sched["step"], held["step"].to_numpy()[-1:])[0]
+    assert lo[-1] < truth_final < hi[-1]
+    assert hi[-1] - lo[-1] < 0.15  # informative: a new run's final loss within ±0.075 nats (loss ~2.6)
+    # the step decay lowers the predicted loss at its milestones as the truth does
+    assert band.sel(quantile=0.5).values[-1] < band.sel(quantile=0.5).sel(step=12000, method="nearest").values - 0.05
+
+
+def test_annealing_law_recovery_and_prediction():
+    law = S.load_schedule_law("tissue2024")
+    sched = schedules_400m()
+    curves = S.simulate_schedule_curves(law, S.TISSUE_TRUTH, sched, checkpoints=12, seed=4)
+    result = S.fit_schedule(law, curves[curves["run"].isin(["constant", "cosine"])], sched, rng_key=0,
+                            num_chains=2, num_warmup=200, num_samples=200)
+    post = result["posterior"].to_dataset()
+    for name, value in S.TISSUE_TRUTH.items():
+        lo, hi = np.quantile(post[name].values, [0.005, 0.995])
+        assert lo < value < hi, (name, lo, hi)
+    c_lo, c_hi = np.quantile(post["C"].values, [0.05, 0.95])
+    assert c_hi - c_lo < 0.5 * S.TISSUE_TRUTH["C"] * 2  # C informed: 90% interval narrower than ±50%
+    held = curves[curves["run"] == "wsd"]
+    band = S.predict_schedule(result, sched["wsd"], held["step"].to_numpy())["loss_band"]
+    obs = held["loss"].to_numpy()
+    assert np.mean((obs >= band.sel(quantile=0.05).values) & (obs <= band.sel(quantile=0.95).values)) >= 0.8
+
+
+# ---------------------------------------------------------------------------------------------------------
+# errors at the boundary
+def test_fit_schedule_errors():
+    sched = {"a": S.lr_schedule("constant", total_steps=100, peak_lr=1e-3, warmup_steps=10)}
+    import pandas as pd
+
+    ok = pd.DataFrame({"run": "a", "step": [20, 40, 60], "loss": [3.0, 2.9, 2.8]})
+    with pytest.raises(ValueError, match=r"curves has runs \['b'\] with no schedule"):
+        S.fit_schedule(MPL, ok.assign(run="b"), sched)
+    with pytest.raises(ValueError, match=r"step 5 lies outside the schedule's post-warmup steps \[11, 100\]"):
+        S.fit_schedule(MPL, ok.assign(step=[5, 40, 60]), sched)
+    with pytest.raises(ValueError, match="column 'loss': row 1"):
+        S.fit_schedule(MPL, ok.assign(loss=[3.0, -1.0, 2.8]), sched)
+    with pytest.raises(ValueError, match="step 40 appears twice"):
+        S.fit_schedule(MPL, ok.assign(step=[20, 40, 40]), sched)
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['loss'\]"):
+        S.fit_schedule(MPL, ok.drop(columns="loss"), sched)
+    with pytest.raises(ValueError, match="'hetero' is not available"):
+        S.fit_schedule(MPL, ok, sched, noise="run+hetero")
+    with pytest.raises(ValueError, match="likelihood 'huber': must be one of"):
+        S.fit_schedule(MPL, ok, sched, likelihood="huber")
+    with pytest.raises(bs.LawError, match="prior given for 'D'"):
+        S.fit_schedule(MPL, ok, sched, priors={"D": "Uniform(0, 1)"})
+    with pytest.raises(ValueError, match="not a fit_schedule result"):
+        S.predict_schedule(bs.schedules.xr.DataTree(), sched["a"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+def test_example_lr_schedules(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["lr_schedules.py", "--out", str(tmp_path), "--quick", "--laws", "tissue2024"])
+    runpy.run_path("examples/lr_schedules.py", run_name="__main__")
+    assert (tmp_path / "schedule_prediction.png").stat().st_size > 10_000
+    assert "tissue2024   wsd" in capsys.readouterr().out
