@@ -60,6 +60,14 @@ from bayescale.shape import (  # noqa: E402
     shape_summary,
     simulate_shape,
 )
+from bayescale.schedules import (  # noqa: E402
+    fit_schedule,
+    load_schedule_law,
+    lr_schedule,
+    predict_schedule,
+    schedule_from_array,
+    simulate_schedule_curves,
+)
 
 __version__ = "0.1.0"
 
@@ -106,6 +114,13 @@ __all__ = [
     "simulate_batch_scan",
     "steps_to_loss",
     "write_report",
+    # loss curves under learning-rate schedules (Luo et al. 2025, Tissue et al. 2024)
+    "fit_schedule",
+    "load_schedule_law",
+    "lr_schedule",
+    "predict_schedule",
+    "schedule_from_array",
+    "simulate_schedule_curves",
     # per-token loss and shape sensitivity (Kaplan et al. 2020, Fig. 20 and Fig. 5)
     "compute_equivalent",
     "fit_per_token",
