@@ -37,6 +37,7 @@ from bayescale.baseline import fit_baseline  # noqa: E402
 from bayescale.calibration import check_calibration  # noqa: E402
 from bayescale.comparison import compare_laws, loo, predict_averaged  # noqa: E402
 from bayescale.validation import plot_validation, validate  # noqa: E402
+from bayescale.batch import fit_batch  # noqa: E402
 from bayescale.batchsize import (  # noqa: E402
     compute_frontier,
     fit_critical_batch,
@@ -90,6 +91,7 @@ __all__ = [
     "extrapolation",
     "fit",
     "fit_baseline",
+    "fit_batch",
     "list_laws",
     "load",
     "load_law",

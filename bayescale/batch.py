@@ -28,7 +28,7 @@ from bayescale.data import check_identifiable, load_runs
 from bayescale.diagnostics import SamplingError, SamplingWarning
 from bayescale.inference import as_key, data_statistics, log_inputs_of
 from bayescale.laws import Law, load_law
-from bayescale.model import ModelSpec, build_model, resolve_priors
+from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
 from bayescale.results import versions
 
@@ -169,7 +169,7 @@ def fit_batch(
 
     def one(index, chain_key):
         args = args_of(index)
-        state = init_kernel(z0, num_warmup, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
+        state = init_kernel(z0, num_warmup, dense_mass=mass_structure(dense_mass, spec), target_accept_prob=target_accept_prob,
                             model_args=args, rng_key=chain_key)
         state = jax.lax.fori_loop(0, num_warmup, lambda _, s: sample_kernel(s, model_args=args), state)
 

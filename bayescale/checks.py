@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from bayescale.results import require_group
+
 __all__ = ["check_coverage", "check_reference"]
 
 
@@ -16,9 +18,8 @@ def check_coverage(result: xr.DataTree, prob: float = 0.9) -> float:
     """
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob}")
-    if "posterior_predictive" not in result.children:
-        raise ValueError("the result has no posterior_predictive group")
-    draws = result["posterior_predictive"]["loss"].values.reshape(-1, result["observed_data"]["loss"].size)
+    ppc = require_group(result, "posterior_predictive", "check_coverage")
+    draws = ppc["loss"].values.reshape(-1, result["observed_data"]["loss"].size)
     lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
     y = result["observed_data"]["loss"].values
     return float(np.mean((y >= lo) & (y <= hi)))

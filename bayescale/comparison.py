@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.results import require_group
+
 __all__ = ["GROUPS", "log_likelihood_by_run", "loo", "compare_laws", "predict_averaged"]
 
 #: ``run``: leave one run out (its checkpoints together); ``point``: leave one point out.
@@ -35,9 +37,7 @@ def _check_group(group: str) -> None:
 
 def log_likelihood_by_run(result: xr.DataTree) -> xr.DataTree:
     """A DataTree whose ``log_likelihood`` holds ``loss`` over ``(chain, draw, run)``: the sum over each run's points."""
-    if "log_likelihood" not in result.children:
-        raise ValueError("the result has no log_likelihood group (a bootstrap baseline has none; fit with bayescale.fit)")
-    ll = result["log_likelihood"]["loss"]
+    ll = require_group(result, "log_likelihood", "loo")["loss"]
     runs = result["observed_data"].to_dataset()["run"].values
     grouped = ll.assign_coords(run=("point", runs)).groupby("run").sum()
     return xr.DataTree.from_dict(
@@ -59,8 +59,7 @@ def loo(result: xr.DataTree, *, group: str = "run", pointwise: bool = True):
     import arviz_stats
 
     _check_group(group)
-    if "log_likelihood" not in result.children:
-        raise ValueError("the result has no log_likelihood group (a bootstrap baseline has none; fit with bayescale.fit)")
+    require_group(result, "log_likelihood", "loo")
     tree = log_likelihood_by_run(result) if group == "run" else result
     return arviz_stats.loo(tree, var_name="loss", pointwise=pointwise)
 

@@ -17,7 +17,7 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_median, log_likelihood
 from bayescale import diagnostics
 from bayescale.data import DataError, check_identifiable, load_runs
 from bayescale.laws import Law, load_law, published_table
-from bayescale.model import ModelSpec, build_model, resolve_priors
+from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
 from bayescale.results import law_data_attrs
 
@@ -98,7 +98,7 @@ def run_nuts(
     num_warmup: int = 1000,
     num_samples: int = 1000,
     chain_method: str = "auto",
-    dense_mass: bool = True,
+    dense_mass: bool | list = True,
     target_accept_prob: float = 0.9,
     progress_bar: bool | None = None,
     **kwargs,
@@ -165,6 +165,7 @@ def fit(
     dense_mass: bool = True,
     target_accept_prob: float = 0.9,
     num_prior_samples: int = 1000,
+    pointwise: bool = True,
     progress_bar: bool | None = None,
     strict: bool = False,
     columns: Mapping[str, str] | None = None,
@@ -204,7 +205,12 @@ def fit(
         Overrides, parameter name → prior expression, e.g. ``{"E": "Uniform(1.5, min_loss)"}``.
     dense_mass
         Adapt a dense mass matrix. Amplitudes and exponents of a power law are strongly correlated; on the Chinchilla
-        data a dense matrix cuts leapfrog steps per draw about 12-fold (docs/performance.md).
+        data a dense matrix cuts leapfrog steps per draw about 12-fold (docs/performance.md). Per-run effects stay
+        diagonal (:func:`bayescale.model.mass_structure`).
+    pointwise
+        Keep the per-point groups: posterior predictive, pointwise log-likelihood and prior predictive (what PPC bands,
+        coverage checks and LOO read). Each holds draws × points numbers; ``False`` leaves them out for very large
+        data (10^6 points × 4,000 draws would be 32 GB) and draws the parameters' prior from their distributions.
     strict
         Raise :class:`~bayescale.diagnostics.SamplingError` on sampler trouble instead of warning.
     columns
@@ -250,7 +256,7 @@ def fit(
         num_warmup=num_warmup,
         num_samples=num_samples,
         chain_method=chain_method,
-        dense_mass=dense_mass,
+        dense_mass=mass_structure(dense_mass, spec),
         target_accept_prob=target_accept_prob,
         progress_bar=progress_bar,
         loss=loss,
@@ -258,20 +264,25 @@ def fit(
     by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in by_chain.items()}
     shape = (num_chains, num_samples)
-    ppc = Predictive(model, posterior_samples=flat, return_sites=["loss"])(k_ppc, log_inputs)["loss"]
-    loglik = log_likelihood(model, flat, log_inputs, loss=loss)["loss"]
-    prior = Predictive(model, num_samples=num_prior_samples)(k_prior, log_inputs)
+    dists = {name: p.distribution(stats) for name, p in prior_specs.items()}
+    groups = {"posterior": by_chain, "sample_stats": sample_stats_of(mcmc)}
+    if pointwise:
+        ppc = Predictive(model, posterior_samples=flat, return_sites=["loss"])(k_ppc, log_inputs)["loss"]
+        loglik = log_likelihood(model, flat, log_inputs, loss=loss)["loss"]
+        prior = Predictive(model, num_samples=num_prior_samples)(k_prior, log_inputs)
+        groups |= {
+            "posterior_predictive": {"loss": np.asarray(ppc).reshape(*shape, -1)},
+            "log_likelihood": {"loss": np.asarray(loglik).reshape(*shape, -1)},
+            "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in spec.sampled_names},
+            "prior_predictive": {"loss": np.asarray(prior["loss"])[None]},
+        }
+    else:  # parameters' prior draws straight from their distributions: no model run over every point
+        keys = jax.random.split(k_prior, len(spec.sampled_names))
+        groups["prior"] = {n: np.asarray(dists[n].sample(k, (num_prior_samples,)))[None]
+                           for n, k in zip(spec.sampled_names, keys)}
 
     point_dims = {"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]}
     coords = {"point": ds["point"].values, "run": structure["runs"]}
-    groups = {
-        "posterior": by_chain,
-        "posterior_predictive": {"loss": np.asarray(ppc).reshape(*shape, -1)},
-        "log_likelihood": {"loss": np.asarray(loglik).reshape(*shape, -1)},
-        "sample_stats": sample_stats_of(mcmc),
-        "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in spec.sampled_names},
-        "prior_predictive": {"loss": np.asarray(prior["loss"])[None]},
-    }
     dt = azb.from_dict(groups, dims=point_dims, coords=coords)
     dt["observed_data"] = xr.DataTree(ds[["loss"]])
     dt["constant_data"] = xr.DataTree(ds[list(law.input_names)])
@@ -307,7 +318,6 @@ def fit(
             ),
         }
     )
-    dists = {name: p.distribution(stats) for name, p in prior_specs.items()}
     table, messages = diagnostics.diagnose(dt, spec.sampled_names, dists)
     diagnostics.record(dt, table, messages, strict)
     return dt

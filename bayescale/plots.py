@@ -14,6 +14,7 @@ import xarray as xr  # noqa: E402
 from bayescale.checks import check_coverage  # noqa: E402
 from bayescale.data import round_sig  # noqa: E402
 from bayescale.predict import predict  # noqa: E402
+from bayescale.results import require_group  # noqa: E402
 from bayescale.results import law_of  # noqa: E402
 
 __all__ = ["plot_ppc", "plot_curve_grid"]
@@ -84,7 +85,7 @@ def plot_ppc(
     ax.set_title(f"{result.attrs.get('law_id')}: observed and 50%/90% predictive bands")
     ax.legend(fontsize=7, ncol=2)
 
-    draws = result["posterior_predictive"]["loss"].values.reshape(-1, y.size)
+    draws = require_group(result, "posterior_predictive", "plot_ppc")["loss"].values.reshape(-1, y.size)
     lo, med, hi = np.quantile(draws, [0.05, 0.5, 0.95], axis=0)
     inside = (y >= lo) & (y <= hi)
     ax2.errorbar(med, y, xerr=[med - lo, hi - med], fmt="none", ecolor="0.6", lw=0.6, zorder=1)
@@ -128,7 +129,7 @@ def plot_curve_grid(
     for name in (rows, cols, x):
         if name not in const:
             raise ValueError(f"plot_curve_grid: {name!r} is not an input of the fit (inputs {list(law.input_names)})")
-    ppc = result["posterior_predictive"]["loss"].values
+    ppc = require_group(result, "posterior_predictive", "plot_curve_grid")["loss"].values
     fitted = dict(run=obs["run"].values, y=obs["loss"].values, bands=_quantile_bands(ppc.reshape(-1, ppc.shape[-1])[:_MAX_DRAWS]),
                   **{n: const[n].values for n in law.input_names})
     parts = [("fitted", "C0", fitted)]

@@ -24,6 +24,15 @@ __all__ = ["save", "load", "provenance", "attr_json", "law_of"]
 _PACKAGES = ("bayescale", "jax", "jaxlib", "numpyro", "arviz-base", "arviz-stats", "xarray", "numpy")
 
 
+def require_group(dt: xr.DataTree, group: str, needed_by: str) -> xr.Dataset:
+    """The group ``group`` of a result, or a clear error when it has none (a baseline; ``fit(..., pointwise=False)``)."""
+    if group not in dt.children:
+        raise ValueError(f"{needed_by} needs the result's {group!r} group, which this result does not have (a "
+                         "bootstrap baseline has none, nor has bayescale.fit(..., pointwise=False)); refit with "
+                         "bayescale.fit(..., pointwise=True)")
+    return dt[group].to_dataset()
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in _PACKAGES:
