@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> Path:
             ax.plot(steps, band.sel(quantile=0.5), color="C0", lw=1, label="predicted median")
             ax.plot(steps, truth_law.loss(truth, sched[name], steps), color="k", ls="--", lw=1, label="true law")
             ax.plot(seen["step"], seen["loss"], ".", color="C3", ms=4, label="simulated run (held out)")
-            ax.set(title=f"{law_id}: {name} predicted from {'+'.join(TRAIN)}", xlabel="step", ylabel="loss",
+            ax.set_title(f"{law_id}: {name} run, fitted on {'+'.join(TRAIN)}", fontsize=9)
+            ax.set(xlabel="step", ylabel="loss",
                    ylim=(float(seen["loss"].min()) - 0.08, float(seen["loss"].quantile(0.9)) + 0.05))
             ax.legend(fontsize=7)
             at = band.sel(step=seen_steps)

@@ -152,11 +152,11 @@ def test_schedule_laws_are_not_formula_laws():
 @pytest.fixture(scope="module")
 def mpl_fit():
     """Multi-power law fitted to constant + cosine + WSD runs simulated at the published 400M constants; 2 chains x
-    250/250."""
+    200/200."""
     sched = schedules_400m()
     curves = S.simulate_schedule_curves(MPL, TRUTH, sched, checkpoints=15, seed=3)
     train = curves[curves["run"] != "step"]
-    result = S.fit_schedule(MPL, train, sched, rng_key=0, num_chains=2, num_warmup=250, num_samples=250,
+    result = S.fit_schedule(MPL, train, sched, rng_key=0, num_chains=2, num_warmup=200, num_samples=200,
                             max_block=256)
     return result, curves, sched
 
