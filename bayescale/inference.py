@@ -21,7 +21,7 @@ from bayescale.model import ModelSpec, build_model, mass_structure, resolve_prio
 from bayescale.noise import Noise, curve_structure
 from bayescale.results import law_data_attrs
 
-__all__ = ["fit", "run_nuts", "sample_stats_of"]
+__all__ = ["draw_groups", "fit", "run_nuts", "sample_stats_of"]
 
 _EXTRA_FIELDS = ("diverging", "num_steps", "accept_prob", "energy", "adapt_state.step_size")
 _STAT_NAMES = {
@@ -148,6 +148,41 @@ def sample_stats_of(mcmc: MCMC) -> dict[str, np.ndarray]:
     return {_STAT_NAMES[k]: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
 
 
+def draw_groups(
+    model,
+    args: tuple,
+    mcmc: MCMC,
+    *,
+    rng_key: jax.Array | tuple[jax.Array, jax.Array],
+    observed: Mapping[str, Any],
+    sampled_names: tuple[str, ...] | list[str],
+    num_prior_samples: int = 1000,
+) -> dict[str, dict[str, np.ndarray]]:
+    """The groups of a NUTS result, for ``azb.from_dict``: ``posterior`` (by chain), ``sample_stats``, the posterior
+    predictive and pointwise log-likelihood of the observed sites (``observed``: site name → observed values; the
+    model takes them as keyword arguments), and prior draws of ``sampled_names`` with the prior predictive.
+    ``rng_key``: one key, or the (posterior predictive, prior) pair.
+
+    Shared by :func:`fit` and the special-purpose models (schedules, per-token, shape), so every result has the same
+    groups with the same meaning."""
+    k_ppc, k_prior = rng_key if isinstance(rng_key, tuple) else jax.random.split(rng_key)
+    by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in by_chain.items()}
+    shape = next(iter(by_chain.values())).shape[:2]
+    sites = list(observed)
+    ppc = Predictive(model, posterior_samples=flat, return_sites=sites)(k_ppc, *args)
+    loglik = log_likelihood(model, flat, *args, **observed)
+    prior = Predictive(model, num_samples=num_prior_samples)(k_prior, *args)
+    return {
+        "posterior": by_chain,
+        "posterior_predictive": {s: np.asarray(ppc[s]).reshape(*shape, -1) for s in sites},
+        "log_likelihood": {s: np.asarray(loglik[s]).reshape(*shape, -1) for s in sites},
+        "sample_stats": sample_stats_of(mcmc),
+        "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in sampled_names},
+        "prior_predictive": {s: np.asarray(prior[s])[None] for s in sites},
+    }
+
+
 def fit(
     law: Law | str,
     data: Any,
@@ -261,25 +296,18 @@ def fit(
         progress_bar=progress_bar,
         loss=loss,
     )
-    by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in by_chain.items()}
-    shape = (num_chains, num_samples)
     dists = {name: p.distribution(stats) for name, p in prior_specs.items()}
-    groups = {"posterior": by_chain, "sample_stats": sample_stats_of(mcmc)}
     if pointwise:
-        ppc = Predictive(model, posterior_samples=flat, return_sites=["loss"])(k_ppc, log_inputs)["loss"]
-        loglik = log_likelihood(model, flat, log_inputs, loss=loss)["loss"]
-        prior = Predictive(model, num_samples=num_prior_samples)(k_prior, log_inputs)
-        groups |= {
-            "posterior_predictive": {"loss": np.asarray(ppc).reshape(*shape, -1)},
-            "log_likelihood": {"loss": np.asarray(loglik).reshape(*shape, -1)},
-            "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in spec.sampled_names},
-            "prior_predictive": {"loss": np.asarray(prior["loss"])[None]},
-        }
+        groups = draw_groups(model, (log_inputs,), mcmc, rng_key=(k_ppc, k_prior), observed={"loss": loss},
+                             sampled_names=spec.sampled_names, num_prior_samples=num_prior_samples)
     else:  # parameters' prior draws straight from their distributions: no model run over every point
         keys = jax.random.split(k_prior, len(spec.sampled_names))
-        groups["prior"] = {n: np.asarray(dists[n].sample(k, (num_prior_samples,)))[None]
-                           for n, k in zip(spec.sampled_names, keys)}
+        groups = {
+            "posterior": {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()},
+            "sample_stats": sample_stats_of(mcmc),
+            "prior": {n: np.asarray(dists[n].sample(k, (num_prior_samples,)))[None]
+                      for n, k in zip(spec.sampled_names, keys)},
+        }
 
     point_dims = {"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]}
     coords = {"point": ds["point"].values, "run": structure["runs"]}

@@ -36,11 +36,10 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 import xarray as xr
-from numpyro.infer import Predictive, log_likelihood
 
 from bayescale import diagnostics
 from bayescale.data import DataError
-from bayescale.inference import as_key, release_compiled, run_nuts, sample_stats_of
+from bayescale.inference import as_key, draw_groups, release_compiled, run_nuts
 from bayescale.results import versions
 
 __all__ = [
@@ -243,21 +242,9 @@ def assemble_result(
     """A DataTree for a special-purpose numpyro model, shaped like :func:`bayescale.fit`'s result (posterior,
     posterior_predictive, log_likelihood, sample_stats, prior, observed/constant data, provenance and diagnostics
     attrs). ``priors`` maps each scalar parameter to its numpyro distribution (for the prior-bound checks)."""
-    k_ppc, k_prior = jax.random.split(rng_key)
-    by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in by_chain.items()}
-    shape = next(iter(by_chain.values())).shape[:2]
-    ppc = Predictive(model, posterior_samples=flat, return_sites=["loss"])(k_ppc, *args)["loss"]
-    loglik = log_likelihood(model, flat, *args, loss=jnp.asarray(observed["loss"].values))["loss"]
-    prior = Predictive(model, num_samples=num_prior_samples)(k_prior, *args)
-    groups = {
-        "posterior": by_chain,
-        "posterior_predictive": {"loss": np.asarray(ppc).reshape(*shape, -1)},
-        "log_likelihood": {"loss": np.asarray(loglik).reshape(*shape, -1)},
-        "sample_stats": sample_stats_of(mcmc),
-        "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in by_chain},
-        "prior_predictive": {"loss": np.asarray(prior["loss"])[None]},
-    }
+    names = list(mcmc.get_samples().keys())  # sampled and deterministic sites: their prior draws too
+    groups = draw_groups(model, args, mcmc, rng_key=rng_key, observed={"loss": jnp.asarray(observed["loss"].values)},
+                         sampled_names=names, num_prior_samples=num_prior_samples)
     dt = azb.from_dict(groups, dims=dict(dims) | {"loss": ["point"]}, coords=coords)
     dt["observed_data"] = xr.DataTree(observed)
     dt["constant_data"] = xr.DataTree(constant)

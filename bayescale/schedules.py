@@ -39,11 +39,10 @@ import numpyro.distributions as dist
 import pandas as pd
 import xarray as xr
 from numpyro.distributions.transforms import ExpTransform
-from numpyro.infer import Predictive, log_likelihood
 
 from bayescale import diagnostics
 from bayescale._formula import FormulaError
-from bayescale.inference import as_key, release_compiled, run_nuts, sample_stats_of
+from bayescale.inference import as_key, draw_groups, release_compiled, run_nuts
 from bayescale.laws import LawError, Parameter, Published, law_search_path
 from bayescale.model import LIKELIHOODS, NOISE_PRIORS
 from bayescale.noise import Noise, curve_structure, linear_recurrence, ou_terms
@@ -660,20 +659,9 @@ def fit_schedule(
     mcmc = run_nuts(model, design, rng_key=k_fit, num_chains=num_chains, num_warmup=num_warmup,
                     num_samples=num_samples, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
                     progress_bar=progress_bar, loss=loss)
-    by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in by_chain.items()}
-    shape = (num_chains, num_samples)
-    ppc = Predictive(model, posterior_samples=flat, return_sites=["loss"])(k_ppc, design)["loss"]
-    loglik = log_likelihood(model, flat, design, loss=loss)["loss"]
     sampled = (*law.parameter_names, *noise_names)
-    prior = Predictive(model, num_samples=num_prior_samples)(k_prior, design)
-    groups = {
-        "posterior": by_chain,
-        "posterior_predictive": {"loss": np.asarray(ppc).reshape(*shape, -1)},
-        "log_likelihood": {"loss": np.asarray(loglik).reshape(*shape, -1)},
-        "sample_stats": sample_stats_of(mcmc),
-        "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in sampled},
-    }
+    groups = draw_groups(model, (design,), mcmc, rng_key=(k_ppc, k_prior), observed={"loss": loss},
+                         sampled_names=sampled, num_prior_samples=num_prior_samples)
     dt = azb.from_dict(groups, dims={"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]},
                        coords={"point": ds["point"].values, "run": names})
     dt["observed_data"] = xr.DataTree(ds.rename({"run": "point_run"}))

@@ -24,6 +24,9 @@ import sys
 import time
 import warnings
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _table import markdown  # noqa: E402
+
 CONFIGS = [
     dict(dense_mass=True, chain_method="vectorized"),
     dict(dense_mass=False, chain_method="vectorized"),
@@ -92,13 +95,10 @@ def main() -> None:
     import jax
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__} ({jax.devices()[0].platform})\n")
-    cols = list(rows[0]) + ["time_ratio"]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
     base = rows[0]["total_s"]
     for r in rows:
         r["time_ratio"] = r["total_s"] / base
-        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+    print(markdown(rows))
     print(f"\ndense vs diagonal mass: {rows[1]['steps_per_draw'] / rows[0]['steps_per_draw']:.1f}x fewer leapfrog steps "
           f"per draw, {rows[0]['ess_per_s'] / rows[1]['ess_per_s']:.1f}x ESS/s")
 

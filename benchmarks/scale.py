@@ -1,0 +1,121 @@
+"""How close to the gradient floor does NUTS run on a large hierarchical curve model?
+
+    PYTHONPATH=. python benchmarks/scale.py                       # 1e4, 1e5, 1e6 points (about 15 min on 2 CPU cores)
+    PYTHONPATH=. python benchmarks/scale.py --points 1e4 1e5 --samples 200
+
+Data: synthetic training curves of hoffmann2022 (bayescale.simulate.simulate_curves: run effects 0.5%, residuals
+1% correlated along log-tokens), 100 checkpoints per run, so 1e6 points are 10,000 runs. The model is the one
+``bayescale.fit(..., noise="run+ou")`` builds (law + 10,000 partially pooled run effects + the exact OU likelihood),
+with fit's sampler settings (dense mass over the global parameters, diagonal over run effects; median init), one
+chain. For each size the table gives:
+
+- ``grad_ms``: one evaluation of the potential (negative log density) and its gradient, jitted, median of 20;
+- ``warmup_s`` and ``sampling_s``: wall time of each phase (compilation excluded: a 2-iteration run compiles first);
+- ``steps``: leapfrog steps taken while sampling (sum of ``num_steps``);
+- ``floor_s`` = grad_ms × steps: the time the sampling phase would take if every step cost one gradient and nothing
+  else; ``vs_floor`` = sampling_s / floor_s (1 is the floor; the goal is within 3x at 1e6 points);
+- ``min_ess`` over the law and noise parameters and ``ess_per_s`` (sampling phase).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import jax
+import numpy as np
+import pandas as pd
+
+import bayescale as bs
+from bayescale.inference import data_statistics, log_inputs_of
+from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
+from bayescale.noise import Noise, curve_structure
+from bayescale.simulate import simulate_curves
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _table import markdown  # noqa: E402
+
+TRUTH = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
+
+
+def curves(n_points: int, checkpoints: int = 100, seed: int = 0) -> pd.DataFrame:
+    n_runs = max(n_points // checkpoints, 2)
+    runs = pd.DataFrame({"run": [f"r{k}" for k in range(n_runs)], "N": np.geomspace(5e7, 5e9, n_runs)})
+    return simulate_curves("hoffmann2022", TRUTH, runs, np.geomspace(1e8, 1e11, checkpoints), seed=seed,
+                           sigma=0.01, tau=0.005, ell=0.5)
+
+
+def measure(n_points: int, num_warmup: int, num_samples: int) -> dict:
+    from numpyro.infer import MCMC, NUTS, init_to_median
+    from numpyro.infer.util import initialize_model
+
+    t0 = time.perf_counter()
+    ds = bs.load_runs(curves(n_points))
+    t_data = time.perf_counter() - t0
+    law, noise = bs.load_law("hoffmann2022"), Noise.parse("run+ou")
+    spec = ModelSpec(law, resolve_priors(law, "student_t", None, noise), data_statistics(ds), noise=noise)
+    model = build_model(spec, curve_structure(ds, noise))
+    args, loss = (log_inputs_of(ds, law),), jax.numpy.asarray(ds["loss"].values)
+
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=args, model_kwargs={"loss": loss},
+                            init_strategy=init_to_median)
+    grad = jax.jit(jax.value_and_grad(info.potential_fn))
+    jax.block_until_ready(grad(info.param_info.z))
+    times = []
+    for _ in range(20):
+        t = time.perf_counter()
+        jax.block_until_ready(grad(info.param_info.z))
+        times.append(time.perf_counter() - t)
+    grad_s = float(np.median(times))
+
+    def run(warmup: int, samples: int) -> tuple[MCMC, float, float]:
+        kernel = NUTS(model, dense_mass=mass_structure(True, spec), target_accept_prob=0.9,
+                      init_strategy=init_to_median)
+        mcmc = MCMC(kernel, num_warmup=warmup, num_samples=samples, num_chains=1, progress_bar=False)
+        t = time.perf_counter()
+        mcmc.warmup(jax.random.PRNGKey(1), *args, loss=loss, extra_fields=("num_steps",))
+        jax.block_until_ready(mcmc.last_state)
+        t_warm = time.perf_counter() - t
+        t = time.perf_counter()
+        mcmc.run(mcmc.post_warmup_state.rng_key, *args, loss=loss, extra_fields=("num_steps",))
+        jax.block_until_ready(mcmc.get_samples())
+        return mcmc, t_warm, time.perf_counter() - t
+
+    t = time.perf_counter()
+    run(2, 2)  # compiles the warmup and sampling programs
+    compile_s = time.perf_counter() - t
+    mcmc, warm_s, samp_s = run(num_warmup, num_samples)
+    steps = int(np.sum(mcmc.get_extra_fields()["num_steps"]))
+    import arviz_stats as azs
+    import xarray as xr
+
+    post = mcmc.get_samples(group_by_chain=True)
+    ds_post = xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in post.items() if k in spec.sampled_names})
+    ess = float(min(azs.ess(ds_post, method="bulk")[k] for k in ds_post.data_vars))
+    return dict(points=n_points, runs=ds.sizes["point"] // 100, data_s=t_data, grad_ms=1e3 * grad_s,
+                compile_s=compile_s, warmup=num_warmup, warmup_s=warm_s, samples=num_samples, sampling_s=samp_s,
+                steps=steps, steps_per_draw=steps / num_samples, floor_s=grad_s * steps,
+                vs_floor=samp_s / (grad_s * steps), min_ess=ess, ess_per_s=ess / samp_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--points", type=float, nargs="*", default=[1e4, 1e5, 1e6])
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--samples", type=int, default=200)
+    args = p.parse_args(argv)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__} "
+          f"({jax.devices()[0].platform}, {jax.local_device_count()} devices)\n", flush=True)
+    rows = []
+    for n in args.points:
+        rows.append(measure(int(n), args.warmup, args.samples))
+        print(markdown(rows), flush=True)
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
