@@ -34,8 +34,9 @@ def test_log_likelihood_is_summed_over_each_run(fits):
     assert np.allclose(grouped.sum("run").values, total.values)
     by_run, by_point = loo(result, group="run"), loo(result, group="point")
     assert by_run.elpd_i.sizes["run"] == 6 and by_point.elpd_i.sizes["point"] == 36
-    # Leaving a whole run out is harder than one checkpoint: the run-grouped elpd is lower (PSIS estimate).
-    assert by_run.elpd < by_point.elpd
+    # Leaving a whole run out moves the posterior more than leaving one checkpoint out: the importance weights are
+    # heavier-tailed (larger Pareto k). (The elpd estimates themselves differ by less than their PSIS error here.)
+    assert float(by_run.pareto_k.max()) > float(by_point.pareto_k.max())
 
 
 def test_stacking_prefers_the_true_law_and_averages_predictions(fits):
