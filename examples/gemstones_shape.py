@@ -23,9 +23,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import bayescale as bs  # noqa: E402
+from bayescale.datasets import gemstones_dir  # noqa: E402
 from bayescale.shape import fit_shape, flat_region_probability, plot_shape, read_gemstones, shape_summary  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gemstones"
+DATA = gemstones_dir()  # bundled hot and cool_end tables; pass --data for a full copy of the Gemstones folder
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
+from bayescale.datasets import gemstones_dir
 
 COLUMNS = {"N": "N", "D": "D", "loss": "loss", "run": "run"}
 TREATMENTS = {
@@ -49,7 +50,8 @@ GPT3_PARAMS = {"small": 125e6, "medium": 350e6, "large": 760e6, "xl": 1.3e9, "2.
 
 
 def load_gemstones(data_dir: Path) -> tuple[pd.DataFrame, dict[str, str], str, dict[str, float]]:
-    path = data_dir / "gemstones" / "wandb_dfs" / "wandb_df_for_fitting_hot.jsonl"
+    folder = data_dir / "gemstones" if (data_dir / "gemstones").is_dir() else gemstones_dir()  # bundled copy
+    path = folder / "wandb_dfs" / "wandb_df_for_fitting_hot.jsonl"
     df = pd.read_json(path, lines=True)
     columns = {"N": "params_active_precise", "D": "tokens", "loss": "final_loss", "run": "run_name"}
     return df, columns, f"Gemstones 'hot' ({path.name})", GEMSTONES_PUBLISHED

@@ -12,8 +12,9 @@ from scipy.optimize import minimize_scalar
 
 import bayescale as bs
 from bayescale import shape as sh
+from bayescale.datasets import gemstones_dir
 
-GEMSTONES = Path(__file__).resolve().parents[2] / "shared" / "data" / "gemstones"
+GEMSTONES = gemstones_dir()  # bundled (MIT); the full folder in ../shared/data/gemstones has the same layout
 
 
 @pytest.fixture(scope="module")

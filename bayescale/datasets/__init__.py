@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 import xarray as xr
 
 from bayescale.data import load_runs
 
-__all__ = ["chinchilla_table", "load_chinchilla"]
+__all__ = ["chinchilla_table", "gemstones_dir", "load_chinchilla"]
 
 
 def chinchilla_table(include_excluded: bool = False) -> pd.DataFrame:
@@ -31,3 +32,9 @@ def load_chinchilla(include_excluded: bool = False) -> xr.Dataset:
         columns={"N": "N_params", "D": "D_tokens", "loss": "loss"},
         source="chinchilla_epoch2024.csv (Besiroglu et al. 2024, from Hoffmann et al. 2022 Fig. 4)",
     )
+
+
+def gemstones_dir():
+    """The bundled Gemstones folder (McLeish et al. 2025, MIT): ``wandb_dfs/`` with the ``hot`` and ``cool_end``
+    fitting tables, laid out as in the source repository so readers take it or a full copy alike."""
+    return Path(str(resources.files(__package__).joinpath("gemstones")))
