@@ -89,6 +89,7 @@ def fit_batch(
     dense_mass: bool = True,
     target_accept_prob: float = 0.9,
     batch_size: int | None = None,
+    statistics: Mapping[str, float] | None = None,
     require_identifiable: bool = True,
     strict: bool = False,
     columns: Mapping[str, str] | None = None,
@@ -107,6 +108,9 @@ def fit_batch(
     batch_size
         How many (fit, chain) pairs advance together in one vectorised step (``jax.lax.map``'s ``batch_size``);
         ``None``: all of them. Smaller batches wait less for the slowest chain in the batch.
+    statistics
+        Data statistics for data-dependent priors (``min_loss``), the same for every fit, instead of each dataset's
+        own (simulation-based calibration draws the truth from one fixed prior: :mod:`bayescale.calibration`).
     strict
         Raise :class:`~bayescale.diagnostics.SamplingError` when any fit has R-hat > 1.01 or divergences.
 
@@ -141,7 +145,7 @@ def fit_batch(
         except ValueError as err:
             raise type(err)(f"dataset {i}: {err}") from None
     prior_specs = resolve_priors(law, likelihood, priors, noise)
-    stats = [data_statistics(ds) for ds in dss]
+    stats = [dict(statistics) if statistics is not None else data_statistics(ds) for ds in dss]
     for i, st in enumerate(stats):  # each fit's data-dependent priors must be valid distributions
         for prior in prior_specs.values():
             if prior.uses_data():

@@ -21,6 +21,7 @@ Calibration", arXiv:1804.06788.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ import pandas as pd
 import scipy.stats
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
 
+from bayescale.data import load_runs
 from bayescale.inference import release_compiled
 from bayescale.laws import Law, load_law
 from bayescale.model import ModelSpec, build_model, resolve_priors
@@ -68,6 +70,33 @@ def _chi2_uniform(ranks: np.ndarray, n_draws: int, num_bins: int) -> tuple[float
     return float(stat), float(p)
 
 
+def _posterior_draws(law, spec, x, log_inputs, losses, key, batched, likelihood, stats, num_warmup, num_samples):
+    """Posterior draws (one chain) of every simulated table, from one batched run or a loop; and the divergences."""
+    if batched:
+        from bayescale.batch import fit_batch
+
+        tables = [load_runs({**x, "loss": loss}, inputs=law.input_names, check_units=False) for loss in losses]
+        with warnings.catch_warnings():  # per-fit R-hat needs 2 chains; SBC reads ranks, not diagnostics
+            warnings.simplefilter("ignore")
+            result = fit_batch(law, tables, rng_key=key, num_chains=1, num_warmup=num_warmup,
+                               num_samples=num_samples, likelihood=likelihood, statistics=stats,
+                               require_identifiable=False)
+        post = result.posterior.to_dataset()
+        draws = [{n: post[n].values[s, 0] for n in spec.sampled_names} for s in range(len(losses))]
+        return draws, int(result.sample_stats["diverging"].sum())
+    kernel = NUTS(build_model(spec), dense_mass=True, target_accept_prob=0.9, init_strategy=init_to_median)
+    # One MCMC object with jit_model_args: the model is compiled once and reused for every simulated table.
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=1, progress_bar=False,
+                jit_model_args=True)
+    draws, divergences = [], 0
+    for s, k in enumerate(jax.random.split(key, len(losses))):
+        mcmc.run(k, log_inputs, loss=jnp.asarray(losses[s]), extra_fields=("diverging",))
+        divergences += int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
+        draws.append({n: np.asarray(v) for n, v in mcmc.get_samples().items()})
+        release_compiled()  # each run re-jits numpyro's sampling loop; see bayescale.inference.release_compiled
+    return draws, divergences
+
+
 def check_calibration(
     law: Law | str,
     *,
@@ -83,6 +112,7 @@ def check_calibration(
     inflation: float = 3.0,
     alpha: float = 0.01,
     rng_key: int = 0,
+    batched: bool = True,
 ) -> pd.DataFrame:
     """Simulation-based calibration of a law's fit: rank statistics of the true parameters and a uniformity test.
 
@@ -105,6 +135,9 @@ def check_calibration(
         One of :data:`MISSPECIFICATIONS`; ``"noise"`` is the negative control.
     alpha
         Family-wise level: a parameter fails when its p-value is below ``alpha / n_parameters``.
+    batched
+        Fit every simulated table in one vectorised run (:func:`bayescale.batch.fit_batch`, compiled once); ``False``
+        fits them one after another with one reused MCMC object (the same model and sampler settings).
 
     Returns
     -------
@@ -147,20 +180,13 @@ def check_calibration(
         mu = np.asarray(jax.vmap(lambda p: law.log_fn(p, log_inputs))({n: jnp.asarray(truth[n]) for n in law.parameter_names}))
         log_loss = mu + inflation * (log_loss - mu)
 
-    kernel = NUTS(model, dense_mass=True, target_accept_prob=0.9, init_strategy=init_to_median)
-    # One MCMC object with jit_model_args: the model is compiled once and reused for every simulated table.
-    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=1, progress_bar=False,
-                jit_model_args=True)
+    all_draws, divergences = _posterior_draws(law, spec, x, log_inputs, np.exp(log_loss), k_fit, batched, likelihood,
+                                              stats, num_warmup, num_samples)
     ranks = np.zeros((num_simulations, len(names)), dtype=int)
-    divergences = 0
-    for s, k in enumerate(jax.random.split(k_fit, num_simulations)):
-        mcmc.run(k, log_inputs, loss=jnp.asarray(np.exp(log_loss[s])), extra_fields=("diverging",))
-        draws = mcmc.get_samples()
-        divergences += int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
+    for s, draws in enumerate(all_draws):
         for j, n in enumerate(names):
             kept = np.asarray(draws[n])[::thin][:n_draws]
             ranks[s, j] = int(np.sum(kept < truth[n][s]))
-        release_compiled()  # each run re-jits numpyro's sampling loop; see bayescale.inference.release_compiled
     rows = []
     for j, n in enumerate(names):
         stat, p = _chi2_uniform(ranks[:, j], n_draws, num_bins)
@@ -171,6 +197,7 @@ def check_calibration(
         law=law.id, misspecify=misspecify, inflation=inflation if misspecify else None, ranks=ranks, n_draws=n_draws,
         num_simulations=num_simulations, num_bins=num_bins, alpha=alpha, passes=bool(table["passes"].all()),
         divergences=divergences, rejected=rejected, settings=dict(num_warmup=num_warmup, num_samples=num_samples, thin=thin,
-                                               likelihood=likelihood, statistics=stats, rng_key=rng_key),
+                                               likelihood=likelihood, statistics=stats, rng_key=rng_key,
+                                               batched=batched),
     )
     return table

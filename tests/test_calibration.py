@@ -19,8 +19,10 @@ from bayescale.calibration import check_calibration, default_design
 FAST = dict(num_warmup=150, num_samples=150, thin=1, num_bins=4)
 
 
-def test_positive_control_passes():
-    table = check_calibration("kaplan2020_n", num_simulations=16, rng_key=0, **FAST)
+@pytest.mark.parametrize("batched", [True, False], ids=["fit_batch", "loop"])
+def test_positive_control_passes(batched):
+    table = check_calibration("kaplan2020_n", num_simulations=16, rng_key=0, batched=batched, **FAST)
+    assert table.attrs["settings"]["batched"] is batched
     assert list(table.index) == ["N_c", "alpha_N", "sigma", "nu"]
     assert table.attrs["passes"], table
     ranks = table.attrs["ranks"]
