@@ -2,6 +2,7 @@
 
 - float64 (``jax_enable_x64``): scaling-law posteriors multiply amplitudes of 1e3-1e14 by inputs of 1e7-1e13; float32
   loses the digits that separate competing fits (docs/performance.md measures where float32 is safe).
+  ``BAYESCALE_X64=0`` leaves JAX in float32 (for accelerators where float64 is slow; see the measured caveats).
 - CPU host devices: on CPU, XLA exposes one device unless told otherwise, so chains can only run vectorised (in
   lockstep: every step waits for the deepest tree) or one after another. bayescale asks XLA for
   ``max(4, min(cpu_count, 16))`` host devices so that ``fit`` runs one chain per device (``chain_method="auto"``),
@@ -48,7 +49,10 @@ def _backends_started() -> bool:
 def configure() -> None:
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    x64 = os.environ.get("BAYESCALE_X64", "1")
+    if x64 not in ("0", "1"):
+        raise ValueError(f"BAYESCALE_X64 must be 0 or 1, got {x64!r}")
+    jax.config.update("jax_enable_x64", x64 == "1")
 
     flags = os.environ.get("XLA_FLAGS", "")
     count = host_device_count()

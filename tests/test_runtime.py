@@ -75,3 +75,11 @@ def test_persistent_compilation_cache(tmp_path):
     assert second[1] >= 2  # at least the sampler's warmup and draw programs
     off = json.loads(_run(FIT, BAYESCALE_CACHE_DIR=""))
     assert off[1] == 0
+
+
+def test_float32_opt_in():
+    dtype = "import bayescale, jax.numpy as jnp; print(jnp.zeros(1).dtype)"
+    assert _run(dtype) == "float64"
+    assert _run(dtype, BAYESCALE_X64="0") == "float32"
+    with pytest.raises(subprocess.CalledProcessError):
+        _run(dtype, BAYESCALE_X64="yes")
