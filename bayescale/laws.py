@@ -73,6 +73,8 @@ class Law:
     notes: str = ""
     published: tuple[Published, ...] = ()
     source_text: str | None = None
+    #: The formula's syntax tree with the law file's [definitions] substituted (None for Law.from_function).
+    expression: Any = field(default=None, compare=False, repr=False)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -264,6 +266,7 @@ def parse_law_text(text: str, origin: str = "<string>") -> Law:
         notes=str(data.get("notes", "")).strip(),
         published=tuple(published),
         source_text=text,
+        expression=node,
     )
 
 

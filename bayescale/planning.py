@@ -327,7 +327,7 @@ def budget_for_target(
     params = _flat_params(result, law)
     size = next(iter(params.values())).size
     needed = _compute_for_loss(law, params, np.full(size, float(target)), flops_per_param_token)
-    budget = float(np.quantile(needed, prob, method="higher")) if np.mean(np.isinf(needed)) <= 1 - prob else np.inf
+    budget = float(np.quantile(needed, prob, method="inverted_cdf")) if np.mean(np.isinf(needed)) <= 1 - prob else np.inf
     return xr.Dataset(
         {"compute_needed": (("chain", "draw"), needed.reshape(_shape(result))), "budget": ((), budget)},
         coords=_sample_coords(result),
