@@ -14,7 +14,7 @@ import numpyro.distributions as dist
 import pytest
 
 import bayescale as bs
-from bayescale._formula import BinOp, Call, FormulaError, Neg, Sym, evaluate_number, parse_formula
+from bayescale._formula import BinOp, Call, FormulaError, Neg, Sym, evaluate_number
 from bayescale.laws import _positive_support, law_search_path, parse_law_text
 from bayescale.priors import DISTRIBUTIONS, parse_prior
 
