@@ -20,7 +20,7 @@ from bayescale.laws import Law
 from bayescale.noise import Noise, linear_recurrence, noise_scale, ou_terms
 from bayescale.priors import Prior, parse_prior
 
-__all__ = ["LIKELIHOODS", "NOISE_PRIORS", "ModelSpec", "build_model", "mass_structure"]
+__all__ = ["LIKELIHOODS", "NOISE_PRIORS", "ModelSpec", "build_model", "mass_structure", "observe"]
 
 #: Likelihood families for the log-loss residual.
 LIKELIHOODS = ("student_t", "normal")
@@ -83,6 +83,58 @@ def resolve_priors(
     return priors
 
 
+def observe(
+    mu: jnp.ndarray,
+    loss: jnp.ndarray | None,
+    dists: Mapping[str, dist.Distribution],
+    *,
+    likelihood: str,
+    noise: Noise,
+    structure: Mapping | None,
+    statistics: Mapping[str, float],
+    mask: jnp.ndarray | None = None,
+) -> None:
+    """The noise model around a law's log-mean ``mu`` (one value per point), inside a numpyro model: samples
+    ``sigma`` (and ``nu``, ``kappa``, ``tau`` with ``z_run``, ``ell`` as the noise structure asks) from ``dists`` and
+    observes ``loss`` with the exact likelihood (the conditional chain along each run for ``"ou"``), or, with
+    ``loss=None``, simulates whole curves jointly. Shared by every model whose residuals are on log-loss: catalogue
+    laws (:func:`build_model`) and schedule laws (:mod:`bayescale.schedules`). ``mask``: points to leave out of the
+    likelihood (padding in batched fits)."""
+    n = mu.shape[0]
+    sigma = numpyro.sample("sigma", dists["sigma"])
+    nu = numpyro.sample("nu", dists["nu"]) if likelihood == "student_t" else None
+    kappa = numpyro.sample("kappa", dists["kappa"]) if noise.heteroscedastic else None
+    scale = noise_scale(sigma, mu, noise, kappa, statistics)
+    loc = mu
+    if noise.run_effect:
+        tau = numpyro.sample("tau", dists["tau"])
+        with numpyro.plate("run", structure["n_runs"]):
+            z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0))
+        loc = loc + numpyro.deterministic("run_effect", tau * z_run)[structure["run_idx"]]
+
+    def family(center, spread):
+        return dist.StudentT(nu, center, spread) if nu is not None else dist.Normal(center, spread)
+
+    if noise.correlation:
+        ell = numpyro.sample("ell", dists["ell"])
+        phi, root = ou_terms(structure["dlog"], structure["has_prev"], ell)
+        if loss is None:  # simulate whole curves: w_k = φ_k w_{k-1} + sqrt(1-φ_k²) ε_k along each run
+            with numpyro.plate("point", n):
+                eps = numpyro.sample("innovation", family(0.0, 1.0))
+            order, inverse = structure["order"], structure["inverse"]
+            w = linear_recurrence(phi[order], (root * eps)[order])[inverse]
+            numpyro.deterministic("loss", jnp.exp(loc + scale * w))
+            return
+        w_obs = (jnp.log(loss) - loc) / scale
+        loc = loc + scale * phi * w_obs[structure["prev"]]
+        scale = scale * root
+    likelihood_dist = dist.TransformedDistribution(family(loc, scale), ExpTransform())
+    if mask is not None:
+        likelihood_dist = likelihood_dist.mask(mask)
+    with numpyro.plate("point", n):
+        numpyro.sample("loss", likelihood_dist, obs=loss)
+
+
 def mass_structure(dense_mass: bool, spec: ModelSpec) -> bool | list[tuple[str, ...]]:
     """NUTS mass matrix: with ``dense_mass``, dense over the law and noise parameters (amplitudes and exponents of a
     power law are strongly correlated) and diagonal over the per-run effects ``z_run``, which are many and nearly
@@ -122,38 +174,7 @@ def build_model(spec: ModelSpec, structure: Mapping | None = None, *, batched: b
             dists = {n: p.traced_distribution(stats) if p.uses_data() else fixed[n] for n, p in spec.priors.items()}
         params = {name: numpyro.sample(name, dists[name]) for name in law.parameter_names}
         mu = law.log_fn(params, log_inputs)
-        n = mu.shape[0]
-        sigma = numpyro.sample("sigma", dists["sigma"])
-        nu = numpyro.sample("nu", dists["nu"]) if spec.likelihood == "student_t" else None
-        kappa = numpyro.sample("kappa", dists["kappa"]) if noise.heteroscedastic else None
-        scale = noise_scale(sigma, mu, noise, kappa, stats)
-        loc = mu
-        if noise.run_effect:
-            tau = numpyro.sample("tau", dists["tau"])
-            with numpyro.plate("run", struct["n_runs"]):
-                z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0))
-            loc = loc + numpyro.deterministic("run_effect", tau * z_run)[struct["run_idx"]]
-
-        def family(center, spread):
-            return dist.StudentT(nu, center, spread) if nu is not None else dist.Normal(center, spread)
-
-        if noise.correlation:
-            ell = numpyro.sample("ell", dists["ell"])
-            phi, root = ou_terms(struct["dlog"], struct["has_prev"], ell)
-            if loss is None:  # simulate whole curves: w_k = φ_k w_{k-1} + sqrt(1-φ_k²) ε_k along each run
-                with numpyro.plate("point", n):
-                    eps = numpyro.sample("innovation", family(0.0, 1.0))
-                order, inverse = struct["order"], struct["inverse"]
-                w = linear_recurrence(phi[order], (root * eps)[order])[inverse]
-                numpyro.deterministic("loss", jnp.exp(loc + scale * w))
-                return
-            w_obs = (jnp.log(loss) - loc) / scale
-            loc = loc + scale * phi * w_obs[struct["prev"]]
-            scale = scale * root
-        likelihood = dist.TransformedDistribution(family(loc, scale), ExpTransform())
-        if per_fit is not None:
-            likelihood = likelihood.mask(per_fit["mask"])
-        with numpyro.plate("point", n):
-            numpyro.sample("loss", likelihood, obs=loss)
+        observe(mu, loss, dists, likelihood=spec.likelihood, noise=noise, structure=struct, statistics=stats,
+                mask=None if per_fit is None else per_fit["mask"])
 
     return model

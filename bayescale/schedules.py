@@ -35,16 +35,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-import numpyro.distributions as dist
 import pandas as pd
 import xarray as xr
-from numpyro.distributions.transforms import ExpTransform
 
 from bayescale import diagnostics
 from bayescale._formula import FormulaError
 from bayescale.inference import as_key, draw_groups, release_compiled, run_nuts
 from bayescale.laws import LawError, Parameter, Published, law_search_path
-from bayescale.model import LIKELIHOODS, NOISE_PRIORS
+from bayescale.model import LIKELIHOODS, NOISE_PRIORS, observe
 from bayescale.noise import Noise, curve_structure, linear_recurrence, ou_terms
 from bayescale.priors import Prior, parse_prior
 from bayescale.results import versions
@@ -549,34 +547,7 @@ def _build_model(law: ScheduleLaw, priors: Mapping[str, Prior], stats: Mapping[s
     def model(design, loss=None):
         params = {name: numpyro.sample(name, dists[name]) for name in law.parameter_names}
         mu = jnp.log(jnp.maximum(mean_fn(params, design), 1e-10))  # a non-positive law value gets a hopeless fit
-        n = mu.shape[0]
-        sigma = numpyro.sample("sigma", dists["sigma"])
-        nu = numpyro.sample("nu", dists["nu"]) if likelihood == "student_t" else None
-        loc, scale = mu, sigma
-        if noise.run_effect:
-            tau = numpyro.sample("tau", dists["tau"])
-            with numpyro.plate("run", structure["n_runs"]):
-                z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0))
-            loc = loc + numpyro.deterministic("run_effect", tau * z_run)[structure["run_idx"]]
-
-        def family(center, spread):
-            return dist.StudentT(nu, center, spread) if nu is not None else dist.Normal(center, spread)
-
-        if noise.correlation:
-            ell = numpyro.sample("ell", dists["ell"])
-            phi, root = ou_terms(structure["dlog"], structure["has_prev"], ell)
-            if loss is None:
-                with numpyro.plate("point", n):
-                    eps = numpyro.sample("innovation", family(0.0, 1.0))
-                order, inverse = structure["order"], structure["inverse"]
-                w = linear_recurrence(phi[order], (root * eps)[order])[inverse]
-                numpyro.deterministic("loss", jnp.exp(loc + scale * w))
-                return
-            w_obs = (jnp.log(loss) - loc) / scale
-            loc = loc + scale * phi * w_obs[structure["prev"]]
-            scale = scale * root
-        with numpyro.plate("point", n):
-            numpyro.sample("loss", dist.TransformedDistribution(family(loc, scale), ExpTransform()), obs=loss)
+        observe(mu, loss, dists, likelihood=likelihood, noise=noise, structure=structure, statistics=stats)
 
     return model
 
