@@ -117,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame(rows)
     by_param = table.pivot_table(index="parameter", columns="noise", values="covered", aggfunc="mean")
     width = table.pivot_table(index="parameter", columns="noise", values="width_rel", aggfunc="median")
-    print(f"\n{args.reps} simulated datasets ({args.sizes} sizes x 2 seeds, {args.checkpoints} {args.spacing}-spaced checkpoints per run, sigma "
-          f"{args.sigma}, tau {args.tau}, ell {args.ell}); share of 90% intervals covering the truth:")
+    truth = ("constants and noise drawn from the priors" if args.truth == "prior"
+             else f"sigma {args.sigma}, tau {args.tau}, ell {args.ell}")
+    print(f"\n{args.reps} simulated datasets ({args.sizes} sizes x 2 seeds, {args.checkpoints} {args.spacing}-spaced "
+          f"checkpoints per run, {truth}); share of 90% intervals covering the truth:")
     print(by_param.to_string(float_format="%.2f"))
     n = table.groupby("noise")["covered"].agg(["mean", "size"])
     n["se"] = np.sqrt(n["mean"] * (1 - n["mean"]) / n["size"])
