@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/scale.py                       # 1e4, 1e5, 1e6 points (about 15 min on 2 CPU cores)
     PYTHONPATH=. python benchmarks/scale.py --points 1e4 1e5 --samples 200
+    PYTHONPATH=. python benchmarks/scale.py --points 1e4 1e5 1e6 --samples 0     # gradient time only
 
 Data: synthetic training curves of hoffmann2022 (bayescale.simulate.simulate_curves: run effects 0.5%, residuals
 1% correlated along log-tokens), 100 checkpoints per run, so 1e6 points are 10,000 runs. The model is the one
@@ -70,6 +71,8 @@ def measure(n_points: int, num_warmup: int, num_samples: int) -> dict:
         jax.block_until_ready(grad(info.param_info.z))
         times.append(time.perf_counter() - t)
     grad_s = float(np.median(times))
+    if num_samples == 0:  # --samples 0: the gradient floor alone
+        return dict(points=n_points, runs=ds.sizes["point"] // 100, data_s=t_data, grad_ms=1e3 * grad_s)
 
     def run(warmup: int, samples: int) -> tuple[MCMC, float, float]:
         kernel = NUTS(model, dense_mass=mass_structure(True, spec), target_accept_prob=0.9,
