@@ -40,6 +40,14 @@ def host_device_count() -> int:
     return max(4, min(os.cpu_count() or 1, 16))
 
 
+def x64_from_env() -> bool:
+    """float64 unless ``BAYESCALE_X64=0``."""
+    value = os.environ.get("BAYESCALE_X64", "1")
+    if value not in ("0", "1"):
+        raise ValueError(f"BAYESCALE_X64 must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
 def _backends_started() -> bool:
     from jax._src import xla_bridge
 
@@ -49,10 +57,7 @@ def _backends_started() -> bool:
 def configure() -> None:
     import jax
 
-    x64 = os.environ.get("BAYESCALE_X64", "1")
-    if x64 not in ("0", "1"):
-        raise ValueError(f"BAYESCALE_X64 must be 0 or 1, got {x64!r}")
-    jax.config.update("jax_enable_x64", x64 == "1")
+    jax.config.update("jax_enable_x64", x64_from_env())
 
     flags = os.environ.get("XLA_FLAGS", "")
     count = host_device_count()

@@ -12,7 +12,7 @@ import jax
 import pytest
 
 import bayescale  # noqa: F401  (configures JAX)
-from bayescale._runtime import host_device_count
+from bayescale._runtime import host_device_count, x64_from_env
 from bayescale.inference import resolve_chain_method
 
 
@@ -23,15 +23,18 @@ def _run(code: str, **env: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-DEVICES = "import bayescale, jax; print(jax.local_device_count())"
+STATE = ("import bayescale, jax, jax.numpy as jnp; "
+         "print(jax.local_device_count(), jnp.zeros(1).dtype, jax.config.jax_compilation_cache_dir)")
 
 
-def test_host_devices_on_import():
-    assert _run(DEVICES) == str(max(4, min(os.cpu_count(), 16)))
-    assert _run(DEVICES, BAYESCALE_HOST_DEVICES="1") == "1"
-    assert _run(DEVICES, BAYESCALE_HOST_DEVICES="6") == "6"
+def test_runtime_setup_on_import(tmp_path):
+    """One subprocess per setting (they only take effect before JAX starts): devices, dtype, compilation cache."""
+    assert _run(STATE, BAYESCALE_CACHE_DIR=str(tmp_path)).split() == [str(max(4, min(os.cpu_count(), 16))),
+                                                                      "float64", str(tmp_path)]
+    assert _run(STATE, BAYESCALE_HOST_DEVICES="1", BAYESCALE_X64="0", BAYESCALE_CACHE_DIR="").split() == [
+        "1", "float32", "None"]
     # the user's own XLA_FLAGS win
-    assert _run(DEVICES, XLA_FLAGS="--xla_force_host_platform_device_count=2") == "2"
+    assert _run(STATE, XLA_FLAGS="--xla_force_host_platform_device_count=2").split()[0] == "2"
     # too late once JAX's backend has started: nothing changes, nothing breaks
     assert _run("import jax; jax.numpy.zeros(1); import bayescale; print(jax.local_device_count())") == "1"
 
@@ -41,6 +44,15 @@ def test_host_devices_bad_env(value, monkeypatch):
     monkeypatch.setenv("BAYESCALE_HOST_DEVICES", value)
     with pytest.raises(ValueError, match="BAYESCALE_HOST_DEVICES must be"):
         host_device_count()
+
+
+def test_x64_env(monkeypatch):
+    for value, want in [("1", True), ("0", False)]:
+        monkeypatch.setenv("BAYESCALE_X64", value)
+        assert x64_from_env() is want
+    monkeypatch.setenv("BAYESCALE_X64", "yes")
+    with pytest.raises(ValueError, match="BAYESCALE_X64 must be 0 or 1, got 'yes'"):
+        x64_from_env()
 
 
 def test_chain_method_auto():
@@ -73,13 +85,4 @@ def test_persistent_compilation_cache(tmp_path):
     assert first == ["parallel", 0] and any(tmp_path.iterdir())
     second = json.loads(_run(FIT, BAYESCALE_CACHE_DIR=str(tmp_path)))
     assert second[1] >= 2  # at least the sampler's warmup and draw programs
-    off = json.loads(_run(FIT, BAYESCALE_CACHE_DIR=""))
-    assert off[1] == 0
 
-
-def test_float32_opt_in():
-    dtype = "import bayescale, jax.numpy as jnp; print(jnp.zeros(1).dtype)"
-    assert _run(dtype) == "float64"
-    assert _run(dtype, BAYESCALE_X64="0") == "float32"
-    with pytest.raises(subprocess.CalledProcessError):
-        _run(dtype, BAYESCALE_X64="yes")
