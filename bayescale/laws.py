@@ -200,18 +200,24 @@ def _substitute(node, definitions: Mapping[str, Any]):
     return node
 
 
-def parse_law_text(text: str, origin: str = "<string>") -> Law:
-    """Parse and compile the text of a law file (the format of ``models/*.toml``)."""
+def read_law_toml(text: str, origin: str, allowed: set[str], required: tuple[str, ...]) -> dict[str, Any]:
+    """The TOML of a law file as a dict, with its top-level keys checked (catalogue and schedule laws alike)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise LawError(f"{origin}: not valid TOML: {err}") from None
-    unknown = sorted(set(data) - _TOP_KEYS)
+    unknown = sorted(set(data) - allowed)
     if unknown:
-        raise LawError(f"{origin}: unknown keys {unknown}; must be among {sorted(_TOP_KEYS)}")
-    for key in ("id", "formula", "inputs", "parameters"):
+        raise LawError(f"{origin}: unknown keys {unknown}; must be among {sorted(allowed)}")
+    for key in required:
         if key not in data:
             raise LawError(f"{origin}: missing required key {key!r}")
+    return data
+
+
+def parse_law_text(text: str, origin: str = "<string>") -> Law:
+    """Parse and compile the text of a law file (the format of ``models/*.toml``)."""
+    data = read_law_toml(text, origin, _TOP_KEYS, ("id", "formula", "inputs", "parameters"))
     inputs = tuple(
         Input(n, str(spec.get("description", "")), int(spec.get("min_distinct", 3)))
         for n, spec in data["inputs"].items()

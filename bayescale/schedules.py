@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ import xarray as xr
 from bayescale import diagnostics
 from bayescale._formula import FormulaError
 from bayescale.inference import as_key, draw_groups, release_compiled, run_nuts
-from bayescale.laws import LawError, Parameter, Published, law_search_path
+from bayescale.laws import LawError, Parameter, Published, law_search_path, read_law_toml
 from bayescale.model import LIKELIHOODS, NOISE_PRIORS, observe
 from bayescale.noise import Noise, curve_structure, linear_recurrence, ou_terms
 from bayescale.priors import Prior, parse_prior
@@ -428,16 +427,7 @@ def load_schedule_law(name: str | os.PathLike | ScheduleLaw) -> ScheduleLaw:
 
 def parse_schedule_law(text: str, origin: str = "<string>") -> ScheduleLaw:
     """Parse a schedule law file (format of ``models/schedule_laws/*.toml``)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise LawError(f"{origin}: not valid TOML: {err}") from None
-    unknown = sorted(set(data) - _LAW_KEYS)
-    if unknown:
-        raise LawError(f"{origin}: unknown keys {unknown}; must be among {sorted(_LAW_KEYS)}")
-    for key in ("id", "schedule_law", "parameters"):
-        if key not in data:
-            raise LawError(f"{origin}: missing required key {key!r}")
+    data = read_law_toml(text, origin, _LAW_KEYS, ("id", "schedule_law", "parameters"))
     form = data["schedule_law"]
     if form not in FORMS:
         raise LawError(f"{origin}: schedule_law {form!r}: must be one of {list(FORMS)}")
