@@ -26,7 +26,7 @@ from numpyro.infer.util import initialize_model
 
 from bayescale.data import check_identifiable, load_runs
 from bayescale.diagnostics import SamplingError, SamplingWarning
-from bayescale.inference import as_key, data_statistics, log_inputs_of
+from bayescale.inference import as_key, check_positive_ints, data_statistics, log_inputs_of
 from bayescale.laws import Law, load_law
 from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
@@ -128,9 +128,7 @@ def fit_batch(
     """
     law = law if isinstance(law, Law) else load_law(law)
     dss = _as_datasets(law, datasets, columns)
-    for name, value in dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples).items():
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     noises = [Noise.parse(noise, ds) for ds in dss]

@@ -42,7 +42,7 @@ from scipy.optimize import isotonic_regression
 
 from bayescale import diagnostics
 from bayescale.data import DataError
-from bayescale.inference import as_key, run_nuts, sample_stats_of
+from bayescale.inference import as_key, check_positive_ints, run_nuts, sample_stats_of
 from bayescale.results import versions
 
 __all__ = [
@@ -277,12 +277,6 @@ def _table_hash(df: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()).hexdigest()
 
 
-def _check_sampler(num_chains, num_warmup, num_samples) -> None:
-    for name, value in dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples).items():
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _sampler_attrs(kind, key_record, num_chains, num_warmup, num_samples, data_hash, extra) -> dict[str, Any]:
     return azb.make_attrs(inference_library=None) | {
         "kind": kind,
@@ -343,7 +337,7 @@ def fit_critical_batch(
     ----------
     Kaplan et al. 2020, arXiv:2001.08361, Eq. 5.1-5.4 and Fig. 10, 18. McCandlish et al. 2018, arXiv:1812.06162.
     """
-    _check_sampler(num_chains, num_warmup, num_samples)
+    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     if isinstance(data, pd.DataFrame) and {"cell", "level", "S"} <= set(data.columns):
         table = data.copy()
         if "slope" not in table:
@@ -543,7 +537,7 @@ def fit_loss_steps(
     ----------
     Kaplan et al. 2020, arXiv:2001.08361, Eq. 5.6 (Table 3) with the adjustment Eq. 5.4.
     """
-    _check_sampler(num_chains, num_warmup, num_samples)
+    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     df = _check_curves(curves)
     if df["N"].nunique() < 2 or df["B"].nunique() < 3:
         raise DataError(f"L(N, S_min) needs >= 2 model sizes and >= 3 batch sizes; the curves have "

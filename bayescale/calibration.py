@@ -33,7 +33,7 @@ import scipy.stats
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
 
 from bayescale.data import load_runs
-from bayescale.inference import release_compiled
+from bayescale.inference import check_positive_ints, release_compiled
 from bayescale.laws import Law, load_law
 from bayescale.model import ModelSpec, build_model, resolve_priors
 
@@ -148,10 +148,8 @@ def check_calibration(
     law = law if isinstance(law, Law) else load_law(law)
     if misspecify not in MISSPECIFICATIONS:
         raise ValueError(f"misspecify {misspecify!r}: must be one of {list(MISSPECIFICATIONS)}")
-    for name, value in dict(num_simulations=num_simulations, num_warmup=num_warmup, num_samples=num_samples,
-                            thin=thin, num_bins=num_bins).items():
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_ints(num_simulations=num_simulations, num_warmup=num_warmup, num_samples=num_samples, thin=thin,
+                        num_bins=num_bins)
     n_draws = num_samples // thin
     if n_draws + 1 < num_bins:
         raise ValueError(f"num_samples // thin = {n_draws} draws give too few rank values for {num_bins} bins")

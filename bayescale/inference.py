@@ -59,6 +59,13 @@ def release_compiled(fraction: float = _MAP_FRACTION) -> bool:
     return True
 
 
+def check_positive_ints(**values: Any) -> None:
+    """Raise ``ValueError`` naming the first argument that is not a positive integer (sampler settings and counts)."""
+    for name, value in values.items():
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def as_key(rng_key: int | jax.Array) -> tuple[jax.Array, Any]:
     """A PRNG key from an int seed or a key, and a JSON-able record of it."""
     if isinstance(rng_key, (int, np.integer)):
@@ -268,9 +275,7 @@ def fit(
     if min_tokens is not None:
         ds = drop_before(ds, min_tokens)
     check_identifiable(ds, law, require=require_identifiable)
-    for name, value in dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples).items():
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     chain_method = resolve_chain_method(chain_method, num_chains)
     noise = Noise.parse(noise, ds)
     prior_specs = resolve_priors(law, likelihood, priors, noise)

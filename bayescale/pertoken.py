@@ -39,7 +39,7 @@ import xarray as xr
 
 from bayescale import diagnostics
 from bayescale.data import DataError
-from bayescale.inference import as_key, draw_groups, release_compiled, run_nuts
+from bayescale.inference import as_key, check_positive_ints, draw_groups, release_compiled, run_nuts
 from bayescale.results import versions
 
 __all__ = [
@@ -213,12 +213,6 @@ def _table(data: Any, columns: Sequence[str], what: str) -> pd.DataFrame:
     return data.reset_index(drop=True)
 
 
-def _check_sampler(num_chains: int, num_warmup: int, num_samples: int) -> None:
-    for name, value in dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples).items():
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 # --------------------------------------------------------------------------------------------------- results
 def assemble_result(
     model,
@@ -337,7 +331,7 @@ def fit_per_token(
     Kaplan et al. 2020, arXiv:2001.08361, Fig. 20.
     """
     table = _table(data, ("model", "N", "T", "loss"), "per-token")
-    _check_sampler(num_chains, num_warmup, num_samples)
+    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     sizes = table.groupby("model", sort=False)["N"].agg(["min", "max"])
     bad = sizes.index[sizes["min"] != sizes["max"]]
     if len(bad):
@@ -445,7 +439,7 @@ def fit_per_token_steps(
     distinct steps. Returns a DataTree with ``attrs["law_id"] = "kaplan2020_per_token_steps"``.
     """
     table = _table(data, ("T", "S", "loss"), "per-token steps")
-    _check_sampler(num_chains, num_warmup, num_samples)
+    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     for col, need in (("T", 3), ("S", 4)):
         if table[col].nunique() < need:
             raise DataError(f"column {col!r}: needs at least {need} distinct values, got {table[col].nunique()}")

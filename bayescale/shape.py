@@ -37,8 +37,8 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data import DataError
-from bayescale.inference import as_key, release_compiled, run_nuts
-from bayescale.pertoken import _band, _check_result, _check_sampler, _draws, assemble_result
+from bayescale.inference import as_key, check_positive_ints, release_compiled, run_nuts
+from bayescale.pertoken import _band, _check_result, _draws, assemble_result
 
 __all__ = [
     "SHAPE_VARIABLES",
@@ -241,7 +241,7 @@ def fit_shape(
     for col, need_n in (("N", 2), ("D", 2)):
         if table[col].nunique() < need_n:
             raise DataError(f"column {col!r}: the L(N, D) baseline needs at least {need_n} distinct values")
-    _check_sampler(num_chains, num_warmup, num_samples)
+    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     release_compiled()
     runs = first.index.to_numpy().astype(str)
     run_index = pd.Categorical(table["run"].astype(str), categories=runs).codes
