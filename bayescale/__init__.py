@@ -27,8 +27,8 @@ from bayescale.planning import (  # noqa: E402
     near_optimal_region,
     plan,
     prob_below,
-    rank_next_experiments,
 )
+from bayescale.design import rank_next_experiments  # noqa: E402
 from bayescale.plots import plot_ppc  # noqa: E402
 from bayescale.predict import predict  # noqa: E402
 from bayescale.report import write_report  # noqa: E402

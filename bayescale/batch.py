@@ -32,7 +32,7 @@ from bayescale.model import ModelSpec, build_model, mass_structure, resolve_prio
 from bayescale.noise import Noise, curve_structure
 from bayescale.results import versions
 
-__all__ = ["fit_batch"]
+__all__ = ["fit_batch", "select_fit"]
 
 #: R-hat above this (per fit, any parameter) or any divergence counts a fit as troubled in the batch's warning.
 RHAT_LIMIT = 1.01
@@ -206,6 +206,10 @@ def fit_batch(
         priors=json.dumps({k: v.text for k, v in prior_specs.items()}),
         likelihood=likelihood,
         noise=noise.to_json(),
+        inputs=json.dumps(list(law.input_names)),
+        parameters=json.dumps(list(law.parameter_names)),
+        noise_parameters=json.dumps([n for n in names if n not in law.parameter_names]),
+        data_statistics=json.dumps(stats),
         n_points=json.dumps([int(ds.sizes["point"]) for ds in dss]),
         data_hashes=json.dumps([ds.attrs.get("data_hash", "") for ds in dss]),
         sampler=json.dumps(dict(algorithm="NUTS (vmapped over fits and chains)", num_chains=num_chains,
@@ -216,6 +220,23 @@ def fit_batch(
     )
     _report(dt, law.id, strict)
     return dt
+
+
+def select_fit(dt: xr.DataTree, i: int) -> xr.DataTree:
+    """Fit ``i`` of a :func:`fit_batch` result as a result of one fit: ``posterior`` and ``sample_stats`` with dims
+    (chain, draw) and that fit's attributes. It holds no data groups, so it serves what reads the posterior alone
+    (:func:`~bayescale.predict.draws_log_law`, :mod:`bayescale.planning`, :func:`~bayescale.design.rank_next_experiments`)
+    but not posterior predictive checks or extrapolation distances, which need the fitted data."""
+    n_fits = dt["posterior"].sizes["fit"]
+    if not 0 <= i < n_fits:
+        raise IndexError(f"fit {i} of a batch of {n_fits}")
+    out = xr.DataTree.from_dict({g: dt[g].to_dataset().isel(fit=i, drop=True) for g in ("posterior", "sample_stats")})
+    out.attrs.update(dt.attrs)
+    out.attrs["data_statistics"] = json.dumps(json.loads(dt.attrs["data_statistics"])[i])
+    out.attrs["n_points"] = json.loads(dt.attrs["n_points"])[i]
+    out.attrs["data_hash"] = json.loads(out.attrs.pop("data_hashes"))[i]
+    out.attrs["batch_fit"] = i
+    return out
 
 
 def _diagnostics(posterior: xr.Dataset, sample_stats: xr.Dataset) -> xr.Dataset:

@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     nx_target.add_argument("--target-at", metavar="N=..,D=..", help="pin down the loss at these inputs")
     nx_target.add_argument("--target-compute", type=float, help="pin down the compute-optimal N* (or L*) at this budget")
     nx.add_argument("--quantity", default=None, choices=["loss", "N_opt", "loss_opt"])
+    nx.add_argument("--budget", type=float, default=None, help="FLOP for new runs: choose the set to train within it")
 
     pr = sub.add_parser("predict", help="loss at given inputs, e.g. --at N=7e10 --at D=1.4e12")
     pr.add_argument("fit")
@@ -218,17 +219,21 @@ def _run(args: argparse.Namespace) -> int:
                   f"compute multiplier of B over A = {q[1]:.3g} [{q[0]:.3g}, {q[2]:.3g}] ({args.prob:.0%})")
         return 0
     if args.command == "next":
-        from bayescale.planning import rank_next_experiments
+        from bayescale.design import rank_next_experiments
 
         candidates = pd.read_csv(args.candidates)
         if args.target_at:
             target = {k: float(v) for k, v in _pairs(args.target_at.split(","), "--target-at").items()}
         else:
             target = args.target_compute
-        ranking = rank_next_experiments(result, candidates, target=target, quantity=args.quantity)
+        ranking = rank_next_experiments(result, candidates, target=target, quantity=args.quantity, budget=args.budget)
         print(f"target: {ranking.attrs['quantity']} at {ranking.attrs['target']}; ranked by expected variance "
-              "reduction (log scale) per FLOP")
+              "reduction (log scale) per FLOP, each run alone")
         print(ranking.to_string(float_format="%.4g"))
+        if args.budget is not None:
+            a = ranking.attrs
+            print(f"within {args.budget:.3g} FLOP train the runs with a 'pick' number ({a['set_cost']:.3g} FLOP): "
+                  f"expected posterior sd of the target x{a['set_interval_shrink']:.3f}")
         return 0
     if args.command == "predict":
         from bayescale.predict import predict

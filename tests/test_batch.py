@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import pandas as pd
@@ -9,7 +11,7 @@ import pytest
 from numpyro.infer.util import log_density
 
 import bayescale as bs
-from bayescale.batch import _batch_arrays, fit_batch
+from bayescale.batch import _batch_arrays, fit_batch, select_fit
 from bayescale.inference import data_statistics, log_inputs_of
 from bayescale.model import ModelSpec, build_model, resolve_priors
 from bayescale.noise import Noise, curve_structure
@@ -72,6 +74,24 @@ def test_batch_recovers_each_truth_and_matches_single_fits(batch):
         se = np.sqrt(a.var() / 100 + b.var() / 100)
         assert abs(a.mean() - b.mean()) < 4 * se, name
         assert 0.7 < a.std() / b.std() < 1.4, name  # spreads agree within the sampling error of 600-draw SDs
+
+
+def test_select_fit_serves_posterior_readers(batch):
+    """One fit of a batch reads like a result of bs.fit for what needs the posterior alone: its data statistics,
+    noise parameters and law travel with it, so planning and the next-run ranking work on it."""
+    tables, result = batch
+    one = select_fit(result, 1)
+    assert one.posterior["alpha"].dims == ("chain", "draw")
+    np.testing.assert_array_equal(one.posterior["alpha"].values, result.posterior["alpha"].isel(fit=1).values)
+    assert json.loads(one.attrs["data_statistics"]) == json.loads(result.attrs["data_statistics"])[1]
+    assert one.attrs["n_points"] == len(tables[1]) and "sigma" in json.loads(one.attrs["noise_parameters"])
+    opt = bs.compute_optimal(one, 1e21)
+    assert np.isfinite(opt["N_opt"]).all()
+    ranked = bs.rank_next_experiments(one, {"N": [1e9, 2e10], "D": [2e10, 4e11]}, target={"N": 7e10, "D": 1.4e12})
+    by_n = ranked.set_index("N")["relative_reduction"]
+    assert by_n[2e10] > by_n[1e9]  # the run nearer the target tells more about it
+    with pytest.raises(IndexError, match="fit 3 of a batch of 3"):
+        select_fit(result, 3)
 
 
 def test_batch_errors():
