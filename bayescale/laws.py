@@ -17,7 +17,17 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from bayescale._formula import BinOp, Call, FormulaError, Neg, Sym, compile_log_formula, evaluate_number, parse_formula
+from bayescale._formula import (
+    BinOp,
+    Call,
+    FormulaError,
+    Neg,
+    Sym,
+    _symbols,
+    compile_log_formula,
+    evaluate_number,
+    parse_formula,
+)
 from bayescale.priors import Prior, parse_prior
 
 __all__ = ["Law", "Parameter", "Input", "Published", "load_law", "list_laws", "law_search_path", "LawError"]
@@ -75,6 +85,9 @@ class Law:
     source_text: str | None = None
     #: The formula's syntax tree with the law file's [definitions] substituted (None for Law.from_function).
     expression: Any = field(default=None, compare=False, repr=False)
+    #: The law file's [optimum]: (input, syntax tree) pairs, the value of a tuning input (learning rate, batch size)
+    #: at which the loss is least for given other inputs. :meth:`at_optimum` substitutes them.
+    optimum: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -104,6 +117,27 @@ class Law:
             raise LawError(f"law {self.id!r} needs inputs {missing}")
         log_inputs = {n: jnp.log(jnp.asarray(inputs[n], dtype=float)) for n in self.input_names}
         return jnp.exp(self.log_fn(params, log_inputs))
+
+    def at_optimum(self) -> "Law":
+        """The law with every input of its [optimum] set to its optimal value: a law of the remaining inputs (for
+        ``steplaw2025``, the loss over (N, D) at the optimal learning rate and batch size)."""
+        if not self.optimum:
+            raise LawError(f"law {self.id!r} declares no [optimum] for any input")
+        subst = dict(self.optimum)
+        node = _substitute(self.expression, subst)
+        inputs = tuple(i for i in self.inputs if i.name not in subst)
+        return Law(
+            id=f"{self.id} at optimal {', '.join(subst)}", title=self.title, inputs=inputs, parameters=self.parameters,
+            log_fn=compile_log_formula(node, _positive_parameters(self.parameters), {i.name for i in inputs}),
+            formula=self.formula, citation=self.citation, notes=self.notes, published=self.published,
+            source_text=None, expression=node,
+        )
+
+    def optimal_inputs(self, params: Mapping[str, Any], log_inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """log of each [optimum] input at ``log_inputs`` (the others), for parameters ``params``; pure JAX."""
+        names = {i.name for i in self.inputs} - {n for n, _ in self.optimum}
+        positive = _positive_parameters(self.parameters)
+        return {n: compile_log_formula(node, positive, names)(params, log_inputs) for n, node in self.optimum}
 
     def reference(self, source: str) -> Published:
         for p in self.published:
@@ -184,7 +218,8 @@ def load_law(name: str | os.PathLike) -> Law:
     raise LawError(f"unknown law {str(name)!r}: must be one of {list_laws()} or a path to a .toml law file")
 
 
-_TOP_KEYS = {"id", "title", "formula", "definitions", "citation", "notes", "inputs", "parameters", "published"}
+_TOP_KEYS = {"id", "title", "formula", "definitions", "optimum", "citation", "notes", "inputs", "parameters",
+             "published"}
 
 
 def _substitute(node, definitions: Mapping[str, Any]):
@@ -250,7 +285,23 @@ def parse_law_text(text: str, origin: str = "<string>") -> Law:
         node = _substitute(parse_formula(data["formula"], names | set(definitions)), definitions)
     except FormulaError as err:
         raise LawError(f"{origin}: {err}") from None
-    positive = {p.name for p in parameters if _positive_support(p.prior)}
+    # Optional [optimum]: input = "expression of the other inputs and the parameters", the input's value at which the
+    # loss is least (a tuning input: learning rate, batch size). Planning over (N, D) substitutes it.
+    optimum = []
+    for name, expression in data.get("optimum", {}).items():
+        if name not in {i.name for i in inputs}:
+            raise LawError(f"{origin}: optimum {name!r} is not an input; must be one of {[i.name for i in inputs]}")
+        try:
+            tree = _substitute(parse_formula(str(expression), names - {name} | set(definitions)), definitions)
+        except FormulaError as err:
+            raise LawError(f"{origin}: optimum {name!r}: {err}") from None
+        optimum.append((name, tree))
+    tuned = {n for n, _ in optimum}
+    for name, tree in optimum:
+        used = _symbols(tree)[0] & tuned
+        if used:
+            raise LawError(f"{origin}: optimum {name!r} uses {sorted(used)}, which have an optimum themselves")
+    positive = _positive_parameters(parameters)
     log_fn = compile_log_formula(node, positive, {i.name for i in inputs})
     published = []
     for source, spec in data.get("published", {}).items():
@@ -273,7 +324,13 @@ def parse_law_text(text: str, origin: str = "<string>") -> Law:
         published=tuple(published),
         source_text=text,
         expression=node,
+        optimum=tuple(optimum),
     )
+
+
+def _positive_parameters(parameters) -> set[str]:
+    return {p.name for p in parameters if _positive_support(p.prior)}
+
 
 
 def _positive_support(prior: Prior) -> bool:

@@ -20,12 +20,13 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data import DataError, load_runs
+from bayescale.laws import load_law
 
 __all__ = ["steplaw_table", "load_steplaw", "optimal_lr_batch", "steplaw_published", "STEPLAW_PUBLISHED"]
 
 #: Step Law's published optimum (Li et al. 2025, arXiv:2503.04715, abstract): eta_opt = 1.79 N^-0.713 D^0.307 and
 #: B_opt = 0.58 D^0.571 (B in tokens, N non-embedding parameters, D tokens).
-STEPLAW_PUBLISHED = {"c_lr": 1.79, "a_N": -0.713, "a_D": 0.307, "c_bs": 0.58, "d_bs": 0.571}
+STEPLAW_PUBLISHED = dict(load_law("steplaw2025").reference("li2025").values)
 
 _STEPLAW_COLUMNS = ("N", "D", "lr", "bs", "smooth loss")
 
@@ -124,29 +125,43 @@ def _grid(N: Any, D: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.atleast_1d(n).ravel(), np.atleast_1d(d).ravel()
 
 
+def _optimum_draws(law, params: dict[str, np.ndarray], n: np.ndarray, d: np.ndarray) -> dict[str, np.ndarray]:
+    """The law's [optimum] inputs per parameter draw (leading axis of ``params``) and point: arrays (draws, points)."""
+    import jax
+    import jax.numpy as jnp
+
+    log_x = {"N": jnp.log(jnp.asarray(n)), "D": jnp.log(jnp.asarray(d))}
+    at = jax.jit(jax.vmap(lambda p: law.optimal_inputs(p, log_x)))
+    return {k: np.exp(np.asarray(v)) for k, v in at({k: jnp.asarray(v) for k, v in params.items()}).items()}
+
+
+def _as_dataset(values: dict[str, np.ndarray], dims: tuple[str, ...], n: np.ndarray, d: np.ndarray) -> xr.Dataset:
+    out = xr.Dataset({"eta_opt": (dims, values["lr"]), "B_opt": (dims, values["batch_size"])})
+    out = out.assign_coords(point=np.arange(n.size), N=("point", n), D=("point", d))
+    out["eta_opt"].attrs["description"] = "optimal peak learning rate"
+    out["B_opt"].attrs["description"] = "optimal batch size in tokens"
+    return out
+
+
 def steplaw_published(N: Any, D: Any) -> xr.Dataset:
-    """Step Law's published optimum at (N, D): ``eta_opt = 1.79 N^-0.713 D^0.307``, ``B_opt = 0.58 D^0.571`` tokens."""
+    """Step Law's published optimum at (N, D): ``eta_opt = 1.79 N^-0.713 D^0.307``, ``B_opt = 0.58 D^0.571`` tokens
+    (the [optimum] of ``models/steplaw2025.toml`` at its published constants)."""
     n, d = _grid(N, D)
-    p = STEPLAW_PUBLISHED
-    return xr.Dataset(
-        {
-            "eta_opt": ("point", p["c_lr"] * n ** p["a_N"] * d ** p["a_D"]),
-            "B_opt": ("point", p["c_bs"] * d ** p["d_bs"]),
-        },
-        coords={"point": np.arange(n.size), "N": ("point", n), "D": ("point", d)},
-    )
+    law = load_law("steplaw2025")
+    values = _optimum_draws(law, {k: np.array([v]) for k, v in law.reference("li2025").values.items()}, n, d)
+    return _as_dataset({k: v[0] for k, v in values.items()}, ("point",), n, d)
 
 
 def optimal_lr_batch(result: xr.DataTree, N: Any, D: Any) -> xr.Dataset:
     """Posterior draws of the optimal peak learning rate and batch size (tokens) at (N, D).
 
-    ``eta_opt = c_lr N^a_N D^a_D`` and ``B_opt = c_bs D^d_bs``, evaluated per posterior draw of a ``steplaw2025`` fit
-    (any result whose posterior has ``c_lr, a_N, a_D, c_bs, d_bs``).
+    The [optimum] of the fitted law (``models/steplaw2025.toml``: ``eta_opt = c_lr N^a_N D^a_D`` and
+    ``B_opt = c_bs D^d_bs``), evaluated per posterior draw.
 
     Parameters
     ----------
     result
-        A fitted result (:func:`bayescale.fit`).
+        A fitted result (:func:`bayescale.fit`) of a law with an [optimum] for ``lr`` and ``batch_size``.
     N, D
         Non-embedding parameters and tokens; broadcast against each other.
 
@@ -160,23 +175,17 @@ def optimal_lr_batch(result: xr.DataTree, N: Any, D: Any) -> xr.Dataset:
     ----------
     Li et al. 2025, "Predictable Scale: Part I", arXiv:2503.04715.
     """
+    from bayescale.results import law_of
+
     if not isinstance(result, xr.DataTree) or "posterior" not in result.children:
         raise ValueError("result must be a fitted DataTree with a posterior group (from bayescale.fit)")
-    post = result["posterior"].to_dataset()
-    missing = [k for k in STEPLAW_PUBLISHED if k not in post]
-    if missing:
-        raise ValueError(
-            f"the result's posterior lacks {missing}: optimal_lr_batch needs a steplaw2025 fit "
-            f"(parameters {list(STEPLAW_PUBLISHED)}); it has {sorted(post.data_vars)}"
-        )
+    law = law_of(result)
+    if {n for n, _ in law.optimum} != {"lr", "batch_size"}:
+        raise ValueError(f"optimal_lr_batch needs a fit of a law with an [optimum] for lr and batch_size "
+                         f"(steplaw2025); law {law.id!r} has {[n for n, _ in law.optimum]}")
     n, d = _grid(N, D)
-    point = xr.DataArray(np.arange(n.size), dims="point")
-    logn = xr.DataArray(np.log(n), dims="point")
-    logd = xr.DataArray(np.log(d), dims="point")
-    eta = np.exp(np.log(post["c_lr"]) + post["a_N"] * logn + post["a_D"] * logd)
-    bopt = np.exp(np.log(post["c_bs"]) + post["d_bs"] * logd)
-    out = xr.Dataset({"eta_opt": eta, "B_opt": bopt}).transpose("chain", "draw", "point")
-    out = out.assign_coords(point=point, N=("point", n), D=("point", d))
-    out["eta_opt"].attrs["description"] = "optimal peak learning rate"
-    out["B_opt"].attrs["description"] = "optimal batch size in tokens"
-    return out
+    post = result["posterior"].to_dataset()
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    values = _optimum_draws(law, {k: post[k].values.reshape(-1) for k in law.parameter_names}, n, d)
+    out = _as_dataset({k: v.reshape(chains, draws, n.size) for k, v in values.items()}, ("chain", "draw", "point"), n, d)
+    return out.assign_coords(chain=post["chain"].values, draw=post["draw"].values)

@@ -5,7 +5,6 @@
 - :func:`prob_below`, :func:`budget_for_target`: P(loss < target) and the budget reaching a target with probability p.
 - :func:`plan`: all of the above for given budgets, as one DataTree; :func:`format_plan` prints it.
 - :func:`compare_fits`: P(B beats A) and B's compute multiplier over A.
-- :func:`rank_next_experiments`: which run to do next, by expected variance reduction of a target per FLOP.
 
 Everything reads the posterior draws of a result and never refits.
 """
@@ -35,9 +34,6 @@ __all__ = [
     "prob_below",
     "budget_for_target",
     "compare_fits",
-    "rank_next_experiments",
-    "expected_posterior_variance",
-    "TARGET_QUANTITIES",
 ]
 
 # Search window for log N around the balanced split N = D = sqrt(C/k): ±15 nats (6.5 decades) each side covers
@@ -99,11 +95,12 @@ def compute_optimal(
     Returns
     -------
     xarray.Dataset
-        ``N_opt``, ``D_opt``, ``tokens_per_param`` (D*/N*) and ``loss_opt`` over ``(chain, draw, compute)``.
+        ``N_opt``, ``D_opt``, ``tokens_per_param`` (D*/N*) and ``loss_opt`` over ``(chain, draw, compute)``; for a
+        law with an [optimum] (``steplaw2025``), also each tuning input there, e.g. ``lr_opt``, ``batch_size_opt``.
+        The optimum is then over (N, D) with the tuning inputs at their optima.
     """
-    law = law_of(result, law)
-    if set(law.input_names) != {"N", "D"}:
-        raise ValueError(f"compute_optimal needs a law of exactly (N, D); law {law.id!r} has {list(law.input_names)}")
+    full = law_of(result, law)
+    law = planning_law(full, "compute_optimal")
     budgets = np.atleast_1d(np.asarray(compute, dtype=float))
     if np.any(~np.isfinite(budgets)) or np.any(budgets <= 0):
         raise ValueError(f"compute must be positive and finite FLOP, got {budgets}")
@@ -130,12 +127,18 @@ def compute_optimal(
     d_opt = budgets / (flops_per_param_token * n_opt)
     dims = ("chain", "draw", "compute")
     shape = (chains, draws, budgets.size)
+    tuned = {}
+    if full.optimum:  # the tuning inputs at the optimum allocation, per draw and budget
+        at = jax.jit(jax.vmap(jax.vmap(full.optimal_inputs, in_axes=(None, 0)), in_axes=(0, 0)))
+        log_values = at(params, {"N": jnp.asarray(u), "D": jnp.log(jnp.asarray(d_opt))})
+        tuned = {f"{n}_opt": (dims, np.exp(np.asarray(v)).reshape(shape)) for n, v in log_values.items()}
     return xr.Dataset(
         {
             "N_opt": (dims, n_opt.reshape(shape)),
             "D_opt": (dims, d_opt.reshape(shape)),
             "tokens_per_param": (dims, (d_opt / n_opt).reshape(shape)),
             "loss_opt": (dims, np.exp(log_l).reshape(shape)),
+            **tuned,
         },
         coords={"chain": post["chain"].values, "draw": post["draw"].values, "compute": budgets},
         attrs={"flops_per_param_token": flops_per_param_token, "law_id": law.id},
@@ -191,9 +194,15 @@ def _compute_for_loss(law: Law, params: dict[str, np.ndarray], loss: np.ndarray,
     return k * np.exp(v)
 
 
-def _check_nd(law: Law, what: str) -> None:
+def planning_law(law: Law, what: str) -> Law:
+    """The law of (N, D) that planning works with: ``law`` itself, or, for a law with tuning inputs that its file
+    gives an [optimum] for (learning rate, batch size), the law at those optima (:meth:`Law.at_optimum`)."""
+    if law.optimum:
+        law = law.at_optimum()
     if set(law.input_names) != {"N", "D"}:
-        raise ValueError(f"{what} needs a law of exactly (N, D); law {law.id!r} has {list(law.input_names)}")
+        raise ValueError(f"{what} needs a law of exactly (N, D), or one whose other inputs have an [optimum] in the "
+                         f"law file; law {law.id!r} has {list(law.input_names)}")
+    return law
 
 
 def _budgets(compute) -> np.ndarray:
@@ -239,8 +248,7 @@ def loss_at(
     """
     from bayescale.predict import predict
 
-    law = law_of(result, law)
-    _check_nd(law, "loss_at")
+    law = planning_law(law_of(result, law), "loss_at")
     n, d = (a.reshape(-1) for a in np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float)))
     if np.any(~np.isfinite(n)) or np.any(n <= 0) or np.any(~np.isfinite(d)) or np.any(d <= 0):
         raise ValueError(f"N and D must be positive and finite, got N={n}, D={d}")
@@ -322,8 +330,7 @@ def budget_for_target(
         raise ValueError(f"prob must be in (0, 1), got {prob}")
     if not np.isfinite(target) or target <= 0:
         raise ValueError(f"target loss must be positive and finite, got {target}")
-    law = law_of(result, law)
-    _check_nd(law, "budget_for_target")
+    law = planning_law(law_of(result, law), "budget_for_target")
     params = _flat_params(result, law)
     size = next(iter(params.values())).size
     needed = _compute_for_loss(law, params, np.full(size, float(target)), flops_per_param_token)
@@ -354,8 +361,7 @@ def near_optimal_region(
     told apart from the optimum by one run. The attrs ``N_range_<p>`` give the N range where ``prob_near`` ≥ p
     (p = 0.5, 0.9).
     """
-    law = law_of(result, law)
-    _check_nd(law, "near_optimal_region")
+    law = planning_law(law_of(result, law), "near_optimal_region")
     if not np.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(f"epsilon must be a positive loss difference (nats), got {epsilon}")
     budget = float(_budgets(compute)[0]) if np.ndim(compute) == 0 else None
@@ -421,12 +427,12 @@ def plan(
         allocation along ``compute``), ``near_optimal`` (over ``compute`` and ``offset`` = log10(N / median N*)),
         and, when asked, ``proposal`` and ``target``. :func:`format_plan` prints it.
     """
-    law = law_of(result, law)
-    _check_nd(law, "plan")
+    full = law_of(result, law)  # with its tuning inputs, if any: compute_optimal reports their optima
+    law = planning_law(full, "plan")
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob}")
     budgets = _budgets(compute)
-    opt = compute_optimal(result, budgets, flops_per_param_token=flops_per_param_token, law=law)
+    opt = compute_optimal(result, budgets, flops_per_param_token=flops_per_param_token, law=full)
     med_n = opt["N_opt"].median(("chain", "draw")).values
     med_d = opt["D_opt"].median(("chain", "draw")).values
     decades = extrapolation(result, N=med_n, D=med_d)
@@ -484,6 +490,9 @@ def _interval(values: np.ndarray, prob: float) -> tuple[float, float, float]:
     return float(med), float(lo), float(hi)
 
 
+_OPTIMUM_VARS = ("N_opt", "D_opt", "tokens_per_param", "loss_opt")
+
+
 def plan_summary(plan_tree: xr.DataTree, prob: float | None = None) -> "pd.DataFrame":
     """The numbers of a :func:`plan` as one table: quantity, budget or run, median and central ``prob`` interval."""
     import pandas as pd
@@ -493,7 +502,8 @@ def plan_summary(plan_tree: xr.DataTree, prob: float | None = None) -> "pd.DataF
     opt = plan_tree["optimum"].to_dataset()
     for c in opt["compute"].values:
         o = opt.sel(compute=c)
-        for var, label in [("N_opt", "N*"), ("D_opt", "D*"), ("tokens_per_param", "D*/N*"), ("loss_opt", "L*")]:
+        tuned = [(v, f"optimal {v[:-4]} at (N*, D*)") for v in o.data_vars if v not in _OPTIMUM_VARS]
+        for var, label in [("N_opt", "N*"), ("D_opt", "D*"), ("tokens_per_param", "D*/N*"), ("loss_opt", "L*")] + tuned:
             rows.append(dict(quantity=f"{label} ({var})", at=f"C={c:.3g}", **dict(zip(("median", "low", "high"), _interval(o[var].values, prob)))))
         for inp in ("N", "D"):
             rows.append(dict(quantity=f"extrapolation {inp} (decades)", at=f"C={c:.3g}", median=float(o[f"extrapolation_{inp}"])))
@@ -571,9 +581,8 @@ def compare_fits(
     The compute-equivalent gain of a recipe is the usual way of stating algorithmic progress, e.g.
     Ho et al. 2024, "Algorithmic progress in language models", arXiv:2403.05812.
     """
-    law_a, law_b = law_of(result_a, law_a), law_of(result_b, law_b)
-    _check_nd(law_a, "compare_fits")
-    _check_nd(law_b, "compare_fits")
+    law_a = planning_law(law_of(result_a, law_a), "compare_fits")
+    law_b = planning_law(law_of(result_b, law_b), "compare_fits")
     budgets = _budgets(compute)
     opt_a = compute_optimal(result_a, budgets, flops_per_param_token=flops_per_param_token, law=law_a)
     opt_b = compute_optimal(result_b, budgets, flops_per_param_token=flops_per_param_token, law=law_b)
@@ -600,144 +609,3 @@ def compare_fits(
         attrs={"law_a": law_a.id, "law_b": law_b.id, "flops_per_param_token": flops_per_param_token,
                "pairing": f"independent random permutation, seed {rng_key}"},
     )
-
-
-# ---------------------------------------------------------------------------------------------------------
-#: Quantities of the target prediction that :func:`rank_next_experiments` can reduce the uncertainty of.
-TARGET_QUANTITIES = ("loss", "N_opt", "loss_opt")
-
-
-def expected_posterior_variance(q: np.ndarray, log_lik: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Importance-sampling estimate of the posterior variance of ``q`` after observing each simulated outcome.
-
-    ``q``: the target quantity per posterior draw, shape (S,). ``log_lik[m, s]``: log-likelihood of simulated
-    outcome m under draw s. Reweighting the current draws by the likelihood of the new observation gives the
-    updated posterior (self-normalised importance sampling), so for each outcome m
-    Var_m = Σ_s w_ms (q_s − Σ_s w_ms q_s)², w_ms ∝ exp(log_lik[m, s]). Returns (Var_m, ESS_m) with the Kish
-    effective sample size ESS_m = 1 / Σ_s w_ms²; estimates from a small ESS (≲ 50) understate the variance.
-    """
-    q = np.asarray(q, dtype=float)
-    w = np.exp(log_lik - log_lik.max(axis=1, keepdims=True))
-    w /= w.sum(axis=1, keepdims=True)
-    mean = w @ q
-    var = np.einsum("ms,ms->m", w, (q[None, :] - mean[:, None]) ** 2)
-    return var, 1.0 / np.sum(w**2, axis=1)
-
-
-def rank_next_experiments(
-    result: xr.DataTree,
-    candidates: Any,
-    *,
-    target: Mapping[str, float] | float,
-    quantity: str | None = None,
-    num_outcomes: int = 200,
-    max_draws: int = 4000,
-    flops_per_param_token: float = 6.0,
-    rng_key: int = 0,
-    law: Law | None = None,
-) -> "pd.DataFrame":
-    """Rank candidate runs by how much they are expected to shrink the posterior variance of a target, per FLOP.
-
-    Pre-posterior analysis by importance reweighting of the current draws, no refit: for a candidate x, simulate
-    ``num_outcomes`` outcomes y_m from the posterior predictive at x (a draw θ_m, then the fitted Student-t or Normal
-    noise on log-loss), reweight all draws by p(y_m | θ_s, x), and average the reweighted variance of the target
-    quantity q over outcomes (:func:`expected_posterior_variance`). The score is the expected variance reduction
-    Var(q) − E_y[Var(q | y)] divided by the candidate's cost. The approximation assumes the new run's noise is
-    independent of the fitted runs' (true for a new model size; optimistic for one more checkpoint of a fitted run)
-    and that the current draws cover the updated posterior (check ``ess``; it falls when one run pins the law).
-
-    Parameters
-    ----------
-    candidates
-        A DataFrame (or mapping of arrays) with columns ``N``, ``D`` and optionally ``cost`` (FLOP; default k·N·D).
-    target
-        Inputs ``{"N": ..., "D": ...}`` of the prediction to pin down (``quantity="loss"``, the log of the law's
-        loss there), or a budget C in FLOP (``quantity="N_opt"``, default, or ``"loss_opt"``; log scale).
-    quantity
-        One of :data:`TARGET_QUANTITIES`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The candidates sorted by ``score`` (variance reduction per FLOP, descending), with ``variance_reduction``
-        (absolute and ``relative`` to the current variance), ``interval_shrink`` (expected ratio of the posterior sd
-        after / before) and ``ess`` (median effective sample size of the reweighted draws).
-
-    References
-    ----------
-    Chaloner & Verdinelli 1995, "Bayesian experimental design: a review", Statistical Science 10(3);
-    Ryan, Drovandi, McGree, Pettitt 2016, "A review of modern computational algorithms for Bayesian optimal
-    design", International Statistical Review 84(1).
-    """
-    import pandas as pd
-    from scipy import stats
-
-    from bayescale.predict import draws_log_law
-
-    law = law_of(result, law)
-    table = pd.DataFrame(dict(candidates)) if not isinstance(candidates, pd.DataFrame) else candidates.copy()
-    missing = [c for c in law.input_names if c not in table.columns]
-    if missing:
-        raise ValueError(f"candidates need columns {list(law.input_names)} (and optionally 'cost'); missing {missing}")
-    if len(table) == 0:
-        raise ValueError("candidates: no rows")
-    if "cost" not in table.columns:
-        _check_nd(law, "rank_next_experiments without a 'cost' column")
-        table["cost"] = flops_per_param_token * table["N"] * table["D"]
-    if np.any(~np.isfinite(table["cost"])) or np.any(table["cost"] <= 0):
-        raise ValueError("candidates: cost must be positive and finite (FLOP)")
-
-    if isinstance(target, Mapping):
-        quantity = quantity or "loss"
-        if quantity != "loss":
-            raise ValueError(f"quantity {quantity!r} with target inputs: must be 'loss' (a budget target takes "
-                             f"{list(TARGET_QUANTITIES[1:])})")
-    else:
-        quantity = quantity or "N_opt"
-        if quantity not in TARGET_QUANTITIES[1:]:
-            raise ValueError(f"quantity {quantity!r} with a budget target: must be one of {list(TARGET_QUANTITIES[1:])}")
-
-    params = _flat_params(result, law)
-    post = result["posterior"].to_dataset()
-    size = next(iter(params.values())).size
-    rng = np.random.default_rng(rng_key)
-    keep = np.sort(rng.choice(size, min(size, max_draws), replace=False))
-    params = {k: v[keep] for k, v in params.items()}
-    sigma = post["sigma"].values.reshape(-1)[keep]
-    nu = post["nu"].values.reshape(-1)[keep] if "nu" in post else None
-
-    if quantity == "loss":
-        inputs = {n: np.atleast_1d(np.asarray(target[n], dtype=float)) for n in law.input_names}
-        q = draws_log_law(law, params, inputs)[:, 0]
-    else:
-        opt = compute_optimal(result, float(target), flops_per_param_token=flops_per_param_token, law=law)
-        q = np.log(opt[quantity].values.reshape(-1)[keep])
-    ok = np.isfinite(q)
-    q, sigma = q[ok], sigma[ok]
-    params = {k: v[ok] for k, v in params.items()}
-    nu = nu[ok] if nu is not None else None
-    s = q.size
-    prior_var = float(np.var(q))
-
-    cand_inputs = {n: table[n].to_numpy(dtype=float) for n in law.input_names}
-    mu = draws_log_law(law, params, cand_inputs)  # (S, K) log-loss per draw and candidate
-    which = rng.integers(0, s, num_outcomes)
-    z = rng.standard_t(nu[which])[:, None] if nu is not None else rng.standard_normal((num_outcomes, 1))
-    rows = []
-    for j in range(len(table)):
-        y = mu[which, j][:, None] + sigma[which][:, None] * z  # (M, 1) simulated log-losses
-        resid = (y - mu[None, :, j]) / sigma[None, :]
-        if nu is not None:
-            log_lik = stats.t.logpdf(resid, df=nu[None, :]) - np.log(sigma)[None, :]
-        else:
-            log_lik = stats.norm.logpdf(resid) - np.log(sigma)[None, :]
-        var, ess = expected_posterior_variance(q, log_lik)
-        post_var = float(np.mean(var))
-        rows.append(dict(variance_reduction=prior_var - post_var, relative_reduction=1 - post_var / prior_var,
-                         interval_shrink=float(np.mean(np.sqrt(var))) / np.sqrt(prior_var), ess=float(np.median(ess))))
-    out = pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
-    out["score"] = out["variance_reduction"] / out["cost"]
-    out = out.sort_values("score", ascending=False).reset_index(drop=True)
-    out.attrs.update(quantity=quantity, target=target if not isinstance(target, Mapping) else dict(target),
-                     prior_variance=prior_var, num_outcomes=num_outcomes, draws=s)
-    return out

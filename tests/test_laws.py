@@ -188,9 +188,17 @@ MALFORMED = [
     ("published-unknown-parameter", _edit("values = { E = 1.5, A = 400, alpha = 0.3 }", "values = { E = 1.5, A = 400, alpha = 0.3, Z = 1 }"),
      r"published\[paper\] names unknown parameters \['Z'\]"),
     ("unknown-top-level-key", VALID.replace('title = "Toy law"', 'title = "Toy law"\nformulas = "E"'),
-     r"unknown keys \['formulas'\]; must be among \['citation', 'definitions', 'formula', 'id', 'inputs', 'notes', 'parameters', 'published', 'title'\]"),
+     r"unknown keys \['formulas'\]; must be among \['citation', 'definitions', 'formula', 'id', 'inputs', 'notes', 'optimum', 'parameters', 'published', 'title'\]"),
     ("input-and-parameter", _edit('[parameters.E]\nprior = "Uniform(0, min_loss)"', '[parameters.E]\nprior = "Uniform(0, min_loss)"\n[parameters.N]\nprior = "LogNormal(0, 1)"'),
      r"names \['N'\] are both inputs and parameters"),
+    ("optimum-not-an-input", VALID + '[optimum]\nalpha = "N"\n',
+     r"optimum 'alpha' is not an input; must be one of \['N'\]"),
+    ("optimum-unknown-symbol", VALID.replace('formula = "E + A / N**alpha"', 'formula = "E + A / N**alpha * lr"')
+     .replace("[inputs.N]", "[inputs.lr]\n[inputs.N]") + '[optimum]\nlr = "N * foo"\n',
+     r"optimum 'lr': .*unknown symbols \['foo'\]"),
+    ("optimum-of-optimum", VALID.replace('formula = "E + A / N**alpha"', 'formula = "E + A / N**alpha * lr * bs"')
+     .replace("[inputs.N]", "[inputs.lr]\n[inputs.bs]\n[inputs.N]") + '[optimum]\nlr = "bs * N"\nbs = "N"\n',
+     r"optimum 'lr' uses \['bs'\], which have an optimum themselves"),
 ]
 
 

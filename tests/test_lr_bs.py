@@ -225,11 +225,30 @@ def test_optimal_lr_batch_from_fit(steplaw_fit):
     np.testing.assert_allclose(pub["B_opt"], 0.58 * D**0.571, rtol=1e-12)
 
 
+def test_plan_reports_the_optimal_lr_and_batch(steplaw_fit):
+    """A law with an [optimum] plans over (N, D) at the optimal lr and batch size and reports both at (N*, D*)."""
+    from bayescale.planning import compute_optimal, format_plan
+
+    c = 6 * 6e8 * 2e10  # inside the simulated grid: no extrapolation
+    opt = compute_optimal(steplaw_fit, c)
+    n_opt, d_opt = opt["N_opt"].values[..., 0], opt["D_opt"].values[..., 0]
+    post = steplaw_fit["posterior"]
+    np.testing.assert_allclose(opt["lr_opt"].values[..., 0], post["c_lr"] * n_opt ** post["a_N"] * d_opt ** post["a_D"],
+                               rtol=1e-10)
+    np.testing.assert_allclose(opt["batch_size_opt"].values[..., 0], post["c_bs"] * d_opt ** post["d_bs"], rtol=1e-10)
+    # at the optimal lr and batch the bowl factor is 1: the loss is E + A/N^alpha + B/D^beta
+    l0 = post["E"] + post["A"] / n_opt ** post["alpha"] + post["B"] / d_opt ** post["beta"]
+    np.testing.assert_allclose(opt["loss_opt"].values[..., 0], l0, rtol=1e-8)
+    text = format_plan(bs.plan(steplaw_fit, c, at={"N": 6e8, "D": 2e10}))
+    assert "optimal lr at (N*, D*)" in text and "optimal batch_size at (N*, D*)" in text
+
+
 def test_optimal_lr_batch_rejects(steplaw_fit):
     with pytest.raises(ValueError, match="fitted DataTree with a posterior"):
         lr_bs.optimal_lr_batch(object(), 1e9, 1e10)
     hoff = xr.DataTree.from_dict({"posterior": xr.Dataset({"E": (("chain", "draw"), np.ones((1, 3)))})})
-    with pytest.raises(ValueError, match=r"lacks \['c_lr', 'a_N', 'a_D', 'c_bs', 'd_bs'\]"):
+    hoff.attrs.update(law_id="hoffmann2022", law_source=bs.load_law("hoffmann2022").source_text)
+    with pytest.raises(ValueError, match=r"an \[optimum\] for lr and batch_size \(steplaw2025\); law 'hoffmann2022' has \[\]"):
         lr_bs.optimal_lr_batch(hoff, 1e9, 1e10)
     with pytest.raises(ValueError, match="N must be finite and > 0"):
         lr_bs.optimal_lr_batch(steplaw_fit, -1.0, 1e10)
