@@ -78,3 +78,16 @@ def test_selection_finds_the_best_affordable_subset(seed):
     # reduction (Krause & Guestrin 2005); this objective is not exactly submodular, so ask for that bound only
     prior_var = cov[0, 0]
     assert prior_var - adjusted_variance(cov, r, greedy) >= 0.316 * (prior_var - best)
+
+
+@pytest.mark.slow
+def test_next_experiment_benchmark_runs(tmp_path):
+    """The validation study with real batched refits, at tiny settings (the full run is in docs/planning.md)."""
+    import runpy
+
+    mod = runpy.run_path("benchmarks/next_experiment.py")
+    out = mod["main"](["--out", str(tmp_path), "--data-sets", "1", "--random-sets", "1", "--budgets", "6e20",
+                       "--num-warmup", "100", "--num-samples", "100"])
+    assert (tmp_path / "next_experiment.png").is_file() and len(out["plans"]) == 2
+    ranked = next(p for p in out["plans"] if p["strategy"] == "ranked")
+    assert ranked["spent"] <= 6e20 and 0 < ranked["predicted_shrink"] < 1
