@@ -190,6 +190,9 @@ def rank_next_experiments(
 
     if isinstance(target, Mapping):
         quantity = quantity or "loss"
+        absent = [n for n in law.input_names if n not in target]
+        if absent:
+            raise ValueError(f"target inputs: missing {absent}; law {law.id!r} needs {list(law.input_names)}")
         if quantity != "loss":
             raise ValueError(f"quantity {quantity!r} with target inputs: must be 'loss' (a budget target takes "
                              f"{list(TARGET_QUANTITIES[1:])})")

@@ -144,6 +144,8 @@ def test_rank_next_experiments_prefers_informative_runs(small):
         rank_next_experiments(small, cands.assign(cost=0.0), target=target)
     with pytest.raises(ValueError, match="column 'D' must be positive"):
         rank_next_experiments(small, cands.assign(D=-1.0), target=target)
+    with pytest.raises(ValueError, match=r"target inputs: missing \['D'\]"):
+        rank_next_experiments(small, cands, target={"N": 7e10})
     with pytest.raises(ValueError, match="budget must be positive"):
         rank_next_experiments(small, cands, target=target, budget=0.0)
 
