@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from bayescale.extrapolation import EXTRAPOLATION_THRESHOLD, extrapolation, warn_extrapolation
 from bayescale.laws import Law
 from bayescale.results import law_of
 
@@ -108,14 +109,16 @@ def select_within_budget(cov: np.ndarray, noise_var: np.ndarray, cost: np.ndarra
 
 
 def _target_draws(result, law, params, target, quantity, flops_per_param_token):
+    """The target per draw, and the inputs it sits at (the median compute-optimal allocation for a budget target)."""
     from bayescale.planning import compute_optimal
     from bayescale.predict import draws_log_law
 
     if quantity == "loss":
         inputs = {n: np.atleast_1d(np.asarray(target[n], dtype=float)) for n in law.input_names}
-        return draws_log_law(law, params, inputs)[:, 0]
+        return draws_log_law(law, params, inputs)[:, 0], inputs
     opt = compute_optimal(result, float(target), flops_per_param_token=flops_per_param_token, law=law)
-    return np.log(opt[quantity].values.reshape(-1))
+    where = {n: np.atleast_1d(float(opt[f"{n}_opt"].median())) for n in ("N", "D")}
+    return np.log(opt[quantity].values.reshape(-1)), where
 
 
 def rank_next_experiments(
@@ -127,6 +130,7 @@ def rank_next_experiments(
     budget: float | None = None,
     flops_per_param_token: float = 6.0,
     law: Law | None = None,
+    extrapolation_threshold: float = EXTRAPOLATION_THRESHOLD,
 ) -> "pd.DataFrame":
     """Rank candidate runs by expected reduction of the target's posterior variance per FLOP; with ``budget``, also
     choose the set of runs to train within it.
@@ -153,7 +157,9 @@ def rank_next_experiments(
     pandas.DataFrame
         The candidates sorted by ``score`` (variance reduction per FLOP, descending), with ``variance_reduction``
         (absolute and ``relative`` to the current variance) and ``interval_shrink`` (expected ratio of the posterior
-        sd after / before), each for that run alone.
+        sd after / before), each for that run alone, and ``extrapolation_<input>``: decades beyond the fitted data.
+        ``attrs["target_extrapolation"]`` gives the target's (at the median N*, D* for a budget target); past
+        ``extrapolation_threshold`` decades an :class:`~bayescale.ExtrapolationWarning` is raised.
 
     References
     ----------
@@ -203,7 +209,7 @@ def rank_next_experiments(
             raise ValueError(f"quantity {quantity!r} with a budget target: must be one of {list(TARGET_QUANTITIES[1:])}")
 
     params = _flat_params(result, law)
-    q = _target_draws(result, law, params, target, quantity, flops_per_param_token)
+    q, where = _target_draws(result, law, params, target, quantity, flops_per_param_token)
     cand_inputs = {n: table[n].to_numpy(dtype=float) for n in law.input_names}
     mu = draws_log_law(law, params, cand_inputs)  # (draws, K) log-mean of each candidate
     terms = noise_terms(result, law, mu, cand_inputs)
@@ -222,7 +228,14 @@ def rank_next_experiments(
                          interval_shrink=float(np.sqrt(var / prior_var))))
     out = pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
     out["score"] = out["variance_reduction"] / out["cost"]
-    attrs = dict(quantity=quantity, target=target if not isinstance(target, Mapping) else dict(target),
+    target_decades = {}
+    if "constant_data" in result.children:  # how far candidates and target lie beyond the fitted data
+        for n, d in extrapolation(result, **cand_inputs).items():
+            out[f"extrapolation_{n}"] = d
+        target_decades = {n: float(d[0]) for n, d in extrapolation(result, **where).items()}
+        warn_extrapolation({n: np.array([d]) for n, d in target_decades.items()}, extrapolation_threshold,
+                           what="the target of rank_next_experiments")
+    attrs = dict(target_extrapolation=target_decades or "unknown: the result holds no fitted data",quantity=quantity, target=target if not isinstance(target, Mapping) else dict(target),
                  prior_variance=prior_var, draws=int(ok.sum()), estimator="Bayes-linear adjusted variance")
     if budget is not None:
         picks = select_within_budget(cov, noise_var, out["cost"].to_numpy(float), float(budget))

@@ -130,6 +130,13 @@ def test_rank_next_experiments_prefers_informative_runs(small):
     top, rest = ranked["relative_reduction"].iloc[0], ranked["relative_reduction"].iloc[1:]
     assert top > 0.2 and (rest < top / 2).all()
     np.testing.assert_allclose(ranked["interval_shrink"], np.sqrt(1 - ranked["relative_reduction"]))
+    # distances beyond the data: the largest fitted run has 1.62e10 parameters, 3.2e11 tokens (0.64 decades short)
+    far = ranked.set_index("N")
+    np.testing.assert_allclose(far.loc[7e10, "extrapolation_N"], np.log10(7e10 / 1.6183e10), atol=1e-3)
+    assert far.loc[3e8, "extrapolation_N"] == 0.0
+    assert 0.6 < ranked.attrs["target_extrapolation"]["N"] < 0.7
+    with pytest.warns(ExtrapolationWarning, match="the target of rank_next_experiments extrapolates"):
+        rank_next_experiments(small, cands, target={"N": 3e12, "D": 1.4e12})
     # default cost 6ND, score = variance reduction per FLOP, sorted
     by_flop = rank_next_experiments(small, cands.drop(columns="cost"), target=target)
     np.testing.assert_allclose(by_flop["cost"], 6 * by_flop["N"] * by_flop["D"])
