@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.checks import check_coverage
-from bayescale.planning import _optimum, compute_optimal, format_plan, plan, plan_summary
+from bayescale.planning import _optimum, compute_optimal, format_plan, plan, plan_summary, planning_law
 from bayescale.plots import plot_ppc, plt
 from bayescale.results import law_of, provenance
 from bayescale.summary import describe, summary
@@ -107,7 +107,7 @@ def _reference_optima(result: xr.DataTree, budget: float, k: float) -> dict[str,
 
     if "references" not in result.children:
         return {}
-    law = law_of(result)
+    law = planning_law(law_of(result), "the report's plan")
     ref = result["references"].to_dataset()
     out = {}
     for source in ref["source"].values:
@@ -294,7 +294,11 @@ def write_report(
     table = summary(result, prob)
     data_table = _data_table(result)
     cov90, cov50 = check_coverage(result, 0.9), check_coverage(result, 0.5)
-    has_nd = set(prov["inputs"]) == {"N", "D"}
+    try:  # a law of (N, D), or one with an [optimum] for its other inputs, gets a plan
+        planning_law(law_of(result), "the report's plan")
+        has_nd = True
+    except ValueError:
+        has_nd = False
     plan_tree = plan_df = None
     if has_nd:
         plan_tree = plan(result, list(budgets), prob=prob, epsilon=epsilon, flops_per_param_token=flops_per_param_token)

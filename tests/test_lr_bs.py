@@ -243,6 +243,12 @@ def test_plan_reports_the_optimal_lr_and_batch(steplaw_fit):
     assert "optimal lr at (N*, D*)" in text and "optimal batch_size at (N*, D*)" in text
 
 
+def test_report_of_a_steplaw_fit_has_the_plan(steplaw_fit, tmp_path):
+    path = bs.write_report(steplaw_fit, tmp_path / "report", budgets=[6 * 6e8 * 2e10])
+    text = path.read_text()  # report.md
+    assert "optimal lr at (N*, D*)" in text and (tmp_path / "report" / "plan.png").is_file()
+
+
 def test_optimal_lr_batch_rejects(steplaw_fit):
     with pytest.raises(ValueError, match="fitted DataTree with a posterior"):
         lr_bs.optimal_lr_batch(object(), 1e9, 1e10)
