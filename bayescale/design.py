@@ -16,11 +16,11 @@ the run-effect variance τ² of a fresh run when the fit has one.
 
 Selection within a budget scores every affordable set of candidates when there are at most 50,000 such sets (the
 study in docs/planning.md has 28,632 at its largest budget, scored in 0.4 s), so the chosen set is the best one under
-the estimator. Larger pools fall back to the cost-benefit greedy rule for budgeted maximisation (add the affordable run with the largest variance reduction per FLOP
-given those already chosen), taking the better of its set and the best single affordable run (Khuller, Moss & Naor
-1999; Krause & Guestrin 2005): the guard against spending the budget on cheap runs when one larger run does more. On
-200 random 7-candidate linear problems the greedy rule alone reached the best set's variance reduction in 47% of them,
-with a median of 99.8% and a worst case of 57% of it.
+the estimator. Larger pools fall back to the cost-benefit greedy rule for budgeted maximisation (add the affordable
+run with the largest variance reduction per FLOP given those already chosen), taking the better of its set and the
+best single affordable run (Khuller, Moss & Naor 1999; Krause & Guestrin 2005): the guard against spending the budget
+on cheap runs when one larger run does more. On 200 random 7-candidate linear problems the greedy rule alone reached
+the best set's variance reduction in 47% of them, with a median of 99.8% and a worst case of 57% of it.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def rank_next_experiments(
 
     law = law_of(result, law)
     table = pd.DataFrame(dict(candidates)) if not isinstance(candidates, pd.DataFrame) else candidates.copy()
-    if law.optimum and not {n for n, _ in law.optimum} & set(table.columns):
+    if law.optimum and not set(law.tuned_inputs) & set(table.columns):
         law = law.at_optimum()  # candidates without tuning inputs are runs at the optimal ones
     missing = [c for c in law.input_names if c not in table.columns]
     if missing:
@@ -235,7 +235,8 @@ def rank_next_experiments(
         target_decades = {n: float(d[0]) for n, d in extrapolation(result, **where).items()}
         warn_extrapolation({n: np.array([d]) for n, d in target_decades.items()}, extrapolation_threshold,
                            what="the target of rank_next_experiments")
-    attrs = dict(target_extrapolation=target_decades or "unknown: the result holds no fitted data",quantity=quantity, target=target if not isinstance(target, Mapping) else dict(target),
+    attrs = dict(quantity=quantity, target=target if not isinstance(target, Mapping) else dict(target),
+                 target_extrapolation=target_decades or "unknown: the result holds no fitted data",
                  prior_variance=prior_var, draws=int(ok.sum()), estimator="Bayes-linear adjusted variance")
     if budget is not None:
         picks = select_within_budget(cov, noise_var, out["cost"].to_numpy(float), float(budget))

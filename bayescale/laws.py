@@ -118,6 +118,11 @@ class Law:
         log_inputs = {n: jnp.log(jnp.asarray(inputs[n], dtype=float)) for n in self.input_names}
         return jnp.exp(self.log_fn(params, log_inputs))
 
+    @property
+    def tuned_inputs(self) -> tuple[str, ...]:
+        """The inputs the law file gives an [optimum] for (empty for most laws)."""
+        return tuple(n for n, _ in self.optimum)
+
     def at_optimum(self) -> "Law":
         """The law with every input of its [optimum] set to its optimal value: a law of the remaining inputs (for
         ``steplaw2025``, the loss over (N, D) at the optimal learning rate and batch size)."""
@@ -135,7 +140,7 @@ class Law:
 
     def optimal_inputs(self, params: Mapping[str, Any], log_inputs: Mapping[str, Any]) -> dict[str, Any]:
         """log of each [optimum] input at ``log_inputs`` (the others), for parameters ``params``; pure JAX."""
-        names = {i.name for i in self.inputs} - {n for n, _ in self.optimum}
+        names = set(self.input_names) - set(self.tuned_inputs)
         positive = _positive_parameters(self.parameters)
         return {n: compile_log_formula(node, positive, names)(params, log_inputs) for n, node in self.optimum}
 
@@ -330,7 +335,6 @@ def parse_law_text(text: str, origin: str = "<string>") -> Law:
 
 def _positive_parameters(parameters) -> set[str]:
     return {p.name for p in parameters if _positive_support(p.prior)}
-
 
 
 def _positive_support(prior: Prior) -> bool:

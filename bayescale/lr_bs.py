@@ -26,7 +26,8 @@ __all__ = ["steplaw_table", "load_steplaw", "optimal_lr_batch", "steplaw_publish
 
 #: Step Law's published optimum (Li et al. 2025, arXiv:2503.04715, abstract): eta_opt = 1.79 N^-0.713 D^0.307 and
 #: B_opt = 0.58 D^0.571 (B in tokens, N non-embedding parameters, D tokens).
-STEPLAW_PUBLISHED = dict(load_law("steplaw2025").reference("li2025").values)
+_STEPLAW = load_law("steplaw2025")
+STEPLAW_PUBLISHED = dict(_STEPLAW.reference("li2025").values)
 
 _STEPLAW_COLUMNS = ("N", "D", "lr", "bs", "smooth loss")
 
@@ -147,8 +148,7 @@ def steplaw_published(N: Any, D: Any) -> xr.Dataset:
     """Step Law's published optimum at (N, D): ``eta_opt = 1.79 N^-0.713 D^0.307``, ``B_opt = 0.58 D^0.571`` tokens
     (the [optimum] of ``models/steplaw2025.toml`` at its published constants)."""
     n, d = _grid(N, D)
-    law = load_law("steplaw2025")
-    values = _optimum_draws(law, {k: np.array([v]) for k, v in law.reference("li2025").values.items()}, n, d)
+    values = _optimum_draws(_STEPLAW, {k: np.array([v]) for k, v in STEPLAW_PUBLISHED.items()}, n, d)
     return _as_dataset({k: v[0] for k, v in values.items()}, ("point",), n, d)
 
 
@@ -180,9 +180,9 @@ def optimal_lr_batch(result: xr.DataTree, N: Any, D: Any) -> xr.Dataset:
     if not isinstance(result, xr.DataTree) or "posterior" not in result.children:
         raise ValueError("result must be a fitted DataTree with a posterior group (from bayescale.fit)")
     law = law_of(result)
-    if {n for n, _ in law.optimum} != {"lr", "batch_size"}:
+    if set(law.tuned_inputs) != {"lr", "batch_size"}:
         raise ValueError(f"optimal_lr_batch needs a fit of a law with an [optimum] for lr and batch_size "
-                         f"(steplaw2025); law {law.id!r} has {[n for n, _ in law.optimum]}")
+                         f"(steplaw2025); law {law.id!r} has {list(law.tuned_inputs)}")
     n, d = _grid(N, D)
     post = result["posterior"].to_dataset()
     chains, draws = post.sizes["chain"], post.sizes["draw"]

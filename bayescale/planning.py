@@ -101,9 +101,7 @@ def compute_optimal(
     """
     full = law_of(result, law)
     law = planning_law(full, "compute_optimal")
-    budgets = np.atleast_1d(np.asarray(compute, dtype=float))
-    if np.any(~np.isfinite(budgets)) or np.any(budgets <= 0):
-        raise ValueError(f"compute must be positive and finite FLOP, got {budgets}")
+    budgets = _budgets(compute)
     post = result["posterior"].to_dataset()
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     params = {n: jnp.asarray(post[n].values.reshape(-1)) for n in law.parameter_names}
