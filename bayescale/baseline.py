@@ -245,6 +245,7 @@ def fit_baseline(
         azb.make_attrs(inference_library=None)
         | law_data_attrs(law, ds, stats, ["sigma", "nu"])
         | {
+            "result_kind": "baseline",
             "inference": "huber_bootstrap",
             "likelihood": "student_t",
             "baseline": json.dumps(

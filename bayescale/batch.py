@@ -201,6 +201,7 @@ def fit_batch(
     dt = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": sample_stats})
     dt["fit_diagnostics"] = xr.DataTree(_diagnostics(posterior, sample_stats))
     dt.attrs.update(
+        result_kind="law_batch",
         law_id=law.id,
         law_source=law.source_text or "",
         priors=json.dumps({k: v.text for k, v in prior_specs.items()}),
@@ -236,6 +237,13 @@ def select_fit(dt: xr.DataTree, i: int) -> xr.DataTree:
     out.attrs["n_points"] = json.loads(dt.attrs["n_points"])[i]
     out.attrs["data_hash"] = json.loads(out.attrs.pop("data_hashes"))[i]
     out.attrs["batch_fit"] = i
+    out.attrs["result_kind"] = "law_batch_member"
+    diag = dt["fit_diagnostics"].to_dataset().isel(fit=i)
+    out.attrs["diagnostics"] = json.dumps({
+        "parameters": [{"parameter": str(p), "rhat": float(diag["rhat"].sel(parameter=p)),
+                        "ess_bulk": float(diag["ess_bulk"].sel(parameter=p))} for p in diag["parameter"].values],
+        "divergences": int(diag["divergences"]),
+    })
     return out
 
 

@@ -280,6 +280,7 @@ def _table_hash(df: pd.DataFrame) -> str:
 def _sampler_attrs(kind, key_record, num_chains, num_warmup, num_samples, data_hash, extra) -> dict[str, Any]:
     return azb.make_attrs(inference_library=None) | {
         "kind": kind,
+        "result_kind": kind,
         "data_hash": data_hash,
         "versions": json.dumps(versions()),
         "sampler": json.dumps(dict(algorithm="NUTS", num_chains=num_chains, num_warmup=num_warmup,
@@ -374,6 +375,7 @@ def fit_critical_batch(
     post = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in post.items()}
     ppc = numpyro.infer.Predictive(_hyperbola_model, posterior_samples=flat, return_sites=["log_S"])(k_ppc, *args, **kwargs)
+    loglik = numpyro.infer.log_likelihood(_hyperbola_model, flat, *args, log_S=log_S, **kwargs)["log_S"]
     log_B_crit = post["log_B_ref"][..., None] - (np.log(level_of_cell) - log_L_ref) / post["alpha_B"][..., None]
     derived = {
         "B_ref": np.exp(post["log_B_ref"]),
@@ -386,6 +388,7 @@ def fit_critical_batch(
     dt = azb.from_dict(
         {"posterior": post | derived,
          "posterior_predictive": {"log_S": np.asarray(ppc["log_S"]).reshape(*shape, -1)},
+         "log_likelihood": {"log_S": np.asarray(loglik).reshape(*shape, -1)},
          "sample_stats": sample_stats_of(mcmc)},
         dims={k: ["cell"] for k in ("log_S_min", "B_crit", "S_min", "E_min")} | {"z_run": ["run"], "log_S": ["point"]},
         coords={"cell": cells.index.to_numpy(), "run": run_names, "point": np.arange(len(table))},
@@ -404,6 +407,7 @@ def fit_critical_batch(
     dt.attrs.update(_sampler_attrs("critical_batch", key_record, num_chains, num_warmup, num_samples,
                                    _table_hash(table), {"L_ref": float(np.exp(log_L_ref))}))
     dists = _hyperbola_priors(log_B_center)
+    dt.attrs["parameters"] = json.dumps(["B_star", "alpha_B", "B_ref", *(n for n in dists if n not in ("log_B_ref", "alpha_B"))])
     _scalar_diagnostics(dt, dists, dists, ["log_S_min"], strict)
     return dt
 
@@ -574,6 +578,8 @@ def fit_loss_steps(
     priors = _loss_step_priors(center)
     if not n_runs:
         priors.pop("tau")
+    dt.attrs["parameters"] = json.dumps(["N_c", "alpha_N", "S_c", "alpha_S", "B_star", "alpha_B",
+                                         *(n for n in priors if n in ("sigma", "tau"))])
     _scalar_diagnostics(dt, priors, priors, [], strict)
     return dt
 

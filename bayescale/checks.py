@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from bayescale.contract import observed_name, require
 from bayescale.results import require_group
 
 __all__ = ["check_coverage", "check_reference"]
@@ -18,10 +19,12 @@ def check_coverage(result: xr.DataTree, prob: float = 0.9) -> float:
     """
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob}")
+    require(result, "check_coverage", ("observed_data",))
     ppc = require_group(result, "posterior_predictive", "check_coverage")
-    draws = ppc["loss"].values.reshape(-1, result["observed_data"]["loss"].size)
+    name = observed_name(result)
+    y = result["observed_data"][name].values
+    draws = ppc[name].values.reshape(-1, y.size)
     lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
-    y = result["observed_data"]["loss"].values
     return float(np.mean((y >= lo) & (y <= hi)))
 
 
@@ -46,19 +49,26 @@ def check_reference(result: xr.DataTree, source: str) -> float:
 
     from bayescale.priors import parse_prior
 
+    require(result, "check_reference")
     if "references" not in result.children:
         raise ValueError("the result has no references group (its law file publishes no constants)")
     ref = result["references"].to_dataset()
     sources = [str(s) for s in ref["source"].values]
     if source not in sources:
         raise ValueError(f"source {source!r}: must be one of {sources}")
-    names = [n for n in json.loads(result.attrs["parameters"]) if np.isfinite(float(ref[n].sel(source=source)))]
-    priors = json.loads(result.attrs["priors"])
-    stats = json.loads(result.attrs["data_statistics"])
     post = result["posterior"].to_dataset()
+    names = [n for n in json.loads(result.attrs["parameters"])
+             if n in ref and n in post and np.isfinite(float(ref[n].sel(source=source)))]
+    if not names:
+        raise ValueError(f"source {source!r} publishes none of the result's parameters")
+    priors = json.loads(result.attrs.get("priors", "{}"))
+    stats = json.loads(result.attrs.get("data_statistics", "{}"))
     cols, point = [], []
     for n in names:
-        to_free = biject_to(parse_prior(priors[n]).distribution(stats).support).inv
+        try:  # the unconstrained space of the declared prior
+            to_free = biject_to(parse_prior(priors[n]).distribution(stats).support).inv
+        except (KeyError, ValueError):  # a special model's prior is no text: log for positive draws, else as is
+            to_free = np.log if float(post[n].min()) > 0 else (lambda v: v)
         cols.append(np.asarray(to_free(post[n].values.reshape(-1))))
         point.append(float(to_free(float(ref[n].sel(source=source)))))
     draws = np.stack(cols, axis=1)

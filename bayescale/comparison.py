@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.contract import observed_name, require, run_labels
 from bayescale.results import require_group
 
 __all__ = ["GROUPS", "log_likelihood_by_run", "loo", "compare_laws", "predict_averaged"]
@@ -36,15 +37,18 @@ def _check_group(group: str) -> None:
 
 
 def log_likelihood_by_run(result: xr.DataTree) -> xr.DataTree:
-    """A DataTree whose ``log_likelihood`` holds ``loss`` over ``(chain, draw, run)``: the sum over each run's points."""
-    ll = require_group(result, "log_likelihood", "loo")["loss"]
-    runs = result["observed_data"].to_dataset()["run"].values
+    """A DataTree whose ``log_likelihood`` holds the observed variable over ``(chain, draw, run)``: the sum over each
+    run's points (each point is its own run when the result records no runs)."""
+    name = observed_name(result)
+    ll = require_group(result, "log_likelihood", "loo")[name]
+    runs = run_labels(result)
+    runs = np.arange(ll.sizes["point"]) if runs is None else runs
     grouped = ll.assign_coords(run=("point", runs)).groupby("run").sum()
     return xr.DataTree.from_dict(
         {
             "/": xr.Dataset(attrs=dict(result.attrs)),
             "posterior": result["posterior"].to_dataset(),
-            "log_likelihood": xr.Dataset({"loss": grouped}),
+            "log_likelihood": xr.Dataset({name: grouped}),
         }
     )
 
@@ -59,9 +63,10 @@ def loo(result: xr.DataTree, *, group: str = "run", pointwise: bool = True):
     import arviz_stats
 
     _check_group(group)
+    require(result, "loo", ("observed_data",))
     require_group(result, "log_likelihood", "loo")
     tree = log_likelihood_by_run(result) if group == "run" else result
-    return arviz_stats.loo(tree, var_name="loss", pointwise=pointwise)
+    return arviz_stats.loo(tree, var_name=observed_name(result), pointwise=pointwise)
 
 
 def compare_laws(results: Mapping[str, xr.DataTree], *, group: str = "run", method: str = "stacking") -> pd.DataFrame:

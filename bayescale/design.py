@@ -172,7 +172,7 @@ def rank_next_experiments(
     from bayescale.planning import _flat_params, planning_law
     from bayescale.predict import draws_log_law, noise_terms
 
-    law = law_of(result, law)
+    law = law_of(result, law, "plan")
     table = pd.DataFrame(dict(candidates)) if not isinstance(candidates, pd.DataFrame) else candidates.copy()
     if law.optimum and not set(law.tuned_inputs) & set(table.columns):
         law = law.at_optimum()  # candidates without tuning inputs are runs at the optimal ones

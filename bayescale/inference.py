@@ -331,6 +331,7 @@ def fit(
         azb.make_attrs(inference_library=None)
         | law_data_attrs(law, ds, stats, spec.noise_names)
         | {
+            "result_kind": "law",
             "priors": json.dumps({k: v.text for k, v in prior_specs.items()}),
             "likelihood": likelihood,
             "noise": noise.to_json(),

@@ -228,6 +228,7 @@ def assemble_result(
     dims: Mapping[str, list[str]],
     coords: Mapping[str, Any],
     model_id: str,
+    result_kind: str,
     settings: Mapping[str, Any],
     attrs: Mapping[str, Any],
     strict: bool,
@@ -246,6 +247,7 @@ def assemble_result(
         azb.make_attrs(inference_library=None)
         | {
             "law_id": model_id,
+            "result_kind": result_kind,
             "n_points": int(observed.sizes["point"]),
             "parameters": json.dumps(list(scalar_names)),
             "priors": json.dumps({k: repr(v) for k, v in priors.items()}),
@@ -364,7 +366,7 @@ def fit_per_token(
     return assemble_result(
         _per_token_model, args, mcmc, rng_key=k_rest, key_record=key_record, observed=observed, constant=constant,
         scalar_names=tuple(PER_TOKEN_PRIORS), priors=PER_TOKEN_PRIORS, dims=dims,
-        coords={"model": models.astype(str), "point": point}, model_id="kaplan2020_per_token",
+        coords={"model": models.astype(str), "point": point}, model_id="kaplan2020_per_token", result_kind="per_token",
         settings=dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
                       target_accept_prob=target_accept_prob, dense_mass=True),
         attrs={"n_ref": float(n_ref), "law_formula": "a + b*T**(-c), log a|b|c = x0 + x1*log10(N/n_ref) + tau*z",
@@ -407,19 +409,8 @@ def predict_per_token(
 # --------------------------------------------------------------------------------------------------- steps fit
 #: Priors of the steps model. a, b, c: centred on the published per-token fits (LogNormal sd 0.5 = ×/÷1.6).
 #: S_c, S_h: LogNormal(ln 1e3, 2) spans ~40 to ~2.7e4 steps (90%); alpha_S: Kaplan's 0.76 sits near the centre.
-STEPS_PRIORS = {
-    "a": dist.LogNormal(np.log(2.5), 0.5), "b": dist.LogNormal(np.log(4.0), 0.5), "c": dist.LogNormal(np.log(0.5), 0.5),
-    "S_c": dist.LogNormal(np.log(1e3), 2.0), "alpha_S": dist.LogNormal(np.log(0.7), 0.5),
-    "S_h": dist.LogNormal(np.log(1e3), 2.0), "sigma": dist.HalfNormal(0.05),
-}
-
-
-def _steps_model(log_T, log_S, loss=None):
-    p = {k: numpyro.sample(k, d) for k, d in STEPS_PRIORS.items()}
-    S = jnp.exp(log_S)
-    mean = (p["a"] + p["b"] * jnp.exp(-p["c"] * S / (S + p["S_h"]) * log_T)
-            + jnp.exp(p["alpha_S"] * (jnp.log(p["S_c"]) - log_S)))
-    numpyro.sample("loss", dist.LogNormal(jnp.log(mean), p["sigma"]), obs=loss)
+#: The law file of the steps model (``models/kaplan2020_per_token_steps.toml``): its formula, inputs and priors.
+STEPS_LAW = "kaplan2020_per_token_steps"
 
 
 def fit_per_token_steps(
@@ -435,39 +426,25 @@ def fit_per_token_steps(
 ) -> xr.DataTree:
     """Fit ``L(T, S) = a + b·T^(−c·S/(S + S_h)) + (S_c/S)^alpha_S`` to one model's per-token losses over steps.
 
-    ``data`` has columns ``T`` (position ≥ 1), ``S`` (step > 0), ``loss``; at least 3 distinct positions and 4
-    distinct steps. Returns a DataTree with ``attrs["law_id"] = "kaplan2020_per_token_steps"``.
+    The law is the catalogue file ``kaplan2020_per_token_steps`` fitted by :func:`bayescale.fit` (log-normal noise,
+    ``likelihood="normal"``, ``noise="iid"``), so the result is a law result: summary, PPC, LOO, predict and
+    save/load all apply. ``data`` has columns ``T`` (position ≥ 1), ``S`` (step > 0), ``loss``; at least 3 distinct
+    positions and 4 distinct steps.
     """
+    from bayescale.inference import fit
+
     table = _table(data, ("T", "S", "loss"), "per-token steps")
-    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     for col, need in (("T", 3), ("S", 4)):
         if table[col].nunique() < need:
             raise DataError(f"column {col!r}: needs at least {need} distinct values, got {table[col].nunique()}")
-    release_compiled()
-    args = (jnp.asarray(np.log(table["T"].to_numpy(float))), jnp.asarray(np.log(table["S"].to_numpy(float))))
-    key, key_record = as_key(rng_key)
-    k_fit, k_rest = jax.random.split(key)
-    mcmc = run_nuts(_steps_model, *args, rng_key=k_fit, num_chains=num_chains, num_warmup=num_warmup,
-                    num_samples=num_samples, target_accept_prob=target_accept_prob, progress_bar=progress_bar,
-                    loss=jnp.asarray(table["loss"].to_numpy(float)))
-    point = np.arange(len(table))
-    observed = xr.Dataset({"loss": ("point", table["loss"].to_numpy(float))}, coords={"point": point})
-    constant = xr.Dataset({c: ("point", table[c].to_numpy(float)) for c in ("T", "S")}, coords={"point": point})
-    return assemble_result(
-        _steps_model, args, mcmc, rng_key=k_rest, key_record=key_record, observed=observed, constant=constant,
-        scalar_names=tuple(STEPS_PRIORS), priors=STEPS_PRIORS, dims={}, coords={"point": point},
-        model_id="kaplan2020_per_token_steps",
-        settings=dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
-                      target_accept_prob=target_accept_prob, dense_mass=True),
-        attrs={"law_formula": "a + b*T**(-c*S/(S + S_h)) + (S_c/S)**alpha_S",
-               "law_citation": "form: bayescale (per-token law of Kaplan et al. 2020 Fig. 20 + their L(S) term)"},
-        strict=strict,
-    )
+    return fit(STEPS_LAW, table[["T", "S", "loss"]], rng_key=rng_key, num_chains=num_chains, num_warmup=num_warmup,
+               num_samples=num_samples, target_accept_prob=target_accept_prob, likelihood="normal", noise="iid",
+               progress_bar=progress_bar, strict=strict)
 
 
 def predict_per_token_steps(result: xr.DataTree, T: Sequence[float], S: Sequence[float]) -> xr.DataArray:
     """Posterior draws of the per-token loss on the grid ``T × S``: dimensions ``(sample, T, S)``."""
-    _check_result(result, "kaplan2020_per_token_steps")
+    _check_result(result, STEPS_LAW)
     T = np.atleast_1d(np.asarray(T, float))
     S = np.atleast_1d(np.asarray(S, float))
     if T.size == 0 or not np.all(np.isfinite(T) & (T >= 1)):
@@ -524,7 +501,7 @@ def plot_per_token_steps(result: xr.DataTree, data: pd.DataFrame, *, positions: 
     """Fig. 20 (right): loss at several positions vs training step: points, posterior median and 50%/90% bands."""
     import matplotlib.pyplot as plt
 
-    _check_result(result, "kaplan2020_per_token_steps")
+    _check_result(result, STEPS_LAW)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
     positions = np.unique(data["T"])[:: max(1, data["T"].nunique() // 6)] if positions is None else np.asarray(positions)

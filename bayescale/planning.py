@@ -99,7 +99,7 @@ def compute_optimal(
         law with an [optimum] (``steplaw2025``), also each tuning input there, e.g. ``lr_opt``, ``batch_size_opt``.
         The optimum is then over (N, D) with the tuning inputs at their optima.
     """
-    full = law_of(result, law)
+    full = law_of(result, law, "plan")
     law = planning_law(full, "compute_optimal")
     budgets = _budgets(compute)
     post = result["posterior"].to_dataset()
@@ -246,7 +246,7 @@ def loss_at(
     """
     from bayescale.predict import predict
 
-    law = planning_law(law_of(result, law), "loss_at")
+    law = planning_law(law_of(result, law, "plan"), "loss_at")
     n, d = (a.reshape(-1) for a in np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float)))
     if np.any(~np.isfinite(n)) or np.any(n <= 0) or np.any(~np.isfinite(d)) or np.any(d <= 0):
         raise ValueError(f"N and D must be positive and finite, got N={n}, D={d}")
@@ -328,7 +328,7 @@ def budget_for_target(
         raise ValueError(f"prob must be in (0, 1), got {prob}")
     if not np.isfinite(target) or target <= 0:
         raise ValueError(f"target loss must be positive and finite, got {target}")
-    law = planning_law(law_of(result, law), "budget_for_target")
+    law = planning_law(law_of(result, law, "plan"), "budget_for_target")
     params = _flat_params(result, law)
     size = next(iter(params.values())).size
     needed = _compute_for_loss(law, params, np.full(size, float(target)), flops_per_param_token)
@@ -359,7 +359,7 @@ def near_optimal_region(
     told apart from the optimum by one run. The attrs ``N_range_<p>`` give the N range where ``prob_near`` ≥ p
     (p = 0.5, 0.9).
     """
-    law = planning_law(law_of(result, law), "near_optimal_region")
+    law = planning_law(law_of(result, law, "plan"), "near_optimal_region")
     if not np.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(f"epsilon must be a positive loss difference (nats), got {epsilon}")
     budget = float(_budgets(compute)[0]) if np.ndim(compute) == 0 else None
@@ -425,7 +425,7 @@ def plan(
         allocation along ``compute``), ``near_optimal`` (over ``compute`` and ``offset`` = log10(N / median N*)),
         and, when asked, ``proposal`` and ``target``. :func:`format_plan` prints it.
     """
-    full = law_of(result, law)  # with its tuning inputs, if any: compute_optimal reports their optima
+    full = law_of(result, law, "plan")  # with its tuning inputs, if any: compute_optimal reports their optima
     law = planning_law(full, "plan")
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob}")
@@ -579,8 +579,8 @@ def compare_fits(
     The compute-equivalent gain of a recipe is the usual way of stating algorithmic progress, e.g.
     Ho et al. 2024, "Algorithmic progress in language models", arXiv:2403.05812.
     """
-    law_a = planning_law(law_of(result_a, law_a), "compare_fits")
-    law_b = planning_law(law_of(result_b, law_b), "compare_fits")
+    law_a = planning_law(law_of(result_a, law_a, "plan"), "compare_fits")
+    law_b = planning_law(law_of(result_b, law_b, "plan"), "compare_fits")
     budgets = _budgets(compute)
     opt_a = compute_optimal(result_a, budgets, flops_per_param_token=flops_per_param_token, law=law_a)
     opt_b = compute_optimal(result_b, budgets, flops_per_param_token=flops_per_param_token, law=law_b)

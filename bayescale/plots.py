@@ -14,6 +14,7 @@ import xarray as xr  # noqa: E402
 from bayescale.checks import check_coverage  # noqa: E402
 from bayescale.data import round_sig  # noqa: E402
 from bayescale.predict import predict  # noqa: E402
+from bayescale.contract import require  # noqa: E402
 from bayescale.results import require_group  # noqa: E402
 from bayescale.results import law_of  # noqa: E402
 
@@ -54,6 +55,7 @@ def plot_ppc(
     Right: observed loss against the predictive median of every point with its 90% interval; the title gives the
     coverage of the 90% band (:func:`~bayescale.checks.check_coverage`).
     """
+    require(result, "plot_ppc", ("posterior_predictive", "constant_data"))
     law = law_of(result, law)
     x = x or ("D" if "D" in law.input_names else law.input_names[0])
     if x not in law.input_names:
@@ -123,7 +125,7 @@ def plot_curve_grid(
     ``heldout`` (a dataset from :func:`~bayescale.data.load_runs`) are drawn in another colour with their predictive
     bands (:func:`~bayescale.predict.predict` with ``run=``, so a partly seen curve is continued from its last
     checkpoint). Panel titles give the 90% coverage of the panel's points."""
-    law = law_of(result)
+    law = law_of(result, needed_by="plot_ppc")
     const = result["constant_data"].to_dataset()
     obs = result["observed_data"].to_dataset()
     for name in (rows, cols, x):

@@ -14,6 +14,7 @@ from bayescale.extrapolation import EXTRAPOLATION_THRESHOLD, extrapolation, warn
 from bayescale.inference import as_key
 from bayescale.laws import Law
 from bayescale.noise import Noise, noise_scale
+from bayescale.contract import require
 from bayescale.results import attr_json, law_of
 
 __all__ = ["predict", "KINDS", "noise_terms", "log_density", "draw_noise"]
@@ -175,6 +176,7 @@ def predict(
         ``loss`` over ``(chain, draw, prediction)`` with the inputs as coordinates along ``prediction``, and
         ``extrapolation_<input>`` coordinates: decades beyond the fitted range of each input (0 inside it).
     """
+    require(result, "predict", ("posterior",))
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: must be one of {list(KINDS)}")
     law = law_of(result, law)

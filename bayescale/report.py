@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.checks import check_coverage
+from bayescale.contract import require
 from bayescale.planning import _optimum, compute_optimal, format_plan, plan, plan_summary, planning_law
 from bayescale.plots import plot_ppc, plt
 from bayescale.results import law_of, provenance
@@ -283,6 +284,7 @@ def write_report(
         defaults read from the result (parameter counting from the law file's input descriptions, FLOP formula,
         checkpoints, sampler, versions).
     """
+    require(result, "report", ("posterior_predictive", "observed_data", "constant_data"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prov = provenance(result)

@@ -25,11 +25,14 @@ _PACKAGES = ("bayescale", "jax", "jaxlib", "numpyro", "arviz-base", "arviz-stats
 
 
 def require_group(dt: xr.DataTree, group: str, needed_by: str) -> xr.Dataset:
-    """The group ``group`` of a result, or a clear error when it has none (a baseline; ``fit(..., pointwise=False)``)."""
+    """The group ``group`` of a result, or one clear :class:`~bayescale.contract.ResultError` naming the result's
+    kind when it has none (a bootstrap baseline; ``fit(..., pointwise=False)``; a batch member)."""
+    from bayescale.contract import ResultError, result_kind
+
     if group not in dt.children:
-        raise ValueError(f"{needed_by} needs the result's {group!r} group, which this result does not have (a "
-                         "bootstrap baseline has none, nor has bayescale.fit(..., pointwise=False)); refit with "
-                         "bayescale.fit(..., pointwise=True)")
+        kind = result_kind(dt)
+        raise ResultError(f"{needed_by} needs the result's {group!r} group, which this {kind!r} result does not have"
+                          + ("; refit with bayescale.fit(..., pointwise=True)" if kind == "law" else ""))
     return dt[group].to_dataset()
 
 
@@ -116,10 +119,20 @@ def load(path: str | os.PathLike) -> xr.DataTree:
     return loaded
 
 
-def law_of(dt: xr.DataTree, law=None):
-    """The law of a result: ``law`` if given, else rebuilt from the law file text stored in the result."""
+#: Result kinds whose posterior is over the parameters of one law of its inputs (what predict and plan evaluate).
+LAW_KINDS = ("law", "law_batch_member", "baseline")
+
+
+def law_of(dt: xr.DataTree, law=None, needed_by: str = "predict"):
+    """The law of a result: ``law`` if given, else rebuilt from the law file text stored in the result.
+
+    Results of other kinds (schedule laws, per-token, shape, critical batch) raise one
+    :class:`~bayescale.contract.ResultError` that names the read-out ``needed_by`` and what to use instead."""
+    from bayescale.contract import require, result_kind
     from bayescale.laws import LawError, parse_law_text
 
+    if result_kind(dt) not in LAW_KINDS:
+        require(dt, needed_by)
     if law is not None:
         return law
     text = dt.attrs.get("law_source")

@@ -640,7 +640,7 @@ def fit_schedule(
         dt["references"] = xr.DataTree(ref)
     dt.attrs.update(azb.make_attrs(inference_library=None) | {
         "law_id": law.id, "law_title": law.title, "law_formula": law.formula, "law_citation": law.citation,
-        "law_source": law.source_text, "schedule_law": law.form, "fixed": json.dumps(dict(law.fixed)),
+        "law_source": law.source_text, "schedule_law": law.form, "result_kind": "schedule_law", "fixed": json.dumps(dict(law.fixed)),
         "n_points": int(ds.sizes["point"]), "n_runs": len(names),
         "parameters": json.dumps(list(law.parameter_names)), "noise_parameters": json.dumps(list(noise_names)),
         "schedules": json.dumps({n: json.loads(scheds[n].to_json()) for n in names}),

@@ -267,7 +267,7 @@ def fit_shape(
     return assemble_result(
         _shape_model, args, mcmc, rng_key=k_rest, key_record=key_record, observed=observed, constant=constant,
         scalar_names=tuple(priors), priors=priors, dims={"z_run": ["run"]}, coords={"run": runs, "point": point},
-        model_id=_MODEL_ID,
+        model_id=_MODEL_ID, result_kind="shape",
         settings=dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
                       target_accept_prob=target_accept_prob, dense_mass=True),
         attrs={"shape": json.dumps(list(shape)), "N_ref": float(np.exp(log_refs[0])), "D_ref": float(np.exp(log_refs[1])),

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.contract import require
 from bayescale.results import attr_json
 
 __all__ = ["summary", "describe"]
@@ -39,15 +40,17 @@ def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
 
     The number of divergent transitions and the sampler warnings are in ``table.attrs``.
     """
-    names = attr_json(result, "parameters") + attr_json(result, "noise_parameters")
+    require(result, "summary", ("posterior",))
+    names = attr_json(result, "parameters", []) + attr_json(result, "noise_parameters", [])
     post = result["posterior"].to_dataset()
     table = describe(post[names], prob).set_index("variable")
     table.index.name = "parameter"
     flat = {n: post[n].values.reshape(-1) for n in names}
     table.insert(1, "mean", [float(np.mean(flat[n])) for n in names])
     table.insert(2, "sd", [float(np.std(flat[n], ddof=1)) for n in names])
-    diag = pd.DataFrame(attr_json(result, "diagnostics", {}).get("parameters", [])).set_index("parameter")
-    table = table.join(diag[["rhat", "ess_bulk", "ess_tail"]])
+    diag = pd.DataFrame(attr_json(result, "diagnostics", {}).get("parameters", []),
+                        columns=["parameter", "rhat", "ess_bulk", "ess_tail"]).set_index("parameter")
+    table = table.join(diag[["rhat", "ess_bulk", "ess_tail"]])  # NaN where no sampler diagnostics (a bootstrap)
     if "references" in result.children:
         ref = result["references"].to_dataset()
         for source in ref["source"].values:

@@ -1,19 +1,61 @@
-"""Shared fixtures. The Chinchilla golden fit runs once per session (about 30 s on 2 CPU cores)."""
+"""Shared fixtures.
+
+The expensive fits (:mod:`tests.fits`: the golden Chinchilla fit and one fit of each special model) are built once per
+test session, whichever xdist worker asks first, and loaded from the session's temporary folder by every other test
+file and worker (:func:`shared_fit`). XLA's compiled programs go to a temporary cache of this session, not the user's
+``~/.cache/bayescale``, so a run neither depends on nor leaves behind an earlier run's programs.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-import pytest
+import os
+import tempfile
+from pathlib import Path
 
-import bayescale as bs
-from bayescale.datasets import load_chinchilla
+# before bayescale (and JAX) are imported: one compilation cache per test session, shared by its xdist workers
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
+os.environ["BAYESCALE_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"bayescale-tests-{_RUN}" / "jax")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
+
+import bayescale as bs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def chinchilla_fit():
+def shared_fit(tmp_path_factory, worker_id):
+    """``shared_fit(name)``: the fit ``name`` of :data:`tests.fits.FITS`, built once per session across workers."""
+    from tests.fits import FITS
+
+    root = tmp_path_factory.getbasetemp()
+    root = root if worker_id == "master" else root.parent  # the folder all workers of this session share
+    # BAYESCALE_TEST_FITS: a folder kept between runs, for quick iteration on a test (never set by make test or CI)
+    folder = Path(os.environ.get("BAYESCALE_TEST_FITS") or root / "shared-fits")
+    folder.mkdir(parents=True, exist_ok=True)
+    memo: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in FITS:
+            raise KeyError(f"no shared fit {name!r}; must be one of {sorted(FITS)}")
+        if name not in memo:
+            path = folder / f"{name}.nc"
+            with FileLock(str(path) + ".lock"):
+                if path.is_file():
+                    memo[name] = bs.load(path)
+                else:
+                    memo[name] = FITS[name]()
+                    bs.save(memo[name], path)
+        return memo[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def chinchilla_fit(shared_fit):
     """The golden fit: hoffmann2022 on Besiroglu et al.'s 240 points, 4 chains x 1000 warmup + 1000 draws."""
-    return bs.fit("hoffmann2022", load_chinchilla(), rng_key=0, num_chains=4, num_warmup=1000, num_samples=1000)
+    return shared_fit("chinchilla")
 
 
 def simulate_table(law_id: str, truth: dict, *, sigma: float = 0.01, seed: int = 0, n_sizes: int = 6, n_tokens: int = 6):

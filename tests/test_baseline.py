@@ -11,6 +11,7 @@ import xarray as xr
 import bayescale as bs
 from bayescale.baseline import fit_baseline, point_estimate
 from bayescale.datasets import load_chinchilla
+from tests import fits
 from tests.conftest import simulate_table
 
 # The check fit of /work/shared/data/epoch_chinchilla_replication/CARD.md ("Sanity check"), which matches the "Replicate
@@ -42,10 +43,8 @@ def test_besiroglu2024_huber_fit_on_240_points():
 
 
 @pytest.fixture(scope="module")
-def simulated_baseline():
-    truth = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
-    df = simulate_table("hoffmann2022", truth, sigma=0.005, seed=3)
-    return truth, df, fit_baseline("hoffmann2022", df, grid_size=2, num_bootstrap=30, bootstrap_starts=1, rng_key=1)
+def simulated_baseline(shared_fit):
+    return dict(fits.TRUTH), fits.data("baseline"), shared_fit("baseline")  # tests/fits.py
 
 
 def test_bootstrap_is_shaped_like_a_posterior_and_predicts(simulated_baseline):

@@ -17,9 +17,9 @@ from bayescale.model import ModelSpec, build_model, resolve_priors
 from bayescale.noise import Noise, curve_structure
 from bayescale.simulate import simulate_curves
 
-from .conftest import simulate_table
-
-TRUTH = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
+from tests import fits
+from tests.conftest import simulate_table
+from tests.fits import TRUTH
 
 
 def _curves(seed: int, sizes: int) -> pd.DataFrame:
@@ -53,9 +53,8 @@ def test_padded_batch_has_the_unbatched_log_density():
 
 
 @pytest.fixture(scope="module")
-def batch():
-    tables = [simulate_table("hoffmann2022", TRUTH, seed=s, n_sizes=5 + s, n_tokens=6) for s in range(3)]
-    return tables, fit_batch("hoffmann2022", tables, rng_key=1, num_chains=2, num_warmup=300, num_samples=300)
+def batch(shared_fit):
+    return fits.data("batch"), shared_fit("batch")  # tests/fits.py
 
 
 def test_batch_recovers_each_truth_and_matches_single_fits(batch):

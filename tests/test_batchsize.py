@@ -55,9 +55,8 @@ def test_steps_to_loss_reads_the_generating_steps():
 
 
 @pytest.fixture(scope="module")
-def batch_fit():
-    curves = bb.simulate_batch_scan(batch_sizes=2.0 ** np.arange(14, 21), steps=np.geomspace(1e3, 1e6, 30), rng_key=3)
-    return bb.fit_critical_batch(curves, n_levels=4, rng_key=0, num_chains=2, num_warmup=300, num_samples=300)
+def batch_fit(shared_fit):
+    return shared_fit("critical_batch")  # tests/fits.py
 
 
 def test_recovery_critical_batch(batch_fit):
@@ -83,11 +82,8 @@ def test_critical_batch_figures(batch_fit, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def loss_fit():
-    curves = bb.simulate_batch_scan(model_sizes=(3e6, 2e7, 8.5e7), batch_sizes=2.0 ** np.arange(14, 22, 3),
-                                    steps=np.geomspace(2e3, 5e5, 6), rng_key=4)
-    # 40 bisection halvings of a bracket < 10 wide in log L: error < 1e-11, far below the noise (sd 0.002)
-    return bb.fit_loss_steps(curves, rng_key=1, num_chains=2, num_warmup=250, num_samples=250, num_iterations=40)
+def loss_fit(shared_fit):
+    return shared_fit("loss_steps")  # tests/fits.py
 
 
 def test_recovery_loss_steps(loss_fit):

@@ -71,5 +71,6 @@ def test_comparison_errors_name_the_problem(fits):
         compare_laws({"a": fits["hoffmann2022"], "b": other})
     bare = fits["hoffmann2022"].copy()
     del bare["log_likelihood"]
-    with pytest.raises(ValueError, match=r"loo needs the result's 'log_likelihood' group.*bootstrap baseline has none"):
+    with pytest.raises(ValueError, match=r"loo needs the result's 'log_likelihood' group, which this 'law' result "
+                                         r"does not have; refit with"):
         loo(bare)

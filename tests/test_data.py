@@ -354,7 +354,9 @@ def _points(k: int) -> pd.DataFrame:
     lr = np.array([1e-3, 2e-3, 4e-3])[(i + i // 3) % 3]  # steplaw2025
     batch_size = np.array([2e5, 5e5, 1e6])[(i + 2 * (i // 3)) % 3]
     U_D = D / np.array([1.0, 4.0, 20.0])[(i // 3) % 3]  # muennighoff2023: unique tokens
-    return pd.DataFrame({"N": N, "D": D, "T_m": T_m, "lr": lr, "batch_size": batch_size, "U_D": U_D,
+    T = np.array([1.0, 16.0, 256.0])[i % 3]  # kaplan2020_per_token_steps: token position and optimizer step
+    S = np.array([1e3, 1e4, 1e5])[(i + i // 3) % 3]
+    return pd.DataFrame({"N": N, "D": D, "T_m": T_m, "lr": lr, "batch_size": batch_size, "U_D": U_D, "T": T, "S": S,
                          "loss": 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28})
 
 

@@ -40,6 +40,9 @@ REFERENCE = {
     "steplaw2025": lambda p, N, D, lr, batch_size: _steplaw_np(p, N, D, lr, batch_size),
     # Muennighoff et al. 2023, Eq. 5 with U_N from the authors' code (datablations README)
     "muennighoff2023": lambda p, N, D, U_D: _muennighoff_np(p, N, D, U_D),
+    # Kaplan et al. 2020 Fig. 20 per-token law a + b*T^-c with the context exponent growing over steps (bayescale's form)
+    "kaplan2020_per_token_steps": lambda p, T, S: (p["a"] + p["b"] * T ** (-p["c"] * S / (S + p["S_h"]))
+                                                   + (p["S_c"] / S) ** p["alpha_S"]),
 }
 
 def _steplaw_bowl(p, N, D, lr, batch_size):
@@ -97,6 +100,10 @@ EXTRA_PARAMS = {
         dict(E=1.2, A=110.0, B=50.0, alpha=0.25, beta=0.17, R_D_star=14.0, R_N_star=1.8),  # alpha != beta
         dict(E=0.1, A=1e5, B=1e3, alpha=0.6, beta=0.3, R_D_star=0.5, R_N_star=50.0),
     ],
+    "kaplan2020_per_token_steps": [
+        dict(a=2.3, b=5.4, c=0.62, S_c=2.1e3, alpha_S=0.76, S_h=3e3),  # the simulator's truth (largest Fig. 20 model)
+        dict(a=0.5, b=20.0, c=1.5, S_c=10.0, alpha_S=0.2, S_h=1e6),  # the context benefit still growing at 1e6 steps
+    ],
 }
 
 #: Grid spanning the data of real scaling studies: N 1e6-1e12 parameters, D 1e8-1e13 tokens.
@@ -105,6 +112,8 @@ GRID["T_m"] = np.resize([1.0, 2.0, 4.0, 8.0, 16.0], GRID["N"].size)  # loop coun
 GRID["lr"] = np.resize(np.geomspace(1e-4, 3e-2, 7), GRID["N"].size)  # peak learning rates
 GRID["batch_size"] = np.resize(np.geomspace(3e4, 1e7, 5), GRID["N"].size)  # tokens per batch
 GRID["U_D"] = GRID["D"] / np.resize([0.5, 1.0, 3.0, 10.0, 40.0, 200.0], GRID["N"].size)  # unique tokens (epochs 0.5-200)
+GRID["T"] = np.resize(np.geomspace(1.0, 1024.0, 11), GRID["N"].size)  # token positions in the context
+GRID["S"] = np.resize(np.geomspace(1e2, 1e6, 7), GRID["N"].size)  # optimizer steps
 
 
 def _law_cases():
@@ -170,6 +179,10 @@ LOG_REFERENCE = {
         np.log(p["A"]) - p["alpha"] * np.log(_muennighoff_effective(p, N, D, U_D)[0]),
         np.log(p["B"]) - p["beta"] * np.log(_muennighoff_effective(p, N, D, U_D)[1]),
     )),
+    "kaplan2020_per_token_steps": lambda p, T, S: np.logaddexp.reduce(np.broadcast_arrays(
+        np.log(p["a"]), np.log(p["b"]) - p["c"] * S / (S + p["S_h"]) * np.log(T),
+        p["alpha_S"] * (np.log(p["S_c"]) - np.log(S)),
+    )),
 }
 EXTREME_PARAMS = {
     # E ~ 0 and both power terms ~1e-90..1e-60: N**alpha = 1e360 overflows, so A / N**alpha is lost in linear arithmetic
@@ -184,6 +197,8 @@ EXTREME_PARAMS = {
                         d_bs=0.571, k_lr_low=0.004, k_lr_high=0.01, k_bs=0.006, rho=-0.4),
     # as hoffmann2022 on the effective N', D' (>= U_N, U_D up to 1e13): N'**30 overflows
     "muennighoff2023": dict(E=1e-200, A=1e300, B=1e300, alpha=30.0, beta=30.0, R_D_star=15.4, R_N_star=5.3),
+    # (S_c / S)**3 = 1e600 / S**3 overflows at every step count of the grid (S <= 1e6)
+    "kaplan2020_per_token_steps": dict(a=1e-200, b=1e300, c=100.0, S_c=1e200, alpha_S=3.0, S_h=1.0),
 }
 
 

@@ -18,8 +18,8 @@ from bayescale._formula import BinOp, Call, FormulaError, Neg, Sym, evaluate_num
 from bayescale.laws import _positive_support, law_search_path, parse_law_text
 from bayescale.priors import DISTRIBUTIONS, parse_prior
 
-CATALOGUE = ["hoffmann2022", "kaplan2020_d", "kaplan2020_n", "kaplan2020_nd", "muennighoff2023", "ouro2025",
-             "steplaw2025"]
+CATALOGUE = ["hoffmann2022", "kaplan2020_d", "kaplan2020_n", "kaplan2020_nd", "kaplan2020_per_token_steps",
+             "muennighoff2023", "ouro2025", "steplaw2025"]
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
 #: A small valid law file; the malformed cases below are edits of it.
@@ -66,7 +66,7 @@ def test_load_catalogue_law(law_id):
     assert isinstance(law, bs.Law)
     assert law.source_text == path.read_text()
     assert law.title and law.citation and law.formula
-    assert set(law.input_names) <= {"N", "D", "T_m", "lr", "batch_size", "U_D"} and law.input_names
+    assert set(law.input_names) <= {"N", "D", "T_m", "lr", "batch_size", "U_D", "T", "S"} and law.input_names
     # every formula symbol (after [definitions] are substituted) is a parameter or an input, and every parameter is used
     node = law.expression
     assert _names(node) == set(law.input_names) | set(law.parameter_names)

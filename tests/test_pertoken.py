@@ -10,25 +10,19 @@ import xarray as xr
 
 import bayescale as bs
 from bayescale import pertoken as pt
-
-POSITIONS = np.unique(np.round(np.geomspace(1, 1024, 12)))
-HELD_OUT = 3  # the 4th of the six sizes (7.9e7): inside the fitted range, so its prediction is an interpolation
-
-
-@pytest.fixture(scope="module")
-def hierarchical():
-    # seed 1: the held-out model sits 1.3 tau below the trend in log a (a typical draw; seed 3 would put it 3.3 tau
-    # off in log b, which no 90% band is meant to cover)
-    data = pt.simulate_per_token(positions=POSITIONS, seed=1)
-    held = data["N"] == data.attrs["truth"]["N"][HELD_OUT]
-    result = pt.fit_per_token(data[~held], rng_key=0, num_chains=2, num_warmup=300, num_samples=300)
-    return data, result
+from tests import fits
+from tests.fits import HELD_OUT, POSITIONS
 
 
 @pytest.fixture(scope="module")
-def steps():
-    data = pt.simulate_per_token_steps(positions=POSITIONS[::2], steps=np.geomspace(5e2, 2.5e5, 8), seed=4)
-    return data, pt.fit_per_token_steps(data, rng_key=0, num_chains=2, num_warmup=300, num_samples=300)
+def hierarchical(shared_fit):
+    """Every model but HELD_OUT fitted (tests/fits.py), 2 chains x 300/300."""
+    return fits.data("per_token"), shared_fit("per_token")
+
+
+@pytest.fixture(scope="module")
+def steps(shared_fit):
+    return fits.data("per_token_steps"), shared_fit("per_token_steps")
 
 
 def _interval(result, name, level):

@@ -11,19 +11,13 @@ import pytest
 
 import bayescale as bs
 from bayescale import schedules as S
+from tests import fits
 
 MPL = S.load_schedule_law("luo2025_mpl")
 TRUTH = MPL.reference("luo2025_400M").values  # published constants of the 400M model
 
 
-def schedules_400m():
-    c = S.LUO_SETUP
-    return {
-        "constant": S.lr_schedule("constant", **c),
-        "cosine": S.lr_schedule("cosine", final_lr=3e-5, **c),
-        "wsd": S.lr_schedule("wsd", final_lr=3e-5, decay_steps=4800, **c),
-        "step": S.lr_schedule("step", milestones=[12000, 18000], decay_factor=0.316, **c),
-    }
+schedules_400m = fits.schedules_400m
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -150,15 +144,11 @@ def test_schedule_laws_are_not_formula_laws():
 # ---------------------------------------------------------------------------------------------------------
 # recovery and cross-schedule prediction
 @pytest.fixture(scope="module")
-def mpl_fit():
+def mpl_fit(shared_fit):
     """Multi-power law fitted to constant + cosine + WSD runs simulated at the published 400M constants; 2 chains x
-    200/200."""
-    sched = schedules_400m()
-    curves = S.simulate_schedule_curves(MPL, TRUTH, sched, checkpoints=15, seed=3)
-    train = curves[curves["run"] != "step"]
-    result = S.fit_schedule(MPL, train, sched, rng_key=0, num_chains=2, num_warmup=200, num_samples=200,
-                            max_block=256)
-    return result, curves, sched
+    200/200 (tests/fits.py)."""
+    curves, sched = fits.data("multi_power")
+    return shared_fit("multi_power"), curves, sched
 
 
 def test_multi_power_recovery(mpl_fit):

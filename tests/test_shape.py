@@ -13,14 +13,14 @@ from scipy.optimize import minimize_scalar
 import bayescale as bs
 from bayescale import shape as sh
 from bayescale.datasets import gemstones_dir
+from tests import fits
 
 GEMSTONES = gemstones_dir()  # bundled (MIT); the full folder in ../shared/data/gemstones has the same layout
 
 
 @pytest.fixture(scope="module")
-def recovery():
-    data = sh.simulate_shape(sizes=(5e7, 2e8, 8e8, 2e9), tokens=(1e10, 3e10, 1e11), seed=2)
-    return data, sh.fit_shape(data, rng_key=0, num_chains=2, num_warmup=300, num_samples=300)
+def recovery(shared_fit):
+    return fits.data("shape"), shared_fit("shape")  # tests/fits.py
 
 
 def _fake(E, A, alpha, B, beta, N=1e9, D=2e10):
