@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from bayescale.diagnostics import convergence_gate
 from bayescale.extrapolation import EXTRAPOLATION_THRESHOLD, extrapolation, warn_extrapolation
 from bayescale.laws import Law
 from bayescale.results import law_of
@@ -121,6 +122,7 @@ def _target_draws(result, law, params, target, quantity, flops_per_param_token):
     return np.log(opt[quantity].values.reshape(-1)), where
 
 
+@convergence_gate("next (rank_next_experiments)")
 def rank_next_experiments(
     result: xr.DataTree,
     candidates: Any,
@@ -131,6 +133,7 @@ def rank_next_experiments(
     flops_per_param_token: float = 6.0,
     law: Law | None = None,
     extrapolation_threshold: float = EXTRAPOLATION_THRESHOLD,
+    allow_unconverged: bool = False,
 ) -> "pd.DataFrame":
     """Rank candidate runs by expected reduction of the target's posterior variance per FLOP; with ``budget``, also
     choose the set of runs to train within it.

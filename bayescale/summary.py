@@ -6,9 +6,32 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.diagnostics import convergence
 from bayescale.results import attr_json
 
-__all__ = ["summary", "describe"]
+__all__ = ["summary", "describe", "matching_references"]
+
+
+def matching_references(result: xr.DataTree) -> tuple[list[str], list[str]]:
+    """Published constant sets of the result's law split into (fitted on these data, fitted on other data).
+
+    A set is a reference for a fit only when its law file lists the fit's data hash (``data_sha256`` of a
+    ``[published.*]`` table): constants fitted on other data (Chinchilla's on MassiveText, say, against a Gemstones
+    fit) describe another dataset, not a target this fit should hit.
+    """
+    from bayescale.laws import LawError
+    from bayescale.results import law_of
+
+    if "references" not in result.children:
+        return [], []
+    sources = [str(s) for s in result["references"]["source"].values]
+    try:
+        law = law_of(result)
+    except LawError:  # a Python-function law: no law file, no data hashes
+        return [], sources
+    data_hash = result.attrs.get("data_hash", "")
+    own = {p.source for p in law.published if data_hash and data_hash in p.data_hashes}
+    return [s for s in sources if s in own], [s for s in sources if s not in own]
 
 
 def describe(draws: xr.Dataset | xr.DataArray, prob: float = 0.9, sample_dims=("chain", "draw")) -> pd.DataFrame:
@@ -37,7 +60,9 @@ def describe(draws: xr.Dataset | xr.DataArray, prob: float = 0.9, sample_dims=("
 def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
     """Parameters of a fit: median, central ``prob`` interval, mean, sd, R-hat, bulk/tail ESS, published values.
 
-    The number of divergent transitions and the sampler warnings are in ``table.attrs``.
+    Published values are columns only for constant sets fitted on the same data (:func:`matching_references`); the
+    others are listed in ``table.attrs["published_elsewhere"]``. The number of divergent transitions, the sampler
+    warnings and the convergence verdict (``converged``, ``convergence``) are in ``table.attrs``.
     """
     names = attr_json(result, "parameters") + attr_json(result, "noise_parameters")
     post = result["posterior"].to_dataset()
@@ -48,10 +73,15 @@ def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
     table.insert(2, "sd", [float(np.std(flat[n], ddof=1)) for n in names])
     diag = pd.DataFrame(attr_json(result, "diagnostics", {}).get("parameters", [])).set_index("parameter")
     table = table.join(diag[["rhat", "ess_bulk", "ess_tail"]])
-    if "references" in result.children:
+    own, elsewhere = matching_references(result)
+    if own:
         ref = result["references"].to_dataset()
-        for source in ref["source"].values:
-            table[str(source)] = [float(ref[n].sel(source=source)) if n in ref else np.nan for n in names]
+        for source in own:
+            table[source] = [float(ref[n].sel(source=source)) if n in ref else np.nan for n in names]
+    table.attrs["published_elsewhere"] = elsewhere
     table.attrs["divergences"] = attr_json(result, "diagnostics", {}).get("divergences", 0)
     table.attrs["warnings"] = attr_json(result, "warnings", [])
+    verdict = convergence(result)
+    table.attrs["converged"] = verdict.converged
+    table.attrs["convergence"] = list(verdict.reasons)
     return table
