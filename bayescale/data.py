@@ -82,12 +82,19 @@ def _read_table(data: Any) -> pd.DataFrame:
             raise DataError(f"run table {str(path)!r} does not exist")
         suffix = path.suffix.lower()
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            try:
+                return pd.read_parquet(path)
+            except Exception as err:  # pyarrow's ArrowInvalid, OSError...: a damaged or non-Parquet file
+                raise DataError(f"cannot read {str(path)!r} as Parquet (damaged or not a Parquet file): "
+                                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
         if suffix in (".csv", ".txt", ".tsv"):
             try:
                 return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
             except pd.errors.EmptyDataError:
                 raise DataError(f"run table {str(path)!r} is empty (no header, no rows)") from None
+            except (pd.errors.ParserError, UnicodeDecodeError) as err:
+                raise DataError(f"cannot read {str(path)!r} as a table of comma/tab-separated text: "
+                                f"{str(err).splitlines()[0]}") from None
         raise DataError(
             f"cannot read {str(path)!r}: the suffix must be one of ['.csv', '.tsv', '.txt', '.parquet', '.pq']"
         )

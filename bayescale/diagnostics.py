@@ -39,12 +39,12 @@ CONTRACTION_MIN = 0.19
 # thresholds above flag a fit to be improved; these flag one whose numbers are not usable at all:
 # - R-hat > 1.1: the chains disagree by more than the older, looser rule of Gelman et al. 2013 (BDA3, Sec. 11.4)
 #   that Vehtari et al. 2021 tightened to 1.01;
-# - bulk or tail ESS < 100 draws in all: Vehtari et al. 2021 (Sec. 4) need ~100 per chain for R-hat and ESS to be
-#   reliable themselves; below 100 in all, the 5%/95% quantiles of a plan carry Monte Carlo errors of tens of percent;
+# - bulk or tail ESS < 50 draws in all: a 90% interval's ends then rest on fewer than 3 effective draws beyond each
+#   (Vehtari et al. 2021, Sec. 4, ask 100 per chain for the estimates themselves to be reliable: a warning above);
 # - over 5% of transitions divergent: whole regions of the posterior were not explored (a few divergences only bias
 #   the tails and stay a warning).
 RHAT_REFUSE = 1.1
-ESS_REFUSE = 100
+ESS_REFUSE = 50
 DIVERGENT_REFUSE = 0.05
 
 

@@ -43,7 +43,8 @@ from bayescale.data import load_runs, round_sig
 from bayescale.diagnostics import convergence
 from bayescale.laws import Law, load_law
 
-__all__ = ["SPLITS", "DEFAULT_BY", "METHODS", "Split", "make_splits", "validate", "crps_sample", "plot_validation"]
+__all__ = ["SPLITS", "DEFAULT_BY", "METHODS", "Split", "make_splits", "validate", "crps_sample", "crps_score",
+           "plot_validation"]
 
 #: ``largest``: leave the ``holdout`` largest values of ``by`` out (one fold). ``rollout``: fit on the smallest k values
 #: of ``by`` and predict the next one, for the last ``max_folds`` k. ``leave_one_out``: hold out each value of ``by``
@@ -160,10 +161,11 @@ def _prefix_splits(data: xr.Dataset, by: str, fractions: Sequence[float]) -> lis
     return folds
 
 
-#: Relative change of the mean CRPS, when the outer 1% of each point's draws are dropped, beyond which a score is
-#: flagged as dominated by a few draws (``crps_dominated``). For a Normal predictive sample the change is ~1%; 25%
-#: happens only when single draws are orders of magnitude out (ν < 1 tails).
-CRPS_TRIM_TOLERANCE = 0.25
+#: Relative change of the mean CRPS, when each point's 0.5% most extreme draws on either side are dropped, beyond
+#: which a score is flagged as dominated by a few draws (``crps_dominated``). Measured on 4000 draws x 20 points of
+#: a scaled Student-t (5 seeds): Normal 1.4%, ν = 3 1.9%, ν = 1.5 3%, ν = 1 6%, ν = 0.8 12-24%, ν = 0.5 280% or more;
+#: 10% separates a sample with a mean from one without.
+CRPS_TRIM_TOLERANCE = 0.10
 
 
 def crps_trimmed(draws: np.ndarray, y: np.ndarray, tail: float = 0.005) -> np.ndarray:
@@ -171,6 +173,14 @@ def crps_trimmed(draws: np.ndarray, y: np.ndarray, tail: float = 0.005) -> np.nd
     x = np.sort(np.asarray(draws, dtype=float), axis=0)
     k = int(np.floor(tail * x.shape[0]))
     return crps_sample(x[k:x.shape[0] - k] if k else x, y)
+
+
+def crps_score(draws: np.ndarray, y: np.ndarray) -> tuple[float, bool]:
+    """Mean CRPS over points of a predictive sample (samples, points) and whether a few draws dominate it: the mean
+    moves by more than :data:`CRPS_TRIM_TOLERANCE` without each point's 0.5% most extreme draws on either side."""
+    full = float(np.mean(crps_sample(draws, y)))
+    core = float(np.mean(crps_trimmed(draws, y)))
+    return full, not (np.isfinite(full) and abs(full - core) <= CRPS_TRIM_TOLERANCE * core)
 
 
 def crps_sample(draws: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -219,9 +229,7 @@ def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) 
             "crps": crps_sample(np.log(pred), np.log(y)),
         }
     )
-    crps_mean = float(np.mean(points["crps"]))
-    crps_core = float(np.mean(crps_trimmed(np.log(pred), np.log(y))))
-    dominated = not (np.isfinite(crps_mean) and abs(crps_mean - crps_core) <= CRPS_TRIM_TOLERANCE * crps_core)
+    crps_mean, dominated = crps_score(np.log(pred), np.log(y))
     metrics = {
         "abs_rel_err": float(np.mean(np.abs(q50 - y) / y)),
         "r2": float(1 - np.sum((y - q50) ** 2) / np.sum((y - y.mean()) ** 2)) if y.size > 1 else np.nan,
