@@ -38,8 +38,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="accept unusual but real data (swapped-looking N/D, extreme magnitudes) with a warning")
     unusual.add_argument("--loss-unit", default="nats", choices=["nats", "bits", "perplexity"],
                          help="unit of the loss column, converted to nats")
-    p = argparse.ArgumentParser(prog="bayescale", description="Bayesian inference of neural scaling laws.",
-                                parents=[common])
+    p = argparse.ArgumentParser(prog="bayescale", description="Bayesian inference of neural scaling laws.")
     sub = p.add_subparsers(dest="command", required=True)
     _add = sub.add_parser
 
