@@ -188,9 +188,10 @@ class Convergence:
 def verdict(records: list[dict], divergences: int, transitions: int) -> Convergence:
     """The verdict from per-parameter diagnostics (``rhat``, ``ess_bulk``, ``ess_tail``) and the divergence count."""
     reasons = []
-    bad_rhat = [(r["parameter"], r["rhat"]) for r in records if not r["rhat"] <= RHAT_REFUSE]
+    # R-hat is NaN for a single chain too short to split: the ESS rule below then judges it
+    bad_rhat = [(r["parameter"], r["rhat"]) for r in records if np.isfinite(r["rhat"]) and r["rhat"] > RHAT_REFUSE]
     if bad_rhat:
-        worst = max(bad_rhat, key=lambda t: np.nan_to_num(t[1], nan=np.inf))
+        worst = max(bad_rhat, key=lambda t: t[1])
         reasons.append(f"R-hat up to {worst[1]:.3g} ({worst[0]}) > {RHAT_REFUSE}: the chains disagree")
     ess = [(r["parameter"], min(r["ess_bulk"], r["ess_tail"])) for r in records]
     low = [(n, e) for n, e in ess if not e >= ESS_REFUSE]
