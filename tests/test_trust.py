@@ -9,6 +9,7 @@ Every case of the issue, each asserting the error type and message and that noth
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import signal
@@ -79,6 +80,7 @@ def broken(table):
 def files(tmp_path_factory, table, good, broken):
     folder = tmp_path_factory.mktemp("fits")
     table.to_csv(folder / "runs.csv", index=False)
+    pd.DataFrame({"N": [1e9, 2e9], "D": [2e10, 4e10]}).to_csv(folder / "candidates.csv", index=False)
     bs.save(good, folder / "good.nc")
     bs.save(broken, folder / "broken.nc")
     return folder
@@ -436,7 +438,8 @@ def test_plan_predict_compare_next_refuse_a_fit_that_did_not_converge(good, brok
 def test_cli_refuses_unconverged_fits_unless_asked_loudly(files, capsys):
     broken = str(files / "broken.nc")
     commands = [["plan", broken, "--compute", "1e21"], ["predict", broken, "--at", "N=1e9", "--at", "D=1e10"],
-                ["compare", str(files / "good.nc"), broken, "--compute", "1e21"]]
+                ["compare", str(files / "good.nc"), broken, "--compute", "1e21"],
+                ["next", broken, str(files / "candidates.csv"), "--target-at", "N=7e9,D=1.4e11"]]
     with Unchanged(files):
         for argv in commands:
             capsys.readouterr()
@@ -474,7 +477,7 @@ def test_report_of_a_non_converged_fit_opens_with_a_banner_and_shows_no_plan(bro
     assert "Not shown: the fit did not converge" in md and not (tmp_path / "bad" / "plan.png").exists()
 
     ok = bs.write_report(good, tmp_path / "ok")
-    page = (tmp_path / "ok" / "report.html").read_text()
+    page = html.unescape((tmp_path / "ok" / "report.html").read_text())
     assert 'id="convergence-banner"' not in page and 'id="key-numbers"' in page
     assert "Budget C = 5.76e+23 FLOP: the default (Chinchilla's training compute" in page
     assert "Budgets C = 1e+21 FLOP (as given)" in bs.write_report(good, tmp_path / "given", budgets=[1e21]).read_text()
