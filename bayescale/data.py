@@ -355,8 +355,8 @@ def _report_unusual(problems: list[str], allow: bool) -> None:
         warnings.warn("unusual data accepted (allow_unusual=True): " + "; ".join(problems), UnusualDataWarning,
                       stacklevel=3)
         return
-    raise DataError("; ".join(problems) + ". If the data are real, pass allow_unusual=True (--allow-unusual); "
-                    "for toy data check_units=False (--no-unit-check)")
+    raise DataError("; ".join(problems) + ". If the data are real, load them with load_runs(..., allow_unusual=True) "
+                    "(--allow-unusual); for toy data check_units=False (--no-unit-check)")
 
 
 def round_sig(x: np.ndarray, digits: int = 2) -> np.ndarray:

@@ -87,8 +87,8 @@ BAD = [
     # implausible units
     ("tokens-in-billions", transformed(lambda df: df.assign(D=df.D / 1e9)),
      r"column 'D' \(D\) looks like it is not in tokens: its largest value is 32, below 100000\. If it is in millions "
-     r"or billions, multiply it out; D < N in 9 of 9 rows .*If the data are real, pass allow_unusual=True "
-     r"\(--allow-unusual\); for toy data check_units=False"),
+     r"or billions, multiply it out; D < N in 9 of 9 rows .*If the data are real, load them with "
+     r"load_runs\(\.\.\., allow_unusual=True\) \(--allow-unusual\); for toy data check_units=False"),
     ("params-in-millions", transformed(lambda df: df.assign(N=df.N / 1e6)),
      r"column 'N' \(N\) looks like it is not in parameters: its largest value is 1600, below 100000\..*"
      r"median D/N is 2e\+07 tokens per parameter, above 100000.*check_units=False"),
