@@ -237,7 +237,7 @@ def rank_next_experiments(
             out[f"extrapolation_{n}"] = d
         target_decades = {n: float(d[0]) for n, d in extrapolation(result, **where).items()}
         warn_extrapolation({n: np.array([d]) for n, d in target_decades.items()}, extrapolation_threshold,
-                           what="the target of rank_next_experiments")
+                           what="the target of rank_next_experiments", stacklevel=4)  # 4: past the convergence gate
     attrs = dict(quantity=quantity, target=target if not isinstance(target, Mapping) else dict(target),
                  target_extrapolation=target_decades or "unknown: the result holds no fitted data",
                  prior_variance=prior_var, draws=int(ok.sum()), estimator="Bayes-linear adjusted variance")

@@ -124,7 +124,7 @@ def compute_optimal(
         warnings.warn(
             f"{n_bad} of {u.size} draws have no interior optimum within ±6.5 decades of N = sqrt(C/{flops_per_param_token:g}); "
             "they are NaN (the law keeps improving toward one edge)",
-            stacklevel=2,
+            stacklevel=3,  # the caller of the gated compute_optimal
         )
     n_opt = np.exp(u)
     d_opt = budgets / (flops_per_param_token * n_opt)
@@ -271,7 +271,7 @@ def loss_at(
         law_pred = predict(result, law=law, N=n, D=d)["loss"].values
         noisy = predict(result, law=law, kind="predictive", rng_key=rng_key, N=n, D=d)["loss"].values
     decades = extrapolation(result, N=n, D=d)
-    warn_extrapolation(decades, extrapolation_threshold, what="proposed run")
+    warn_extrapolation(decades, extrapolation_threshold, what="proposed run", stacklevel=4)  # + the gate's frame
     chains, draws = _shape(result)
     opt = compute_optimal(result, budgets, flops_per_param_token=flops_per_param_token, law=law)
     loss_opt = opt["loss_opt"].values  # (chain, draw, proposal)
@@ -456,7 +456,7 @@ def plan(
     med_n = opt["N_opt"].median(("chain", "draw")).values
     med_d = opt["D_opt"].median(("chain", "draw")).values
     decades = extrapolation(result, N=med_n, D=med_d)
-    warn_extrapolation(decades, extrapolation_threshold, what="compute-optimal allocation")
+    warn_extrapolation(decades, extrapolation_threshold, what="compute-optimal allocation", stacklevel=4)
     opt = opt.assign_coords({f"extrapolation_{k}": ("compute", v) for k, v in decades.items()})
 
     regions = []

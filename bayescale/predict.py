@@ -202,7 +202,7 @@ def predict(
         raise ValueError("run= applies to kind='predictive' (the law curve is the same for every run)")
     loss = np.exp(log_mu).reshape(chains, draws, -1)
     decades = extrapolation(result, **x) if "constant_data" in result.children else {}
-    warn_extrapolation(decades, extrapolation_threshold)
+    warn_extrapolation(decades, extrapolation_threshold, stacklevel=4)  # 4: the convergence gate adds a frame
     return xr.Dataset(
         {"loss": (("chain", "draw", "prediction"), loss)},
         coords={
