@@ -329,11 +329,14 @@ def validate(
             )
             all_points.append(points.assign(fold=fold.name, method=method))
     table = pd.DataFrame(rows)
-    flagged = table.loc[table["crps_dominated"], ["fold", "method"]].astype(str).agg(" / ".join, axis=1).tolist()
+    def names(mask) -> list[str]:
+        return [f"{f} / {m}" for f, m in zip(table.loc[mask, "fold"], table.loc[mask, "method"])]
+
+    flagged = names(table["crps_dominated"])
     if flagged:
         warnings.warn(f"CRPS of {flagged} rests on a few extreme predictive draws (heavy Student-t tails, nu near or "
                       f"below 1): compare those folds by lpd and coverage instead", UserWarning, stacklevel=2)
-    unconverged = table.loc[~table["converged"], ["fold", "method"]].astype(str).agg(" / ".join, axis=1).tolist()
+    unconverged = names(~table["converged"])
     if unconverged:
         warnings.warn(f"the fits of {unconverged} did not converge: their scores are not trustworthy (column "
                       "'converged')", UserWarning, stacklevel=2)
