@@ -11,10 +11,20 @@ from bayescale import _runtime
 
 _runtime.configure()
 
-from bayescale.data import DataError, load_runs  # noqa: E402
-from bayescale.diagnostics import SamplingError, SamplingWarning  # noqa: E402
+from bayescale.errors import (  # noqa: E402
+    ArgumentError,
+    BayescaleError,
+    ConvergenceError,
+    DataError,
+    FileError,
+    LawError,
+    ResultError,
+)
+from bayescale.data import UnusualDataWarning, load_runs  # noqa: E402
+from bayescale.diagnostics import ConvergenceWarning, SamplingError, SamplingWarning, convergence  # noqa: E402
 from bayescale.inference import fit  # noqa: E402
-from bayescale.laws import Law, LawError, list_laws, load_law  # noqa: E402
+from bayescale.settings import NUTS  # noqa: E402
+from bayescale.laws import Law, list_laws, load_law  # noqa: E402
 from bayescale.results import load, provenance, save  # noqa: E402
 from bayescale._formula import FormulaError  # noqa: E402
 from bayescale.checks import check_coverage, check_reference  # noqa: E402
@@ -73,6 +83,16 @@ from bayescale.schedules import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    # errors (bayescale.errors) and warnings
+    "ArgumentError",
+    "BayescaleError",
+    "ConvergenceError",
+    "ConvergenceWarning",
+    "FileError",
+    "NUTS",
+    "ResultError",
+    "UnusualDataWarning",
+    "convergence",
     "DataError",
     "ExtrapolationWarning",
     "FormulaError",

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayescale.errors import ArgumentError, DataError
+
 __all__ = ["main"]
 
 
@@ -24,10 +26,28 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    common.add_argument("--strict", action="store_true",
+                        help="exit non-zero (4) on any warning (for scripts); fit: fail on sampler trouble (exit 3)")
+    gate = argparse.ArgumentParser(add_help=False)
+    gate.add_argument("--allow-unconverged", action="store_true",
+                      help="give numbers from a fit that did not converge (printed under a warning)")
+    unusual = argparse.ArgumentParser(add_help=False)
+    unusual.add_argument("--allow-unusual", action="store_true",
+                         help="accept unusual but real data (swapped-looking N/D, extreme magnitudes) with a warning")
+    unusual.add_argument("--loss-unit", default="nats", choices=["nats", "bits", "perplexity"],
+                         help="unit of the loss column, converted to nats")
     p = argparse.ArgumentParser(prog="bayescale", description="Bayesian inference of neural scaling laws.")
     sub = p.add_subparsers(dest="command", required=True)
+    _add = sub.add_parser
 
-    f = sub.add_parser("fit", help="fit a law to a run table (CSV or Parquet) and save the result (netCDF)")
+    def add_parser(name, *, parents=(), **kwargs):
+        return _add(name, parents=[common, *parents], **kwargs)
+
+    sub.add_parser = add_parser  # every command takes --debug and --strict
+
+    f = sub.add_parser("fit", parents=[unusual], help="fit a law to a run table (CSV or Parquet) and save the result (netCDF)")
     f.add_argument("table", help="CSV or Parquet run table, one row per run or checkpoint")
     f.add_argument("--law", required=True, help="catalogue id (see `bayescale laws`) or path to a .toml law file")
     f.add_argument("--out", required=True, help="output .nc file (written atomically)")
@@ -42,14 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--samples", type=int, default=1000)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--no-unit-check", action="store_true", help="accept implausible magnitudes (toy data)")
-    f.add_argument("--strict", action="store_true", help="fail on sampler trouble instead of warning")
     f.add_argument("--no-progress", action="store_true")
 
     s = sub.add_parser("summary", help="parameters, intervals, R-hat, ESS, divergences of a saved fit")
     s.add_argument("fit")
     s.add_argument("--prob", type=float, default=0.9)
 
-    pl = sub.add_parser("plan", help="compute plan under the posterior: optimum, near-optimal region, a run, a target")
+    pl = sub.add_parser("plan", parents=[gate], help="compute plan under the posterior: optimum, near-optimal region, a run, a target")
     pl.add_argument("fit")
     pl.add_argument("--compute", type=float, action="append", required=True, help="budget in FLOP (repeatable)")
     pl.add_argument("--prob", type=float, default=0.9)
@@ -58,13 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--at", default=None, metavar="N=..,D=..", help="a proposed run, e.g. --at N=7e10,D=1.4e12")
     pl.add_argument("--flops-per-param-token", type=float, default=6.0, help="k in C = k*N*D")
 
-    cmp = sub.add_parser("compare", help="compare two fits: P(B beats A) and B's compute multiplier over A")
+    cmp = sub.add_parser("compare", parents=[gate], help="compare two fits: P(B beats A) and B's compute multiplier over A")
     cmp.add_argument("fit_a")
     cmp.add_argument("fit_b")
     cmp.add_argument("--compute", type=float, action="append", required=True, help="budget in FLOP (repeatable)")
     cmp.add_argument("--prob", type=float, default=0.9)
 
-    nx = sub.add_parser("next", help="rank candidate runs (CSV: N, D[, cost]) by expected uncertainty reduction per FLOP")
+    nx = sub.add_parser("next", parents=[gate], help="rank candidate runs (CSV: N, D[, cost]) by expected uncertainty reduction per FLOP")
     nx.add_argument("fit")
     nx.add_argument("candidates", help="CSV with columns N, D and optionally cost (FLOP)")
     nx_target = nx.add_mutually_exclusive_group(required=True)
@@ -73,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     nx.add_argument("--quantity", default=None, choices=["loss", "N_opt", "loss_opt"])
     nx.add_argument("--budget", type=float, default=None, help="FLOP for new runs: choose the set to train within it")
 
-    pr = sub.add_parser("predict", help="loss at given inputs, e.g. --at N=7e10 --at D=1.4e12")
+    pr = sub.add_parser("predict", parents=[gate], help="loss at given inputs, e.g. --at N=7e10 --at D=1.4e12")
     pr.add_argument("fit")
     pr.add_argument("--at", action="append", required=True, metavar="INPUT=VALUE")
     pr.add_argument("--kind", default="law", choices=["law", "predictive"])
@@ -85,15 +104,16 @@ def _parser() -> argparse.ArgumentParser:
     pp.add_argument("--x", default=None)
     pp.add_argument("--group", default=None)
 
-    r = sub.add_parser("report", help="self-contained HTML and Markdown report with figures")
+    r = sub.add_parser("report", parents=[gate], help="self-contained HTML and Markdown report with figures")
     r.add_argument("fit")
     r.add_argument("--out", required=True, help="output folder")
-    r.add_argument("--compute", type=float, action="append", help="budgets for the plan (FLOP)")
+    r.add_argument("--compute", type=float, action="append",
+                   help="budgets for the plan (FLOP; default 5.76e23, Chinchilla's compute, and the report says so)")
     r.add_argument("--recipe", action="append", metavar="KEY=TEXT",
                    help='recipe notes, e.g. --recipe "parameter counting=all parameters incl. embeddings"')
     r.add_argument("--flops-per-param-token", type=float, default=6.0, help="k in C = k*N*D")
 
-    v = sub.add_parser("validate", help="held-out validation: fit on part of the runs, score predictions of the rest")
+    v = sub.add_parser("validate", parents=[unusual], help="held-out validation: fit on part of the runs, score predictions of the rest")
     v.add_argument("table", help="CSV or Parquet run table")
     v.add_argument("--law", required=True, help="catalogue id or path to a .toml law file")
     v.add_argument("--split", default="largest", choices=["largest", "rollout", "leave_one_out", "prefix"])
@@ -123,7 +143,8 @@ def _load_table(args: argparse.Namespace, law):
     import bayescale as bs
 
     return bs.load_runs(
-        args.table, columns=_pairs(args.column, "--column"), inputs=law.input_names, check_units=not args.no_unit_check
+        args.table, columns=_pairs(args.column, "--column"), inputs=law.input_names, check_units=not args.no_unit_check,
+        allow_unusual=args.allow_unusual, loss_unit=args.loss_unit,
     )
 
 
@@ -139,6 +160,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{law_id:16s} {law.formula}\n{'':16s} {law.citation}")
         return 0
     if args.command == "fit":
+        from bayescale.results import check_destination
+
+        check_destination(args.out, inputs=[args.table, args.law], what="--out")  # before minutes of sampling
         law = bs.load_law(args.law)
         ds = _load_table(args, law)
         print(f"fitting {law.id} to {ds.sizes['point']} points from {args.table} ...", file=sys.stderr)
@@ -159,11 +183,12 @@ def _run(args: argparse.Namespace) -> int:
             )
         except bs.SamplingError as err:  # keep the draws: the user decides what to do with a flagged fit
             if err.result is not None:
-                bs.save(err.result, args.out)
+                bs.save(err.result, args.out, inputs=[args.table])
                 print(f"saved the flagged fit to {args.out}", file=sys.stderr)
             raise
-        path = bs.save(result, args.out)
+        path = bs.save(result, args.out, inputs=[args.table])
         print(summary(result).to_string(float_format="%.4g"))
+        _print_verdict(result)
         print(f"saved {path}")
         return 0
     if args.command == "validate":
@@ -193,23 +218,27 @@ def _run(args: argparse.Namespace) -> int:
         print(table.to_string(float_format="%.4g"))
         print(f"divergences: {table.attrs['divergences']}")
         for w in table.attrs["warnings"]:
-            print(f"warning: {w}")
+            _warn(w)
+        _print_verdict(result)
         return 0
     if args.command == "plan":
         from bayescale.planning import format_plan, plan
 
         at = None
         if args.at:
-            at = {k: float(v) for k, v in _pairs(args.at.split(","), "--at").items()}
+            at = {k: _float(v, f"--at {k}") for k, v in _pairs(args.at.split(","), "--at").items()}
+        _banner(result, args)
         tree = plan(result, args.compute, epsilon=args.epsilon, target=args.target, at=at, prob=args.prob,
-                    flops_per_param_token=args.flops_per_param_token)
+                    flops_per_param_token=args.flops_per_param_token, allow_unconverged=args.allow_unconverged)
         print(format_plan(tree))
         return 0
     if args.command == "compare":
         from bayescale.planning import compare_fits
 
         other = bs.load(args.fit_b)
-        cmp = compare_fits(result, other, args.compute)
+        _banner(result, args)
+        _banner(other, args)
+        cmp = compare_fits(result, other, args.compute, allow_unconverged=args.allow_unconverged)
         lo, hi = (1 - args.prob) / 2, (1 + args.prob) / 2
         print(f"A = {args.fit_a} ({cmp.attrs['law_a']}), B = {args.fit_b} ({cmp.attrs['law_b']}); draws paired at random")
         for c in cmp["compute"].values:
@@ -221,12 +250,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "next":
         from bayescale.design import rank_next_experiments
 
-        candidates = pd.read_csv(args.candidates)
+        candidates = _read_candidates(args.candidates)
+        _banner(result, args)
         if args.target_at:
-            target = {k: float(v) for k, v in _pairs(args.target_at.split(","), "--target-at").items()}
+            target = {k: _float(v, f"--target-at {k}") for k, v in _pairs(args.target_at.split(","), "--target-at").items()}
         else:
             target = args.target_compute
-        ranking = rank_next_experiments(result, candidates, target=target, quantity=args.quantity, budget=args.budget)
+        ranking = rank_next_experiments(result, candidates, target=target, quantity=args.quantity, budget=args.budget,
+                                        allow_unconverged=args.allow_unconverged)
         print(f"target: {ranking.attrs['quantity']} at {ranking.attrs['target']}; ranked by expected variance "
               "reduction (log scale) per FLOP, each run alone")
         print(ranking.to_string(float_format="%.4g"))
@@ -238,8 +269,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "predict":
         from bayescale.predict import predict
 
-        at = {k: float(v) for k, v in _pairs(args.at, "--at").items()}
-        print(describe(predict(result, kind=args.kind, **at), args.prob).drop(columns="prediction").to_string(float_format="%.4g"))
+        at = {k: _float(v, f"--at {k}") for k, v in _pairs(args.at, "--at").items()}
+        _banner(result, args)
+        print(describe(predict(result, kind=args.kind, allow_unconverged=args.allow_unconverged, **at), args.prob).drop(columns="prediction").to_string(float_format="%.4g"))
         return 0
     if args.command == "ppc":
         from bayescale.plots import plot_ppc
@@ -250,27 +282,112 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         from bayescale.report import write_report
 
-        path = write_report(result, args.out, budgets=args.compute or [5.76e23], recipe=_pairs(args.recipe, "--recipe"),
-                            flops_per_param_token=args.flops_per_param_token)
+        path = write_report(result, args.out, budgets=args.compute, recipe=_pairs(args.recipe, "--recipe"),
+                            flops_per_param_token=args.flops_per_param_token, allow_unconverged=args.allow_unconverged)
+        if not bs.convergence(result).converged:
+            _warn(f"{args.fit} did not converge: the report opens with a warning banner"
+                  + (" and its plan is not trustworthy" if args.allow_unconverged else " and shows no plan"))
         print(f"wrote {path}")
         return 0
     raise AssertionError(args.command)
 
 
+_WARNINGS: list[str] = []  # the warnings this command printed (for --strict)
+
+
+def _one_line(text: str) -> str:
+    """A multi-line message as one line: sub-items joined by '; '."""
+    return "; ".join(part.strip() for part in str(text).replace(":\n", "\n").splitlines() if part.strip())
+
+
+def _warn(text: str) -> None:
+    line = _one_line(text)
+    _WARNINGS.append(line)
+    print(f"warning: {line}", file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """warnings.showwarning for the command line: one clean line, no source file or line."""
+    _warn(str(message))
+
+
+def _float(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ArgumentError(f"{what}: {text!r} is not a number") from None
+
+
+def _read_candidates(path: str) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise DataError(f"candidates table {path!r} does not exist")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read the candidates table {path!r} as CSV: {_one_line(err)}") from None
+
+
+def _print_verdict(result) -> None:
+    import bayescale as bs
+
+    verdict = bs.convergence(result)
+    if verdict.checked and not verdict.converged:
+        _warn(f"the fit did NOT converge ({'; '.join(verdict.reasons)}): plan, predict, compare and next refuse it "
+              "unless --allow-unconverged")
+    else:
+        print(f"convergence: {verdict.describe()}")
+
+
+def _banner(result, args) -> None:
+    """The loud banner over numbers computed from a non-converged fit with --allow-unconverged."""
+    import bayescale as bs
+
+    verdict = bs.convergence(result)
+    if not verdict.converged and getattr(args, "allow_unconverged", False):
+        print("!" * 100)
+        print(f"!! NOT CONVERGED ({result.attrs.get('law_id')}): {'; '.join(verdict.reasons)}")
+        print("!! the numbers below were computed anyway (--allow-unconverged) and are NOT trustworthy")
+        print("!" * 100)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; user errors print one line and exit with status 2 (no traceback)."""
-    from bayescale import DataError, FormulaError, LawError, SamplingError
+    """Entry point. User mistakes print one line ``error: ...`` and exit 2 (3: a fit that did not converge or failed
+    ``--strict`` sampling checks; 4: ``--strict`` and a warning was printed); ``--debug`` shows the traceback.
+    Warnings print as one line ``warning: ...``."""
+    from bayescale import BayescaleError, ConvergenceError, FormulaError, SamplingError
 
     args = _parser().parse_args(argv)
-    warnings.simplefilter("default")
-    try:
-        return _run(args)
-    except SamplingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    except (DataError, LawError, FormulaError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    _WARNINGS.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _show_warning
+        try:
+            code = _run(args)
+        except (SamplingError, ConvergenceError) as err:
+            if args.debug:
+                raise
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            return 3
+        except (BayescaleError, FormulaError, ValueError, OSError) as err:
+            if args.debug:
+                raise
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            if args.debug:
+                raise
+            print("error: interrupted", file=sys.stderr)
+            return 130
+        except Exception as err:  # a bug, not a user mistake: still one line, the traceback on request
+            if args.debug:
+                raise
+            print(f"error: internal error {type(err).__name__}: {_one_line(err)} (rerun with --debug for the "
+                  "traceback, and please report it)", file=sys.stderr)
+            return 1
+    if args.strict and _WARNINGS and code == 0:
+        print(f"error: --strict: {len(_WARNINGS)} warning(s) above", file=sys.stderr)
+        return 4
+    return code
 
 
 if __name__ == "__main__":

@@ -17,14 +17,12 @@ from typing import Any
 
 import xarray as xr
 
+from bayescale.errors import ResultError
+
 __all__ = ["READOUTS", "RESULT_KINDS", "ResultError", "ResultKind", "observed_name", "require", "result_kind", "run_labels"]
 
 #: The generic read-outs of a result.
 READOUTS = ("summary", "predict", "plot_ppc", "loo", "check_coverage", "check_reference", "plan", "report", "save")
-
-
-class ResultError(ValueError):
-    """A read-out was asked of a result that cannot serve it (wrong kind, or a group it lacks)."""
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["load_runs", "DataError", "ALIASES", "check_identifiable"]
+from bayescale.errors import DataError
+
+__all__ = ["load_runs", "DataError", "ALIASES", "check_identifiable", "plausibility_problems", "UnusualDataWarning",
+           "LOSS_UNITS"]
 
 
-class DataError(ValueError):
-    """A run table that cannot be used as given."""
+class UnusualDataWarning(UserWarning):
+    """Data outside the plausible ranges of :func:`plausibility_problems`, accepted with ``allow_unusual=True``."""
 
 
 #: Canonical variable → (description, column names recognised without a mapping).
@@ -37,11 +40,28 @@ ALIASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("optimizer step", ("step", "steps")),
 }
 
-# Plausibility bounds for units; each cites why. Real language-model runs have at least ~1e4 parameters and see
-# at least ~1e5 tokens; a column whose largest value is below these was almost surely given in millions/billions.
-_UNIT_FLOORS = {"N": 1e4, "D": 1e5}
+# Plausibility bounds for units (docs/errors.md has the survey of public tables behind each number).
+# Largest value of a column below these: almost surely given in thousands/millions/billions. The smallest "largest
+# model" of the public tables surveyed is 1.1e8 parameters (Gemstones 512x), and real studies with 1e6-parameter
+# models exist (Porian et al. 2024 start at 3.3e5), so the floor sits at 1e5: Chinchilla's largest model written in
+# millions (16,183) is below it.
+_UNIT_FLOORS = {"N": 1e5, "D": 1e5}
+# Any value above these is no language model: the largest trained have ~2e12 parameters and ~4e13 tokens (2025).
+_UNIT_CEILINGS = {"N": 1e14, "D": 1e16}
+# D/N: every public table surveyed has D >= N in at least 79% of its rows (Porian's isoFLOP sweeps, which include
+# models far too big for their budget, are the lowest) and a median D/N between 8 and 1.8e3; a median above 1e5 is
+# beyond any over-trained model (Qwen3-0.6B: 36T tokens, D/N = 6e4).
+_SWAP_SHARE = 0.5
+_RATIO_CEILING = 1e5
 # A loss above 20 nats/token is worse than uniform over a 4.8e8-token vocabulary: it is a perplexity or in bits.
 _LOSS_CEILING = 20.0
+# Every loss above 4.5 nats: no public table surveyed has its best loss above 3.1 nats, while a perplexity table has
+# its best value at exp(best loss) >= exp(1.5) = 4.5 for any language model of text (losses >= 1.5 nats).
+_LOSS_FLOOR_OF_BEST = 4.5
+# Column names that give away the unit of the loss.
+_LOSS_NAME_HINTS = {"perplexity": ("ppl", "perplexity"), "bits": ("bits", "bpb", "bpc", "bpt", "bit_per", "bits_per")}
+#: Units ``load_runs(loss_unit=...)`` converts to nats per token: nats (as is), bits (× ln 2), perplexity (log).
+LOSS_UNITS = ("nats", "bits", "perplexity")
 
 _MAX_ROWS_SHOWN = 8
 
@@ -62,12 +82,19 @@ def _read_table(data: Any) -> pd.DataFrame:
             raise DataError(f"run table {str(path)!r} does not exist")
         suffix = path.suffix.lower()
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            try:
+                return pd.read_parquet(path)
+            except Exception as err:  # pyarrow's ArrowInvalid, OSError...: a damaged or non-Parquet file
+                raise DataError(f"cannot read {str(path)!r} as Parquet (damaged or not a Parquet file): "
+                                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
         if suffix in (".csv", ".txt", ".tsv"):
             try:
                 return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
             except pd.errors.EmptyDataError:
                 raise DataError(f"run table {str(path)!r} is empty (no header, no rows)") from None
+            except (pd.errors.ParserError, UnicodeDecodeError) as err:
+                raise DataError(f"cannot read {str(path)!r} as a table of comma/tab-separated text: "
+                                f"{str(err).splitlines()[0]}") from None
         raise DataError(
             f"cannot read {str(path)!r}: the suffix must be one of ['.csv', '.tsv', '.txt', '.parquet', '.pq']"
         )
@@ -129,6 +156,8 @@ def load_runs(
     nonnegative: tuple[str, ...] | list[str] = (),
     check_units: bool = True,
     source: str | None = None,
+    allow_unusual: bool = False,
+    loss_unit: str = "nats",
 ) -> xr.Dataset:
     """Validate a run table and return it as an :class:`xarray.Dataset` over the dimension ``point``.
 
@@ -146,10 +175,17 @@ def load_runs(
     nonnegative
         Inputs that may be 0 (e.g. tokens seen at the start of a curve, for laws with an offset).
     check_units
-        Reject columns whose magnitudes suggest wrong units (tokens in billions, parameters in millions, a loss that
-        is a perplexity). Set False for toy data.
+        Check magnitudes against what real runs look like (:func:`plausibility_problems`: parameters or tokens in
+        millions, N and D swapped, values no language model has, a perplexity or a loss in bits). Set False for toy
+        data, where none of these rules apply.
     source
         Free text recorded in the dataset's attrs (file name by default).
+    allow_unusual
+        Unusual but real data: the plausibility problems warn (:class:`UnusualDataWarning`) and are recorded in
+        ``attrs["unusual"]`` instead of raising.
+    loss_unit
+        Unit of the loss column, one of :data:`LOSS_UNITS`: ``"bits"`` is multiplied by ln 2, ``"perplexity"`` is
+        logged, so the model always sees nats per token.
 
     Returns
     -------
@@ -181,21 +217,13 @@ def load_runs(
             rel = ">= 0" if name in nonnegative else "> 0"
             examples = ", ".join(f"{x:g}" for x in v[bad][:3])
             raise DataError(f"column {mapping[name]!r} ({name}) must be {rel}: {_rows(np.flatnonzero(bad))} hold {examples}")
+    if loss_unit not in LOSS_UNITS:
+        raise DataError(f"loss_unit {loss_unit!r}: must be one of {list(LOSS_UNITS)}")
+    values["loss"] = _loss_in_nats(values["loss"], loss_unit, mapping["loss"])
+    unusual: list[str] = []
     if check_units:
-        for name, floor in _UNIT_FLOORS.items():
-            if name in values and values[name].max() < floor:
-                what = "tokens" if name == "D" else "parameters"
-                raise DataError(
-                    f"column {mapping[name]!r} ({name}) looks like it is not in {what}: its largest value is "
-                    f"{values[name].max():g}, below {floor:g}. If it is in millions or billions, multiply it out; "
-                    f"for toy data pass check_units=False"
-                )
-        if values["loss"].max() > _LOSS_CEILING:
-            rows = np.flatnonzero(values["loss"] > _LOSS_CEILING)
-            raise DataError(
-                f"column {mapping['loss']!r} (loss) has values above {_LOSS_CEILING:g} at {_rows(rows)}: losses must be "
-                f"cross-entropy in nats/token, not perplexity or bits; for other data pass check_units=False"
-            )
+        unusual = plausibility_problems(values, mapping, loss_unit=loss_unit)
+        _report_unusual(unusual, allow_unusual)
     if "run" in mapping:
         run = df[mapping["run"]].astype(str).to_numpy()
         if df[mapping["run"]].isna().any():
@@ -225,12 +253,110 @@ def load_runs(
             "data_hash": h.hexdigest(),
             "source": source or "in-memory table",
             "columns": ", ".join(f"{k}={v}" for k, v in mapping.items()),
+            **({"loss_unit": loss_unit} if loss_unit != "nats" else {}),
+            **({"unusual": "; ".join(unusual)} if unusual else {}),
         },
     )
     for name in values:
         ds[name].attrs["description"] = ALIASES.get(name, (name,))[0]
         ds[name].attrs["column"] = mapping[name]
     return ds
+
+
+def _loss_in_nats(loss: np.ndarray, unit: str, column: str) -> np.ndarray:
+    if unit == "bits":
+        return loss * np.log(2.0)
+    if unit == "perplexity":
+        if np.any(loss < 1):
+            rows = np.flatnonzero(loss < 1)
+            raise DataError(f"column {column!r} (loss) is declared a perplexity but {_rows(rows)} are below 1, "
+                            "which no perplexity is")
+        return np.log(loss)
+    return loss
+
+
+def plausibility_problems(values: Mapping[str, np.ndarray], mapping: Mapping[str, str] | None = None, *,
+                          loss_unit: str = "nats") -> list[str]:
+    """What in a run table looks like wrong units or swapped columns, as one sentence per problem (empty: none).
+
+    The rules (their numbers come from a survey of public tables, docs/errors.md):
+
+    - ``N`` (parameters) or ``D`` (tokens) whose largest value is below 1e5: given in millions or billions;
+    - any ``N`` above 1e14 or ``D`` above 1e16: no language model is that large (scaled or wrong units);
+    - ``D < N`` in more than half the rows: N and D swapped, or D in millions/billions of tokens;
+    - median ``D/N`` above 1e5: N in millions/billions (or D in thousands);
+    - a loss above 20 (worse than uniform over any vocabulary) or every loss above 4.5 nats: a perplexity, or bits
+      of a weak model; a loss column named like ``ppl``/``perplexity``/``bits``/``bpb`` without ``loss_unit``.
+
+    A loss in bits of a reasonable model (Chinchilla's losses are 3.0–4.9 bits) is indistinguishable by value from
+    nats of a weaker one; only the column name or ``loss_unit`` tells them apart.
+    """
+    mapping = dict(mapping or {})
+    col = lambda name: mapping.get(name, name)  # noqa: E731
+    problems = []
+    for name, floor in _UNIT_FLOORS.items():
+        if name in values and values[name].max() < floor:
+            what = "tokens" if name == "D" else "parameters"
+            problems.append(
+                f"column {col(name)!r} ({name}) looks like it is not in {what}: its largest value is "
+                f"{values[name].max():g}, below {floor:g}. If it is in millions or billions, multiply it out"
+            )
+    for name, ceiling in _UNIT_CEILINGS.items():
+        if name in values and values[name].max() > ceiling:
+            what = "parameters" if name == "N" else "tokens"
+            rows = np.flatnonzero(values[name] > ceiling)
+            problems.append(
+                f"column {col(name)!r} ({name}) has values above {ceiling:g} {what} at {_rows(rows)} (largest "
+                f"{values[name].max():g}): no language model is that large; check the units"
+            )
+    if "N" in values and "D" in values:
+        ratio = values["D"] / values["N"]
+        below = int(np.sum(ratio < 1))
+        if below > _SWAP_SHARE * ratio.size:
+            problems.append(
+                f"D < N in {below} of {ratio.size} rows (median D/N {np.median(ratio):.3g}): N and D look swapped "
+                f"(columns {col('N')!r} and {col('D')!r}), or D is in millions/billions of tokens; real runs see more "
+                "tokens than they have parameters in most rows"
+            )
+        elif np.median(ratio) > _RATIO_CEILING:
+            problems.append(
+                f"median D/N is {np.median(ratio):.3g} tokens per parameter, above {_RATIO_CEILING:g}: column "
+                f"{col('N')!r} (N) looks like it is in thousands, millions or billions of parameters"
+            )
+    if "loss" in values:
+        loss = values["loss"]
+        if loss.max() > _LOSS_CEILING:
+            rows = np.flatnonzero(loss > _LOSS_CEILING)
+            problems.append(
+                f"column {col('loss')!r} (loss) has values above {_LOSS_CEILING:g} at {_rows(rows)}: losses must be "
+                "cross-entropy in nats/token, not perplexity or bits (declare loss_unit= to convert)"
+            )
+        elif loss.min() > _LOSS_FLOOR_OF_BEST:
+            problems.append(
+                f"column {col('loss')!r} (loss): every value is above {_LOSS_FLOOR_OF_BEST:g} (best {loss.min():.3g}); "
+                "it looks like a perplexity (declare loss_unit='perplexity' to convert)"
+            )
+        if loss_unit == "nats":
+            name = col("loss").lower()
+            for unit, hints in _LOSS_NAME_HINTS.items():
+                if any(h in name for h in hints):
+                    problems.append(
+                        f"column {col('loss')!r} (loss) is named like a {unit} column; declare "
+                        f"loss_unit={unit!r} to convert it to nats (or rename the column if it is in nats)"
+                    )
+                    break
+    return problems
+
+
+def _report_unusual(problems: list[str], allow: bool) -> None:
+    if not problems:
+        return
+    if allow:
+        warnings.warn("unusual data accepted (allow_unusual=True): " + "; ".join(problems), UnusualDataWarning,
+                      stacklevel=3)
+        return
+    raise DataError("; ".join(problems) + ". If the data are real, load them with load_runs(..., allow_unusual=True) "
+                    "(--allow-unusual); for toy data check_units=False (--no-unit-check)")
 
 
 def round_sig(x: np.ndarray, digits: int = 2) -> np.ndarray:

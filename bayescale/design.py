@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from bayescale.diagnostics import convergence_gate
 from bayescale.extrapolation import EXTRAPOLATION_THRESHOLD, extrapolation, warn_extrapolation
 from bayescale.laws import Law
 from bayescale.results import law_of
@@ -121,6 +122,7 @@ def _target_draws(result, law, params, target, quantity, flops_per_param_token):
     return np.log(opt[quantity].values.reshape(-1)), where
 
 
+@convergence_gate("next (rank_next_experiments)")
 def rank_next_experiments(
     result: xr.DataTree,
     candidates: Any,
@@ -131,6 +133,7 @@ def rank_next_experiments(
     flops_per_param_token: float = 6.0,
     law: Law | None = None,
     extrapolation_threshold: float = EXTRAPOLATION_THRESHOLD,
+    allow_unconverged: bool = False,
 ) -> "pd.DataFrame":
     """Rank candidate runs by expected reduction of the target's posterior variance per FLOP; with ``budget``, also
     choose the set of runs to train within it.
@@ -234,7 +237,7 @@ def rank_next_experiments(
             out[f"extrapolation_{n}"] = d
         target_decades = {n: float(d[0]) for n, d in extrapolation(result, **where).items()}
         warn_extrapolation({n: np.array([d]) for n, d in target_decades.items()}, extrapolation_threshold,
-                           what="the target of rank_next_experiments")
+                           what="the target of rank_next_experiments", stacklevel=4)  # 4: past the convergence gate
     attrs = dict(quantity=quantity, target=target if not isinstance(target, Mapping) else dict(target),
                  target_extrapolation=target_decades or "unknown: the result holds no fitted data",
                  prior_variance=prior_var, draws=int(ok.sum()), estimator="Bayes-linear adjusted variance")

@@ -7,6 +7,10 @@ folding, and localization: an improved R-hat", Bayesian Analysis 16(2); any dive
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
+import inspect
 import json
 import warnings
 from dataclasses import dataclass
@@ -17,7 +21,10 @@ import pandas as pd
 import xarray as xr
 from numpyro.distributions.transforms import biject_to
 
-__all__ = ["SamplingWarning", "SamplingError", "diagnose", "RHAT_MAX", "ESS_MIN"]
+from bayescale.errors import ArgumentError, BayescaleError, ConvergenceError
+
+__all__ = ["SamplingWarning", "SamplingError", "ConvergenceWarning", "Convergence", "convergence", "require_converged",
+           "convergence_gate", "convergence_checked", "diagnose", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE", "DIVERGENT_REFUSE"]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400  # Vehtari et al. 2021 recommend ESS > 100 per chain for 4 chains
@@ -28,13 +35,28 @@ BOUND_EDGE, BOUND_SHARE = 0.01, 0.10
 # data carry almost no information about the parameter (Schad, Betancourt, Vasishth 2021, Fig. 2 uses the same
 # posterior-contraction measure).
 CONTRACTION_MIN = 0.19
+# The verdict "did not converge", on which plan / predict / compare / next refuse (docs/errors.md). The warning
+# thresholds above flag a fit to be improved; these flag one whose numbers are not usable at all:
+# - R-hat > 1.1: the chains disagree by more than the older, looser rule of Gelman et al. 2013 (BDA3, Sec. 11.4)
+#   that Vehtari et al. 2021 tightened to 1.01;
+# - bulk or tail ESS < 50 draws in all: a 90% interval's ends then rest on fewer than 3 effective draws beyond each
+#   (Vehtari et al. 2021, Sec. 4, ask 100 per chain for the estimates themselves to be reliable: a warning above);
+# - over 5% of transitions divergent: whole regions of the posterior were not explored (a few divergences only bias
+#   the tails and stay a warning).
+RHAT_REFUSE = 1.1
+ESS_REFUSE = 50
+DIVERGENT_REFUSE = 0.05
 
 
 class SamplingWarning(UserWarning):
     """Sampler or identification trouble: divergences, R-hat, ESS, prior bound, no learning."""
 
 
-class SamplingError(RuntimeError):
+class ConvergenceWarning(SamplingWarning):
+    """Numbers computed from a fit that did not converge, on request (``allow_unconverged=True``)."""
+
+
+class SamplingError(BayescaleError, RuntimeError):
     """Raised by ``fit(..., strict=True)`` on sampler trouble; ``.result`` holds the (complete) result anyway."""
 
     def __init__(self, message: str, result: xr.DataTree | None = None):
@@ -132,8 +154,144 @@ def record(dt: xr.DataTree, table: pd.DataFrame, messages: list[str], strict: bo
         {"divergences": table.attrs["divergences"], "parameters": table.reset_index().to_dict(orient="records")}
     )
     dt.attrs["warnings"] = json.dumps(messages)
+    transitions = int(dt["sample_stats"]["diverging"].size) if "sample_stats" in dt.children else 0
+    verdict_ = verdict(table.reset_index().to_dict(orient="records"), table.attrs["divergences"], transitions)
+    dt.attrs["converged"] = int(verdict_.converged)
+    dt.attrs["convergence"] = json.dumps(list(verdict_.reasons))
     if messages:
         text = "sampler diagnostics for law " + repr(dt.attrs.get("law_id")) + ":\n  " + "\n  ".join(messages)
         if strict:
             raise SamplingError(text, result=dt)
         warnings.warn(text, SamplingWarning, stacklevel=3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One convergence verdict per result
+@dataclass(frozen=True)
+class Convergence:
+    """The convergence verdict of a result: ``converged``, the ``reasons`` when not, and whether it was ``checked``
+    (False for results that are not MCMC draws, such as the bootstrap baseline, which always pass)."""
+
+    converged: bool
+    reasons: tuple[str, ...] = ()
+    checked: bool = True
+
+    def __bool__(self) -> bool:
+        return self.converged
+
+    def describe(self) -> str:
+        if not self.checked:
+            return "not an MCMC fit (no convergence verdict needed)"
+        return "converged" if self.converged else "did NOT converge: " + "; ".join(self.reasons)
+
+
+def verdict(records: list[dict], divergences: int, transitions: int) -> Convergence:
+    """The verdict from per-parameter diagnostics (``rhat``, ``ess_bulk``, ``ess_tail``) and the divergence count."""
+    reasons = []
+    # R-hat is NaN for a single chain too short to split: the ESS rule below then judges it
+    bad_rhat = [(r["parameter"], r["rhat"]) for r in records if np.isfinite(r["rhat"]) and r["rhat"] > RHAT_REFUSE]
+    if bad_rhat:
+        worst = max(bad_rhat, key=lambda t: t[1])
+        reasons.append(f"R-hat up to {worst[1]:.3g} ({worst[0]}) > {RHAT_REFUSE}: the chains disagree")
+    ess = [(r["parameter"], min(r["ess_bulk"], r["ess_tail"])) for r in records]
+    low = [(n, e) for n, e in ess if not e >= ESS_REFUSE]
+    if low:
+        worst = min(low, key=lambda t: np.nan_to_num(t[1], nan=-np.inf))
+        reasons.append(f"effective sample size down to {worst[1]:.0f} ({worst[0]}) < {ESS_REFUSE}")
+    if transitions and divergences > DIVERGENT_REFUSE * transitions:
+        reasons.append(f"{divergences} of {transitions} transitions diverged (> {DIVERGENT_REFUSE:.0%})")
+    return Convergence(not reasons, tuple(reasons))
+
+
+def _verdict_of_posterior(dt: xr.DataTree) -> Convergence:
+    post = dt["posterior"].to_dataset()
+    names = [n for n in json.loads(dt.attrs.get("parameters", "[]")) + json.loads(dt.attrs.get("noise_parameters", "[]"))
+             if n in post] or [n for n in post.data_vars if set(post[n].dims) <= {"chain", "draw", "fit"}]
+    if not names or post.sizes.get("draw", 0) < 4:
+        return Convergence(False, ("too few posterior draws to judge convergence",))
+    post = post[names]
+    rhat, bulk, tail = azs.rhat(post), azs.ess(post, method="bulk"), azs.ess(post, method="tail")
+    records = [dict(parameter=n, rhat=float(np.nanmax(rhat[n].values)) if np.isfinite(rhat[n].values).any() else np.nan,
+                    ess_bulk=float(np.min(bulk[n].values)), ess_tail=float(np.min(tail[n].values))) for n in names]
+    divergences = transitions = 0
+    if "sample_stats" in dt.children and "diverging" in dt["sample_stats"]:
+        div = dt["sample_stats"]["diverging"].values
+        divergences, transitions = int(div.sum()), int(div.size)
+    return verdict(records, divergences, transitions)
+
+
+def convergence(result: xr.DataTree) -> Convergence:
+    """The convergence verdict of a result (:class:`Convergence`), read by the report, plan, predict, compare and next.
+
+    Recorded at fit time in ``attrs["converged"]`` (1/0) and ``attrs["convergence"]`` (JSON list of reasons); for a
+    result without them (older files, a fit selected from a batch) it is computed from the stored diagnostics or the
+    posterior draws. A bootstrap baseline (not MCMC) is not checked and always passes.
+    """
+    if not isinstance(result, xr.DataTree):
+        raise ArgumentError(f"convergence needs a fit result (xarray.DataTree), got {type(result).__name__}")
+    if result.attrs.get("inference") == "huber_bootstrap":
+        return Convergence(True, (), checked=False)
+    if "converged" in result.attrs:
+        return Convergence(bool(int(result.attrs["converged"])), tuple(json.loads(result.attrs.get("convergence", "[]"))))
+    if "diagnostics" in result.attrs:
+        diag = json.loads(result.attrs["diagnostics"])
+        transitions = int(result["sample_stats"]["diverging"].size) if "sample_stats" in result.children else 0
+        return verdict(diag["parameters"], int(diag["divergences"]), transitions)
+    if "posterior" not in result.children:
+        raise ArgumentError("convergence needs a result with a posterior group")
+    return _verdict_of_posterior(result)
+
+
+def require_converged(result: xr.DataTree, what: str, allow_unconverged: bool = False) -> Convergence:
+    """Refuse (:class:`~bayescale.errors.ConvergenceError`) to compute ``what`` from a fit that did not converge, or,
+    with ``allow_unconverged=True``, warn loudly (:class:`ConvergenceWarning`) and go on."""
+    if not isinstance(allow_unconverged, (bool, np.bool_)):
+        raise ArgumentError(f"allow_unconverged must be True or False, got {allow_unconverged!r}")
+    verdict_ = convergence(result)
+    if verdict_.converged:
+        return verdict_
+    message = (f"the fit of {result.attrs.get('law_id')!r} did not converge ({'; '.join(verdict_.reasons)})")
+    if allow_unconverged:
+        warnings.warn(f"NOT CONVERGED: {what} computed anyway (allow_unconverged=True), its numbers are not "
+                      f"trustworthy: {message}", ConvergenceWarning, stacklevel=3)
+        return verdict_
+    raise ConvergenceError(f"{what} refused: {message}; refit with more warmup, samples or chains, or pass "
+                           "allow_unconverged=True (--allow-unconverged) to get numbers anyway")
+
+
+# A gated function (plan, predict, compare, next...) checks the verdict once, at the outermost call: the functions it
+# calls inside skip the check, as do figures that only diagnose a fit (the PPC of a non-converged fit is worth seeing).
+_GATE_PASSED = contextvars.ContextVar("bayescale_convergence_gate_passed", default=False)
+
+
+@contextlib.contextmanager
+def convergence_checked():
+    """Within this block gated functions skip the convergence gate (the caller checked it, or only diagnoses)."""
+    token = _GATE_PASSED.set(True)
+    try:
+        yield
+    finally:
+        _GATE_PASSED.reset(token)
+
+
+def convergence_gate(what: str, results: tuple[str, ...] = ("result",)):
+    """Decorator: refuse ``what`` on a non-converged result (:func:`require_converged`) unless the call passes
+    ``allow_unconverged=True``; ``results`` names the arguments holding fit results. The decorated function declares
+    ``allow_unconverged: bool = False`` itself (for its signature and docs) and need not read it."""
+
+    def decorate(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def gated(*args, **kwargs):
+            if not _GATE_PASSED.get():
+                bound = signature.bind(*args, **kwargs)
+                allow = bound.arguments.get("allow_unconverged", False)
+                for name in results:
+                    require_converged(bound.arguments[name], what, allow)
+            with convergence_checked():
+                return fn(*args, **kwargs)
+
+        return gated
+
+    return decorate

@@ -15,6 +15,7 @@ import xarray as xr
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_median, log_likelihood
 
 from bayescale import diagnostics
+from bayescale.errors import check_rng_key
 from bayescale.data import DataError, check_identifiable, load_runs
 from bayescale.laws import Law, load_law, published_table
 from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
@@ -68,8 +69,9 @@ def check_positive_ints(**values: Any) -> None:
 
 def as_key(rng_key: int | jax.Array) -> tuple[jax.Array, Any]:
     """A PRNG key from an int seed or a key, and a JSON-able record of it."""
-    if isinstance(rng_key, (int, np.integer)):
+    if isinstance(rng_key, (int, np.integer)) and not isinstance(rng_key, (bool, np.bool_)):
         return jax.random.PRNGKey(int(rng_key)), int(rng_key)
+    check_rng_key(rng_key)  # bayescale.errors: an ArgumentError, not a JAX TypeError, for "abc" or 1.5
     key = jnp.asarray(rng_key)
     return key, np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key).tolist()
 

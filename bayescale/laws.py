@@ -22,19 +22,17 @@ from bayescale._formula import (
     Call,
     FormulaError,
     Neg,
+    Num,
     Sym,
     _symbols,
     compile_log_formula,
     evaluate_number,
     parse_formula,
 )
+from bayescale.errors import LawError
 from bayescale.priors import Prior, parse_prior
 
 __all__ = ["Law", "Parameter", "Input", "Published", "load_law", "list_laws", "law_search_path", "LawError"]
-
-
-class LawError(ValueError):
-    """A law file that is missing, malformed or inconsistent."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +61,9 @@ class Published:
     citation: str
     values: Mapping[str, float]
     se: Mapping[str, float] = field(default_factory=dict)
+    #: Data hashes (``load_runs(...).attrs["data_hash"]``) of the tables the constants were fitted on: reports and
+    #: summaries use the constants as references only for fits to these data.
+    data_hashes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -306,6 +307,7 @@ def parse_law_text(text: str, origin: str = "<string>") -> Law:
         used = _symbols(tree)[0] & tuned
         if used:
             raise LawError(f"{origin}: optimum {name!r} uses {sorted(used)}, which have an optimum themselves")
+    check_law_tree(node, optimum, inputs, parameters, origin)
     positive = _positive_parameters(parameters)
     log_fn = compile_log_formula(node, positive, {i.name for i in inputs})
     published = []
@@ -314,8 +316,12 @@ def parse_law_text(text: str, origin: str = "<string>") -> Law:
         extra = sorted(set(values) - {p.name for p in parameters})
         if extra:
             raise LawError(f"{origin}: published[{source}] names unknown parameters {extra}")
+        hashes = spec.get("data_sha256", [])
+        if isinstance(hashes, str) or not all(isinstance(h, str) for h in hashes):
+            raise LawError(f"{origin}: published[{source}].data_sha256 must be a list of strings (data hashes)")
         published.append(
-            Published(source, str(spec.get("citation", "")), values, {k: float(v) for k, v in spec.get("se", {}).items()})
+            Published(source, str(spec.get("citation", "")), values, {k: float(v) for k, v in spec.get("se", {}).items()},
+                      tuple(hashes))
         )
     return Law(
         id=str(data["id"]),
@@ -331,6 +337,85 @@ def parse_law_text(text: str, origin: str = "<string>") -> Law:
         expression=node,
         optimum=tuple(optimum),
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checks at load: a law file's mistakes are reported when it is read, not at fit time inside JAX.
+_BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "**": np.power}
+_UNARY = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt}
+_PAIR = {"logaddexp": np.logaddexp, "minimum": np.minimum, "maximum": np.maximum}
+
+
+def _render(node) -> str:
+    """Formula text of a node (fully parenthesised, for error messages)."""
+    if isinstance(node, Num):
+        return f"{node.value:g}"
+    if isinstance(node, Sym):
+        return node.name
+    if isinstance(node, Neg):
+        return f"-{_render(node.operand)}"
+    if isinstance(node, BinOp):
+        return f"({_render(node.left)} {node.op} {_render(node.right)})"
+    return f"{node.func}({', '.join(_render(a) for a in node.args)})"
+
+
+def _constant_value(node, origin: str) -> float | None:
+    """The value of a symbol-free sub-expression (None if it has symbols); a LawError naming the first constant
+    sub-expression that is not a finite number (``1/0``, ``0 ** (-1)``, ``log(-1)``, an overflow)."""
+    if isinstance(node, Num):
+        return node.value
+    if isinstance(node, Sym):
+        return None
+    if isinstance(node, Neg):
+        parts = [_constant_value(node.operand, origin)]
+    elif isinstance(node, BinOp):
+        parts = [_constant_value(node.left, origin), _constant_value(node.right, origin)]
+    else:
+        parts = [_constant_value(a, origin) for a in node.args]
+    if any(p is None for p in parts) or (isinstance(node, Call) and node.keywords):
+        return None
+    with np.errstate(all="ignore"):
+        if isinstance(node, Neg):
+            value = -parts[0]
+        elif isinstance(node, BinOp):
+            value = _BINARY[node.op](np.float64(parts[0]), np.float64(parts[1]))
+        elif node.func in _UNARY:
+            value = _UNARY[node.func](np.float64(parts[0]))
+        elif node.func in _PAIR:
+            value = _PAIR[node.func](np.float64(parts[0]), np.float64(parts[1]))
+        else:
+            return None
+    if not np.isfinite(value):
+        raise LawError(f"{origin}: the constant expression {_render(node)} is {float(value)} (not a finite number); "
+                       "fix the formula")
+    return float(value)
+
+
+def _constant_subexpressions(node, origin: str) -> None:
+    """Evaluate every constant sub-expression of ``node`` (raising on the innermost non-finite one)."""
+    _constant_value(node, origin)
+    children = ([node.operand] if isinstance(node, Neg) else [node.left, node.right] if isinstance(node, BinOp)
+                else list(node.args) if isinstance(node, Call) else [])
+    for child in children:
+        _constant_subexpressions(child, origin)
+
+
+def check_law_tree(node, optimum, inputs, parameters, origin: str) -> None:
+    """Checks of a parsed law at load: every constant sub-expression is a finite number, and every declared parameter
+    and input is used by the formula or an [optimum] (a declared but unused parameter is sampled from its prior and
+    looks fitted; an unused input is a column the law silently ignores)."""
+    _constant_subexpressions(node, origin)
+    used = set(_symbols(node)[0])
+    for name, tree in optimum:
+        _constant_subexpressions(tree, f"{origin}: optimum {name!r}")
+        used |= _symbols(tree)[0]
+    unused_params = [p.name for p in parameters if p.name not in used]
+    unused_inputs = [i.name for i in inputs if i.name not in used]
+    if unused_params or unused_inputs:
+        parts = ([f"parameters {unused_params}" if unused_params else ""]
+                 + [f"inputs {unused_inputs}" if unused_inputs else ""])
+        raise LawError(f"{origin}: {' and '.join(p for p in parts if p)} declared but not used by the formula, its "
+                       "[definitions] or [optimum]; remove them or use them")
 
 
 def _positive_parameters(parameters) -> set[str]:

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from bayescale.diagnostics import convergence_gate
+from bayescale.errors import ArgumentError
 from bayescale.extrapolation import EXTRAPOLATION_THRESHOLD, ExtrapolationWarning, extrapolation, warn_extrapolation
 from bayescale.laws import Law
 from bayescale.results import law_of
@@ -70,12 +72,14 @@ def _optimum(law: Law, p, log_c, grid_size: int = _GRID):
     return u, value, interior
 
 
+@convergence_gate("compute_optimal")
 def compute_optimal(
     result: xr.DataTree,
     compute: float | np.ndarray,
     *,
     flops_per_param_token: float = 6.0,
     law: Law | None = None,
+    allow_unconverged: bool = False,
 ) -> xr.Dataset:
     """Posterior of the compute-optimal allocation for budgets ``compute`` (FLOP), with C = k·N·D.
 
@@ -99,6 +103,7 @@ def compute_optimal(
         law with an [optimum] (``steplaw2025``), also each tuning input there, e.g. ``lr_opt``, ``batch_size_opt``.
         The optimum is then over (N, D) with the tuning inputs at their optima.
     """
+    flops_per_param_token = _flops_per_param_token(flops_per_param_token)
     full = law_of(result, law, "plan")
     law = planning_law(full, "compute_optimal")
     budgets = _budgets(compute)
@@ -119,7 +124,7 @@ def compute_optimal(
         warnings.warn(
             f"{n_bad} of {u.size} draws have no interior optimum within ±6.5 decades of N = sqrt(C/{flops_per_param_token:g}); "
             "they are NaN (the law keeps improving toward one edge)",
-            stacklevel=2,
+            stacklevel=3,  # the caller of the gated compute_optimal
         )
     n_opt = np.exp(u)
     d_opt = budgets / (flops_per_param_token * n_opt)
@@ -203,6 +208,14 @@ def planning_law(law: Law, what: str) -> Law:
     return law
 
 
+def _flops_per_param_token(k) -> float:
+    """k in C = k·N·D: a positive finite number (6 for a dense transformer)."""
+    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)) or not (np.isfinite(k) and k > 0):
+        raise ArgumentError(f"flops_per_param_token must be a positive finite number (6 for a dense transformer), "
+                            f"got {k!r}")
+    return float(k)
+
+
 def _budgets(compute) -> np.ndarray:
     budgets = np.atleast_1d(np.asarray(compute, dtype=float))
     if budgets.ndim != 1 or np.any(~np.isfinite(budgets)) or np.any(budgets <= 0):
@@ -220,6 +233,7 @@ def _shape(result: xr.DataTree) -> tuple[int, int]:
     return post.sizes["chain"], post.sizes["draw"]
 
 
+@convergence_gate("loss_at")
 def loss_at(
     result: xr.DataTree,
     N: float | np.ndarray,
@@ -229,6 +243,7 @@ def loss_at(
     rng_key: int | jax.Array = 0,
     law: Law | None = None,
     extrapolation_threshold: float = EXTRAPOLATION_THRESHOLD,
+    allow_unconverged: bool = False,
 ) -> xr.Dataset:
     """Loss of proposed runs (N, D) and their regret against the compute-optimal run of the same budget C = k·N·D.
 
@@ -256,7 +271,7 @@ def loss_at(
         law_pred = predict(result, law=law, N=n, D=d)["loss"].values
         noisy = predict(result, law=law, kind="predictive", rng_key=rng_key, N=n, D=d)["loss"].values
     decades = extrapolation(result, N=n, D=d)
-    warn_extrapolation(decades, extrapolation_threshold, what="proposed run")
+    warn_extrapolation(decades, extrapolation_threshold, what="proposed run", stacklevel=4)  # + the gate's frame
     chains, draws = _shape(result)
     opt = compute_optimal(result, budgets, flops_per_param_token=flops_per_param_token, law=law)
     loss_opt = opt["loss_opt"].values  # (chain, draw, proposal)
@@ -289,9 +304,10 @@ def loss_at(
     )
 
 
+@convergence_gate("prob_below")
 def prob_below(
     result: xr.DataTree, target: float, *, kind: str = "law", law: Law | None = None, rng_key: int | jax.Array = 0,
-    **inputs: Any,
+    allow_unconverged: bool = False, **inputs: Any,
 ) -> xr.DataArray:
     """P(loss < ``target``) at ``inputs`` under the posterior, per prediction point.
 
@@ -309,6 +325,7 @@ def prob_below(
     return p
 
 
+@convergence_gate("budget_for_target")
 def budget_for_target(
     result: xr.DataTree,
     target: float,
@@ -316,6 +333,7 @@ def budget_for_target(
     prob: float = 0.9,
     flops_per_param_token: float = 6.0,
     law: Law | None = None,
+    allow_unconverged: bool = False,
 ) -> xr.Dataset:
     """The smallest budget C whose compute-optimal run reaches loss ``target`` with probability ``prob``.
 
@@ -341,6 +359,7 @@ def budget_for_target(
     )
 
 
+@convergence_gate("near_optimal_region")
 def near_optimal_region(
     result: xr.DataTree,
     compute: float,
@@ -350,6 +369,7 @@ def near_optimal_region(
     half_width_decades: float = 1.5,
     num_points: int = 121,
     law: Law | None = None,
+    allow_unconverged: bool = False,
 ) -> xr.Dataset:
     """Allocations on the budget C = k·N·D whose loss is within ``epsilon`` of the optimum, with probability.
 
@@ -389,6 +409,7 @@ def near_optimal_region(
     )
 
 
+@convergence_gate("plan")
 def plan(
     result: xr.DataTree,
     compute: float | np.ndarray,
@@ -401,6 +422,7 @@ def plan(
     rng_key: int | jax.Array = 0,
     law: Law | None = None,
     extrapolation_threshold: float = EXTRAPOLATION_THRESHOLD,
+    allow_unconverged: bool = False,
 ) -> xr.DataTree:
     """A compute plan under the posterior: optimum, near-optimal region, a proposed run, a target loss.
 
@@ -434,7 +456,7 @@ def plan(
     med_n = opt["N_opt"].median(("chain", "draw")).values
     med_d = opt["D_opt"].median(("chain", "draw")).values
     decades = extrapolation(result, N=med_n, D=med_d)
-    warn_extrapolation(decades, extrapolation_threshold, what="compute-optimal allocation")
+    warn_extrapolation(decades, extrapolation_threshold, what="compute-optimal allocation", stacklevel=4)
     opt = opt.assign_coords({f"extrapolation_{k}": ("compute", v) for k, v in decades.items()})
 
     regions = []
@@ -554,6 +576,7 @@ def format_plan(plan_tree: xr.DataTree, prob: float | None = None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
+@convergence_gate("compare", results=("result_a", "result_b"))
 def compare_fits(
     result_a: xr.DataTree,
     result_b: xr.DataTree,
@@ -563,6 +586,7 @@ def compare_fits(
     rng_key: int = 0,
     law_a: Law | None = None,
     law_b: Law | None = None,
+    allow_unconverged: bool = False,
 ) -> xr.Dataset:
     """Compare two fits (recipes, architectures) at budgets C: does B beat A, and by how much compute?
 

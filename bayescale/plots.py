@@ -13,6 +13,7 @@ import xarray as xr  # noqa: E402
 
 from bayescale.checks import check_coverage  # noqa: E402
 from bayescale.data import round_sig  # noqa: E402
+from bayescale.diagnostics import convergence_checked  # noqa: E402
 from bayescale.predict import predict  # noqa: E402
 from bayescale.contract import require  # noqa: E402
 from bayescale.results import require_group  # noqa: E402
@@ -64,6 +65,7 @@ def plot_ppc(
     y = result["observed_data"]["loss"].values
     gname, gvals = _groups(result, law, x, group)
     keys = np.unique(gvals)
+    n_groups = keys.size
     if keys.size > max_groups:
         keys = keys[np.unique(np.linspace(0, keys.size - 1, max_groups).round().astype(int))]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
@@ -74,7 +76,8 @@ def plot_ppc(
         xs = const[x].values[mask]
         grid = np.geomspace(max(xs.min(), 1e-300), xs.max(), 60) if xs.max() > xs.min() else xs[:1]
         fixed = {n: np.median(const[n].values[mask]) for n in law.input_names if n != x}
-        pred = predict(sub, kind="predictive", law=law, **{x: grid}, **fixed)["loss"].values.reshape(-1, grid.size)
+        with convergence_checked():  # a figure that diagnoses the fit: shown for non-converged fits too
+            pred = predict(sub, kind="predictive", law=law, **{x: grid}, **fixed)["loss"].values.reshape(-1, grid.size)
         for prob, alpha in zip(_BANDS, (0.18, 0.35)):
             lo, hi = np.quantile(pred, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
             ax.fill_between(grid, lo, hi, color=color, alpha=alpha, lw=0)
@@ -84,8 +87,10 @@ def plot_ppc(
     ax.set_xscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel("loss")
-    ax.set_title(f"{result.attrs.get('law_id')}: observed and 50%/90% predictive bands")
+    shown = f"{keys.size} of {n_groups} {gname} groups shown" if keys.size < n_groups else f"all {n_groups} {gname} groups"
+    ax.set_title(f"{result.attrs.get('law_id')}: observed and 50%/90% predictive bands ({shown})", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
+    ax.set_ylim(*_data_limits(y))  # from the data: bands of a poor fit may span far more than the losses do
 
     draws = require_group(result, "posterior_predictive", "plot_ppc")["loss"].values.reshape(-1, y.size)
     lo, med, hi = np.quantile(draws, [0.05, 0.5, 0.95], axis=0)
@@ -93,8 +98,10 @@ def plot_ppc(
     ax2.errorbar(med, y, xerr=[med - lo, hi - med], fmt="none", ecolor="0.6", lw=0.6, zorder=1)
     ax2.scatter(med[inside], y[inside], s=10, color="C0", label="inside 90% band", zorder=2)
     ax2.scatter(med[~inside], y[~inside], s=14, color="C3", label="outside", zorder=2)
-    lims = [min(y.min(), lo.min()), max(y.max(), hi.max())]
+    lims = list(_data_limits(y))
     ax2.plot(lims, lims, "k--", lw=0.8)
+    ax2.set_xlim(*lims)
+    ax2.set_ylim(*lims)
     ax2.set_xlabel("predicted loss (median, 90% interval)")
     ax2.set_ylabel("observed loss")
     ax2.set_title(f"coverage of the 90% band: {check_coverage(result, 0.9):.1%} of {y.size} points")
@@ -102,6 +109,13 @@ def plot_ppc(
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def _data_limits(y: np.ndarray, pad: float = 0.15) -> tuple[float, float]:
+    """Axis limits around the observed losses, ``pad`` of their range on each side."""
+    lo, hi = float(np.min(y)), float(np.max(y))
+    span = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.1
+    return lo - pad * span, hi + pad * span
 
 
 def _quantile_bands(draws: np.ndarray) -> np.ndarray:
@@ -137,7 +151,8 @@ def plot_curve_grid(
     parts = [("fitted", "C0", fitted)]
     if heldout is not None:
         inputs = {n: heldout[n].values for n in law.input_names}
-        pred = predict(result, kind="predictive", run=heldout["run"].values, rng_key=rng_key,
+        with convergence_checked():
+            pred = predict(result, kind="predictive", run=heldout["run"].values, rng_key=rng_key,
                        extrapolation_threshold=np.inf, **inputs)["loss"].values
         parts.append(("held out", "C3", dict(run=heldout["run"].values, y=heldout["loss"].values,
                                              bands=_quantile_bands(pred.reshape(-1, pred.shape[-1])), **inputs)))

@@ -10,6 +10,8 @@ import numpy as np
 import scipy.special
 import xarray as xr
 
+from bayescale.diagnostics import convergence_gate
+from bayescale.errors import ArgumentError
 from bayescale.extrapolation import EXTRAPOLATION_THRESHOLD, extrapolation, warn_extrapolation
 from bayescale.inference import as_key
 from bayescale.laws import Law
@@ -137,6 +139,7 @@ def log_density(terms: NoiseTerms, log_mu: np.ndarray, y: np.ndarray) -> np.ndar
     return scipy.special.logsumexp(parts, axis=0, b=(weights / np.sqrt(2 * np.pi))[:, None, None]) - log_y
 
 
+@convergence_gate("predict")
 def predict(
     result: xr.DataTree,
     *,
@@ -145,6 +148,7 @@ def predict(
     rng_key: int | jax.Array = 0,
     extrapolation_threshold: float = EXTRAPOLATION_THRESHOLD,
     run: Any = None,
+    allow_unconverged: bool = False,
     **inputs: Any,
 ) -> xr.Dataset:
     """Posterior predictions at new inputs.
@@ -167,6 +171,10 @@ def predict(
     extrapolation_threshold
         Decades beyond the observed range of any input past which an
         :class:`~bayescale.extrapolation.ExtrapolationWarning` is issued.
+    allow_unconverged
+        Predict from a fit that did not converge (:func:`bayescale.convergence`), with a
+        :class:`~bayescale.diagnostics.ConvergenceWarning`; without it such a fit raises
+        :class:`~bayescale.errors.ConvergenceError`.
     **inputs
         Values of every law input (scalars or arrays; broadcast together), e.g. ``N=7e10, D=1.4e12``.
 
@@ -185,13 +193,18 @@ def predict(
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     params = {n: post[n].values.reshape(-1) for n in law.parameter_names}
     log_mu = draws_log_law(law, params, x)
+    if not np.all(np.isfinite(log_mu)):
+        bad = np.flatnonzero(~np.all(np.isfinite(log_mu), axis=0))
+        at = ", ".join(f"{n}={x[n][bad[0]]:g}" for n in law.input_names)
+        raise ArgumentError(f"law {law.id!r} has no finite loss at {at} ({bad.size} of {log_mu.shape[1]} inputs): an "
+                            "input of 0 or one far outside the fitted range; inputs must be > 0 for this law")
     if kind == "predictive":
         log_mu = log_mu + draw_noise(noise_terms(result, law, log_mu, x, run), as_key(rng_key)[0])
     elif run is not None:
         raise ValueError("run= applies to kind='predictive' (the law curve is the same for every run)")
     loss = np.exp(log_mu).reshape(chains, draws, -1)
     decades = extrapolation(result, **x) if "constant_data" in result.children else {}
-    warn_extrapolation(decades, extrapolation_threshold)
+    warn_extrapolation(decades, extrapolation_threshold, stacklevel=4)  # 4: the convergence gate adds a frame
     return xr.Dataset(
         {"loss": (("chain", "draw", "prediction"), loss)},
         coords={

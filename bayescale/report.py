@@ -21,12 +21,16 @@ import xarray as xr
 
 from bayescale.checks import check_coverage
 from bayescale.contract import require
+from bayescale.diagnostics import convergence, convergence_checked
 from bayescale.planning import _optimum, compute_optimal, format_plan, plan, plan_summary, planning_law
 from bayescale.plots import plot_ppc, plt
 from bayescale.results import law_of, provenance
-from bayescale.summary import describe, summary
+from bayescale.summary import describe, matching_references, summary
 
-__all__ = ["write_report", "plan_table", "plot_prior_posterior", "plot_plan"]
+__all__ = ["write_report", "plan_table", "plot_prior_posterior", "plot_plan", "DEFAULT_BUDGET"]
+
+#: The report's budget when none is given: Chinchilla's training compute, 5.76e23 FLOP (Hoffmann et al. 2022, Table 3).
+DEFAULT_BUDGET = 5.76e23
 
 #: Groups every fit has; any other group of a result (e.g. held-out extrapolation checks) is shown as a table.
 _STANDARD_GROUPS = {
@@ -106,12 +110,13 @@ def _reference_optima(result: xr.DataTree, budget: float, k: float) -> dict[str,
     """(N*, L*) at ``budget`` for each published constant set of the result's references group."""
     import jax.numpy as jnp
 
-    if "references" not in result.children:
+    own, _ = matching_references(result)  # constants fitted on other data are no reference for this fit
+    if not own:
         return {}
     law = planning_law(law_of(result), "the report's plan")
     ref = result["references"].to_dataset()
     out = {}
-    for source in ref["source"].values:
+    for source in own:
         values = {n: float(ref[n].sel(source=source)) for n in law.parameter_names}
         if all(np.isfinite(list(values.values()))):
             u, log_l, interior = _optimum(law, {n: jnp.asarray(v) for n, v in values.items()}, jnp.log(budget / k))
@@ -246,6 +251,8 @@ table.t th{background:#f7f7f9}
 img{max-width:100%;height:auto;border:1px solid #eee}
 .key{font-size:1.05em;background:#f0f6ff;border-left:4px solid #2a6fdb;padding:.5em .8em}
 .warn{background:#fff6e5;border-left:4px solid #e39b00;padding:.4em .8em}
+.banner{background:#fdecea;border:2px solid #c62828;border-left:8px solid #c62828;padding:.7em 1em;font-size:1.05em}
+.banner b{color:#b71c1c}
 dl.recipe dt{font-weight:600;margin-top:.4em}dl.recipe dd{margin-left:1.2em}
 """
 
@@ -266,11 +273,12 @@ def write_report(
     result: xr.DataTree,
     out_dir: str | os.PathLike,
     *,
-    budgets=(5.76e23,),
+    budgets=None,
     prob: float = 0.9,
     recipe: Mapping[str, str] | None = None,
     flops_per_param_token: float = 6.0,
     epsilon: float = 0.01,
+    allow_unconverged: bool = False,
 ) -> Path:
     """Write ``report.md`` (with ``ppc.png``, ``prior_posterior.png``, ``plan.png`` beside it) and a self-contained
     ``report.html`` into ``out_dir``; return the Markdown report's path.
@@ -278,18 +286,32 @@ def write_report(
     Parameters
     ----------
     budgets
-        Budgets (FLOP) of the compute plan (laws of (N, D) only).
+        Budgets (FLOP) of the compute plan (laws of (N, D) only); by default :data:`DEFAULT_BUDGET` (Chinchilla's
+        training compute), and the report says so.
+    allow_unconverged
+        A fit that did not converge (:func:`bayescale.convergence`) gets a warning banner at the top and no plan or
+        headline numbers; with True the plan is shown anyway, under the banner.
     recipe
         Notes for the recipe section, e.g. ``{"loss": "validation loss, nats/token, C4"}``; they override the
         defaults read from the result (parameter counting from the law file's input descriptions, FLOP formula,
         checkpoints, sampler, versions).
     """
     require(result, "report", ("posterior_predictive", "observed_data", "constant_data"))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from bayescale.results import check_destination
+
+    out = check_destination(out_dir, what="report folder", folder=True)
     prov = provenance(result)
+    verdict = convergence(result)
+    budget_note = ""
+    if budgets is None:
+        budgets = (DEFAULT_BUDGET,)
+        budget_note = (f"Budget C = {DEFAULT_BUDGET:.3g} FLOP: the default (Chinchilla's training compute, Hoffmann et "
+                       "al. 2022); choose others with --compute / budgets=.")
+    else:
+        budget_note = "Budgets C = " + ", ".join(f"{float(c):.3g}" for c in np.atleast_1d(budgets)) + " FLOP (as given)."
     figures: dict[str, str] = {}
-    fig = plot_ppc(result, path=out / "ppc.png")
+    with convergence_checked():  # diagnostic figures: drawn for a non-converged fit too
+        fig = plot_ppc(result, path=out / "ppc.png")
     figures["ppc"] = _png_base64(fig)
     fig = plot_prior_posterior(result, path=out / "prior_posterior.png")
     figures["prior_posterior"] = _png_base64(fig)
@@ -301,9 +323,27 @@ def write_report(
         has_nd = True
     except ValueError:
         has_nd = False
+    show_plan = has_nd and (verdict.converged or allow_unconverged)
+    if verdict.converged:
+        banner = ""
+    elif allow_unconverged:
+        banner = ("This fit did NOT converge: " + "; ".join(verdict.reasons) + ". The plan below was computed anyway "
+                  "(allow_unconverged) and is NOT trustworthy.")
+    else:
+        banner = ("This fit did NOT converge: " + "; ".join(verdict.reasons) + ". No compute plan or headline numbers "
+                  "are shown; the tables and figures below are for diagnosis only. Refit with more warmup, samples or "
+                  "chains (or a simpler noise model) before acting on it.")
+    elsewhere = table.attrs.get("published_elsewhere", [])
+    published_note = ""
+    if elsewhere:
+        law_ = law_of(result)
+        cites = "; ".join(f"{p.source} ({p.citation})" for p in law_.published if p.source in elsewhere)
+        published_note = (f"Published constants of this law, fitted on other data, are not a reference for this dataset "
+                          f"and are not shown as such: {cites}.")
     plan_tree = plan_df = None
-    if has_nd:
-        plan_tree = plan(result, list(budgets), prob=prob, epsilon=epsilon, flops_per_param_token=flops_per_param_token)
+    if show_plan:
+        plan_tree = plan(result, list(budgets), prob=prob, epsilon=epsilon, flops_per_param_token=flops_per_param_token,
+                         allow_unconverged=allow_unconverged)
         plan_df = plan_summary(plan_tree, prob)
         fig = plot_plan(result, plan_tree, path=out / "plan.png")
         figures["plan"] = _png_base64(fig)
@@ -326,6 +366,7 @@ def write_report(
     lines = [
         f"# bayescale fit: {prov['law_id']}",
         "",
+        *([f"> **WARNING: {banner}**", ""] if banner else []),
         f"**Law** `{prov['law_formula']}`: {prov['law_title']}  ",
         f"Citation: {prov['law_citation']}",
         "",
@@ -345,8 +386,10 @@ def write_report(
         "",
         _fmt(table),
         "",
-        f"Divergent transitions: {table.attrs['divergences']}. Warnings: {warnings_text}.",
+        f"Divergent transitions: {table.attrs['divergences']}. Warnings: {warnings_text}. "
+        f"Convergence: {verdict.describe()}.",
         "",
+        *([published_note, ""] if published_note else []),
         "## Posterior predictive check",
         "",
         f"Coverage of the 90% predictive band: {cov90:.1%}; of the 50% band: {cov50:.1%}.",
@@ -360,6 +403,8 @@ def write_report(
         lines += [
             f"## Compute-optimal allocation and plan (C = {flops_per_param_token:g}·N·D, {prob:.0%} intervals)",
             "",
+            budget_note,
+            "",
             *[f"- {s}" for s in key_numbers],
             "",
             "```",
@@ -369,6 +414,8 @@ def write_report(
             "![plan](plan.png)",
             "",
         ]
+    elif has_nd:
+        lines += ["## Compute plan", "", "Not shown: the fit did not converge (see the warning at the top).", ""]
     lines += ["## Recipe and provenance", "", *[f"- {k}: {v}" for k, v in recipe_items.items()], ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
@@ -380,8 +427,11 @@ def write_report(
         f"<p><b>Law</b> <code>{e(prov['law_formula'])}</code>: {e(prov['law_title'])}<br>Citation: "
         f"{e(prov['law_citation'])}</p>",
     ]
+    if banner:
+        body.append(f'<div class="banner" id="convergence-banner"><b>WARNING:</b> {e(banner)}</div>')
     if key_numbers:
-        body.append('<div class="key" id="key-numbers">' + "<br>".join(e(s) for s in key_numbers) + "</div>")
+        body.append('<div class="key" id="key-numbers">' + e(budget_note) + "<br>" + "<br>".join(e(s) for s in key_numbers)
+                    + "</div>")
     body += [
         "<h2>Data</h2>",
         f"<p>{e(str(prov['data_source']))}: {prov['n_points']} points, {prov['n_runs']} runs (columns "
@@ -392,8 +442,9 @@ def write_report(
         f"<li>likelihood on log-loss: <code>{e(prov['likelihood'])}</code></li></ul>",
         "<h2>Diagnostics and parameters</h2>",
         f"<p>Median, {prob:.0%} interval, R-hat, ESS and published values. Divergent transitions: "
-        f"{table.attrs['divergences']}. Warnings: {e(warnings_text)}.</p>",
+        f"{table.attrs['divergences']}. Warnings: {e(warnings_text)}. Convergence: {e(verdict.describe())}.</p>",
         _html_table(table),
+        *([f"<p>{e(published_note)}</p>"] if published_note else []),
         "<h2>Prior vs posterior</h2>",
         f'<img alt="prior vs posterior" src="data:image/png;base64,{figures["prior_posterior"]}">',
         "<h2>Posterior predictive check</h2>",
@@ -409,6 +460,7 @@ def write_report(
     if plan_tree is not None:
         body += [
             f"<h2>Compute plan (C = {flops_per_param_token:g}·N·D)</h2>",
+            f"<p>{e(budget_note)}</p>",
             f"<p>Median and central {prob:.0%} interval per budget; the near-optimal rows give the N and D range whose "
             f"loss is within ε = {epsilon:g} nats of the optimum with probability ≥ 0.5 / 0.9; extrapolation is in "
             "decades beyond the fitted runs.</p>",
@@ -418,6 +470,9 @@ def write_report(
         over = [float(plan_tree["optimum"][f"extrapolation_{i}"].max()) for i in ("N", "D")]
         if max(over) > float(plan_tree.attrs["extrapolation_threshold"]):
             body.append(f'<p class="warn">The plan extrapolates {max(over):.2f} decades beyond the fitted runs.</p>')
+    elif has_nd:
+        body += ["<h2>Compute plan</h2>",
+                 '<p class="warn">Not shown: the fit did not converge (see the warning at the top).</p>']
     body += [
         "<h2>Recipe and provenance</h2>",
         '<dl class="recipe">',

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from bayescale.errors import ArgumentError
+
 __all__ = ["CHAIN_METHODS", "INITS", "NUTS", "SamplerSettingsError", "add_sampler_arguments", "sampler_from_args"]
 
 #: How chains are laid out (numpyro's ``chain_method``, plus ``"auto"``: see :func:`bayescale.inference.run_nuts`).
@@ -26,7 +28,7 @@ CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
 INITS = ("map", "median")
 
 
-class SamplerSettingsError(ValueError):
+class SamplerSettingsError(ArgumentError):
     """Sampler settings that cannot be used (a wrong type, a value out of range, an unknown name)."""
 
 

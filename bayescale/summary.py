@@ -7,9 +7,33 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.contract import require
+from bayescale.diagnostics import convergence
 from bayescale.results import attr_json
 
-__all__ = ["summary", "describe"]
+__all__ = ["summary", "describe", "matching_references"]
+
+
+def matching_references(result: xr.DataTree) -> tuple[list[str], list[str]]:
+    """Published constant sets of the result's law split into (fitted on these data, fitted on other data).
+
+    A set is a reference for a fit only when its law file lists the fit's data hash (``data_sha256`` of a
+    ``[published.*]`` table): constants fitted on other data (Chinchilla's on MassiveText, say, against a Gemstones
+    fit) describe another dataset, not a target this fit should hit.
+    """
+    from bayescale.contract import ResultError
+    from bayescale.laws import LawError
+    from bayescale.results import law_of
+
+    if "references" not in result.children:
+        return [], []
+    sources = [str(s) for s in result["references"]["source"].values]
+    try:
+        law = law_of(result)
+    except (LawError, ResultError):  # a Python-function law or a special model: no law file, no data hashes
+        return [], sources
+    data_hash = result.attrs.get("data_hash", "")
+    own = {p.source for p in law.published if data_hash and data_hash in p.data_hashes}
+    return [s for s in sources if s in own], [s for s in sources if s not in own]
 
 
 def describe(draws: xr.Dataset | xr.DataArray, prob: float = 0.9, sample_dims=("chain", "draw")) -> pd.DataFrame:
@@ -38,7 +62,9 @@ def describe(draws: xr.Dataset | xr.DataArray, prob: float = 0.9, sample_dims=("
 def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
     """Parameters of a fit: median, central ``prob`` interval, mean, sd, R-hat, bulk/tail ESS, published values.
 
-    The number of divergent transitions and the sampler warnings are in ``table.attrs``.
+    Published values are columns only for constant sets fitted on the same data (:func:`matching_references`); the
+    others are listed in ``table.attrs["published_elsewhere"]``. The number of divergent transitions, the sampler
+    warnings and the convergence verdict (``converged``, ``convergence``) are in ``table.attrs``.
     """
     require(result, "summary", ("posterior",))
     names = attr_json(result, "parameters", []) + attr_json(result, "noise_parameters", [])
@@ -51,10 +77,15 @@ def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
     diag = pd.DataFrame(attr_json(result, "diagnostics", {}).get("parameters", []),
                         columns=["parameter", "rhat", "ess_bulk", "ess_tail"]).set_index("parameter")
     table = table.join(diag[["rhat", "ess_bulk", "ess_tail"]])  # NaN where no sampler diagnostics (a bootstrap)
-    if "references" in result.children:
+    own, elsewhere = matching_references(result)
+    if own:
         ref = result["references"].to_dataset()
-        for source in ref["source"].values:
-            table[str(source)] = [float(ref[n].sel(source=source)) if n in ref else np.nan for n in names]
+        for source in own:
+            table[source] = [float(ref[n].sel(source=source)) if n in ref else np.nan for n in names]
+    table.attrs["published_elsewhere"] = elsewhere
     table.attrs["divergences"] = attr_json(result, "diagnostics", {}).get("divergences", 0)
     table.attrs["warnings"] = attr_json(result, "warnings", [])
+    verdict = convergence(result)
+    table.attrs["converged"] = verdict.converged
+    table.attrs["convergence"] = list(verdict.reasons)
     return table

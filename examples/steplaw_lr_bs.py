@@ -70,7 +70,9 @@ def plot(result, table, out: Path) -> list[Path]:
             other = "batch_size" if axis == "lr" else "lr"
             sub = cell[np.isclose(cell[other], best[other])]
             grid = np.geomspace(cell[axis].min() / 1.5, cell[axis].max() * 1.5, 60)
-            pred = bs.predict(result, N=n, D=d, **{axis: grid, other: best[other]})["loss"].values.reshape(-1, grid.size)
+            # a figure of the fit: drawn (with a ConvergenceWarning) even for the --quick smoke run
+            pred = bs.predict(result, N=n, D=d, allow_unconverged=True,
+                              **{axis: grid, other: best[other]})["loss"].values.reshape(-1, grid.size)
             draws = opt["eta_opt" if axis == "lr" else "B_opt"].isel(point=k).values.ravel()
             published = float(pub["eta_opt" if axis == "lr" else "B_opt"][k])
             _panel(ax, sub[axis], sub["loss"], grid, pred, draws, published, "optimum")

@@ -87,12 +87,14 @@ BAD = [
     # implausible units
     ("tokens-in-billions", transformed(lambda df: df.assign(D=df.D / 1e9)),
      r"column 'D' \(D\) looks like it is not in tokens: its largest value is 32, below 100000\. If it is in millions "
-     r"or billions, multiply it out; for toy data pass check_units=False"),
+     r"or billions, multiply it out; D < N in 9 of 9 rows .*If the data are real, load them with "
+     r"load_runs\(\.\.\., allow_unusual=True\) \(--allow-unusual\); for toy data check_units=False"),
     ("params-in-millions", transformed(lambda df: df.assign(N=df.N / 1e6)),
-     r"column 'N' \(N\) looks like it is not in parameters: its largest value is 1600, below 10000\..*check_units=False"),
+     r"column 'N' \(N\) looks like it is not in parameters: its largest value is 1600, below 100000\..*"
+     r"median D/N is 2e\+07 tokens per parameter, above 100000.*check_units=False"),
     ("loss-is-perplexity", transformed(lambda df: df.assign(loss=df.loss.where(df.index % 2 == 0, np.exp(df.loss) * 10))),
      r"column 'loss' \(loss\) has values above 20 at rows \[1, 3, 5, 7\]: losses must be cross-entropy in nats/token, "
-     r"not perplexity or bits; for other data pass check_units=False"),
+     r"not perplexity or bits \(declare loss_unit= to convert\)"),
     # empty tables
     ("empty-frame", lambda tmp: (pd.DataFrame({"N": [], "D": [], "loss": []}), {}), r"the run table has no rows"),
     ("empty-dict", lambda tmp: ({}, {}), r"the run table has no rows"),

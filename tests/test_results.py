@@ -63,7 +63,8 @@ def test_save_load_predict_identical(chinchilla_fit, tmp_path):
 
 def test_save_is_atomic(chinchilla_fit, tmp_path, monkeypatch):
     path = tmp_path / "fit.nc"
-    path.write_bytes(b"previous result")
+    bs.save(chinchilla_fit, path)
+    previous = path.read_bytes()
 
     def broken(self, target, **kwargs):
         with open(target, "wb") as fh:
@@ -73,15 +74,15 @@ def test_save_is_atomic(chinchilla_fit, tmp_path, monkeypatch):
     monkeypatch.setattr(xr.DataTree, "to_netcdf", broken)
     with pytest.raises(KeyboardInterrupt):
         bs.save(chinchilla_fit, path)
-    assert path.read_bytes() == b"previous result"
+    assert path.read_bytes() == previous
     assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]
 
 
 def test_load_rejects_non_results(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no fit result at"):
+    with pytest.raises(bs.FileError, match="no fit result at"):
         bs.load(tmp_path / "missing.nc")
     xr.Dataset({"x": ("a", [1.0])}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
-    with pytest.raises(ValueError, match="is not a bayescale result"):
+    with pytest.raises(bs.FileError, match="is not a bayescale result"):
         bs.load(tmp_path / "other.nc")
 
 
