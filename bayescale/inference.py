@@ -19,6 +19,7 @@ from bayescale.data import DataError, check_identifiable, load_runs
 from bayescale.laws import Law, load_law, published_table
 from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
+from bayescale.reparam import AUXILIARY_SUFFIX, centres_of, describe_centring, plan_centring
 from bayescale.results import law_data_attrs
 
 __all__ = ["draw_groups", "fit", "run_nuts", "sample_stats_of"]
@@ -208,6 +209,7 @@ def fit(
     target_accept_prob: float = 0.9,
     num_prior_samples: int = 1000,
     pointwise: bool = True,
+    centre_amplitudes: bool = True,
     progress_bar: bool | None = None,
     strict: bool = False,
     columns: Mapping[str, str] | None = None,
@@ -253,6 +255,12 @@ def fit(
         Keep the per-point groups: posterior predictive, pointwise log-likelihood and prior predictive (what PPC bands,
         coverage checks and LOO read). Each holds draws × points numbers; ``False`` leaves them out for very large
         data (10^6 points × 4,000 draws would be 32 GB) and draws the parameters' prior from their distributions.
+    centre_amplitudes
+        Sample the amplitude of each power-law term (``A`` of ``A / N**alpha``, also ``A / (N + t1)**alpha`` and terms
+        in [definitions]) at the data's geometric centre of its input, with the declared prior kept exactly
+        (:mod:`bayescale.reparam`); ``attrs["centred"]`` records the terms and centres. The posterior holds ``A`` as
+        usual. On the Chinchilla data this cuts leapfrog steps per draw about 5-fold (docs/performance.md); ``False``
+        samples every parameter as declared.
     strict
         Raise :class:`~bayescale.diagnostics.SamplingError` on sampler trouble instead of warning.
     columns
@@ -280,12 +288,14 @@ def fit(
     noise = Noise.parse(noise, ds)
     prior_specs = resolve_priors(law, likelihood, priors, noise)
     stats = data_statistics(ds)
-    spec = ModelSpec(law=law, priors=prior_specs, statistics=stats, likelihood=likelihood, noise=noise)
+    log_inputs = log_inputs_of(ds, law)
+    centring = plan_centring(law, prior_specs) if centre_amplitudes else None
+    centres = None if centring is None else centres_of(centring, log_inputs, prior_specs, stats)
+    spec = ModelSpec(law=law, priors=prior_specs, statistics=stats, likelihood=likelihood, noise=noise, centres=centres)
     structure = curve_structure(ds, noise)
     model = build_model(spec, structure)
     key, key_record = as_key(rng_key)
     k_fit, k_ppc, k_prior = jax.random.split(key, 3)
-    log_inputs = log_inputs_of(ds, law)
     loss = jnp.asarray(ds["loss"].values)
 
     mcmc = run_nuts(
@@ -314,6 +324,7 @@ def fit(
                       for n, k in zip(spec.sampled_names, keys)},
         }
 
+    groups["posterior"] = {k: v for k, v in groups["posterior"].items() if not k.endswith(AUXILIARY_SUFFIX)}
     point_dims = {"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]}
     coords = {"point": ds["point"].values, "run": structure["runs"]}
     dt = azb.from_dict(groups, dims=point_dims, coords=coords)
@@ -334,6 +345,7 @@ def fit(
             "priors": json.dumps({k: v.text for k, v in prior_specs.items()}),
             "likelihood": likelihood,
             "noise": noise.to_json(),
+            "centred": describe_centring(centring, centres),
             **({"min_tokens": ds.attrs["min_tokens"]} if "min_tokens" in ds.attrs else {}),
             "sampler": json.dumps(
                 dict(
