@@ -183,12 +183,13 @@ def sample_parameters(names: tuple[str, ...], dists: Mapping[str, dist.Distribut
 
 
 def describe_centring(centring: Centring | None, centres: Mapping[str, Any] | None) -> str:
-    """JSON for the result's ``attrs["centred"]``: each centred amplitude with its base, power and centre."""
-    if centring is None or centres is None:
+    """JSON for the result's ``attrs["centred"]``: each centred amplitude with its base, power and centre (``None``
+    where the centres differ per fit: a batched fit records them in ``attrs["centres"]``)."""
+    if centring is None:
         return json.dumps({})
     out = {}
     for t in centring.terms:
-        c = centres[t.amplitude]
+        c = None if centres is None else centres[t.amplitude]
         out[t.amplitude] = dict(base=unparse(t.base), power=unparse(t.power),
-                                centre=None if isinstance(c, jax.core.Tracer) else float(c))
+                                centre=None if c is None or isinstance(c, jax.core.Tracer) else float(c))
     return json.dumps(out)
