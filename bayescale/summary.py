@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.init import describe_modes
 from bayescale.results import attr_json
 
 __all__ = ["summary", "describe"]
@@ -37,7 +38,9 @@ def describe(draws: xr.Dataset | xr.DataArray, prob: float = 0.9, sample_dims=("
 def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
     """Parameters of a fit: median, central ``prob`` interval, mean, sd, R-hat, bulk/tail ESS, published values.
 
-    The number of divergent transitions and the sampler warnings are in ``table.attrs``.
+    The number of divergent transitions and the sampler warnings are in ``table.attrs``; so is ``multimodality``, a
+    line saying how many distinct modes the start search found (``None`` for one), which R-hat cannot show because
+    every chain starts around the best (:mod:`bayescale.init`).
     """
     names = attr_json(result, "parameters") + attr_json(result, "noise_parameters")
     post = result["posterior"].to_dataset()
@@ -54,4 +57,5 @@ def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
             table[str(source)] = [float(ref[n].sel(source=source)) if n in ref else np.nan for n in names]
     table.attrs["divergences"] = attr_json(result, "diagnostics", {}).get("divergences", 0)
     table.attrs["warnings"] = attr_json(result, "warnings", [])
+    table.attrs["multimodality"] = describe_modes(attr_json(result, "init", {}))
     return table
