@@ -5,7 +5,8 @@ posterior, and for a law with several basins (the 9-parameter Farseer law) warmu
 different basins: R-hat then reports the trouble but not its cause. Here the posterior mode in NUTS's unconstrained
 space is found from a few starts (the prior median and prior draws) with scipy's L-BFGS-B on the model's jit-compiled
 potential and gradient (:func:`bayescale.baseline._minimise`, shared with the classic fit), and every chain starts at
-an independent draw from the Laplace approximation around the best optimum (the inverse Hessian that L-BFGS-B built).
+an independent draw from the Laplace approximation around the best optimum (the inverse Hessian by central differences
+of the compiled gradient).
 Optima farther apart than :data:`MODE_SEPARATION` Laplace standard deviations, or whose log densities differ by more
 than :data:`MODE_GAP` nats, count as distinct modes: the result records them (``attrs["init"]``) and
 :func:`bayescale.summary` reports them, because the chains, all started in the best basin, would not show them.
@@ -104,14 +105,11 @@ def find_start(
             return 1e300, np.zeros_like(g)  # outside the support or overflow: L-BFGS-B backs off
         return v, g
 
-    sols, vals, hess_inv = _minimise(fun, np.asarray(starts), None, options=_OPTIONS, return_hess_inv=True)
+    sols, vals = _minimise(fun, np.asarray(starts), None, options=_OPTIONS)
     order = np.argsort(vals)
     best = order[0]
     dim = flat0.size
-    cov = None
-    if dim <= _DENSE_LIMIT and hess_inv[best] is not None:
-        cov = np.asarray(hess_inv[best].todense())
-        cov = 0.5 * (cov + cov.T)
+    cov = _laplace_covariance(fun, sols[best]) if dim <= _DENSE_LIMIT else None
     sd = np.sqrt(np.clip(np.diag(cov), 1e-12, None)) if cov is not None else np.full(dim, _FALLBACK_JITTER)
 
     modes: list[int] = []
@@ -124,11 +122,8 @@ def find_start(
 
     eps = np.asarray(jax.random.normal(k_jit, (num_chains, dim)))
     if cov is not None:
-        try:
-            chol = np.linalg.cholesky(cov + 1e-12 * np.eye(dim))
-            draws = sols[best] + eps @ chol.T
-        except np.linalg.LinAlgError:
-            draws = sols[best] + eps * _FALLBACK_JITTER
+        lam, vec = np.linalg.eigh(cov)
+        draws = sols[best] + (eps * np.sqrt(np.maximum(lam, 0.0))) @ vec.T
     else:
         draws = sols[best] + eps * _FALLBACK_JITTER
     # a Laplace draw may land where the potential is not finite (a bound of the prior): those chains start at the mode
@@ -159,6 +154,23 @@ def find_start(
         multimodal=bool(sum(vals[i] - vals[best] <= MODE_RELEVANCE for i in modes) > 1),
     )
     return Start(init_params=init_params, record=record)
+
+
+def _laplace_covariance(fun, x: np.ndarray, step: float = 1e-5) -> np.ndarray | None:
+    """Inverse of the potential's Hessian at ``x`` by central differences of the (already compiled) gradient: 2·dim
+    gradient calls and no new compilation. Eigenvalues below 1e-8 (flat or non-convex directions) are raised to it, so
+    the covariance is always positive definite; ``None`` if the gradient is not finite around ``x``. L-BFGS-B's own
+    inverse-Hessian estimate is not used: after a few updates it can be off by orders of magnitude."""
+    dim = x.size
+    hess = np.empty((dim, dim))
+    for j in range(dim):
+        e = np.zeros(dim)
+        e[j] = step * max(1.0, abs(x[j]))
+        hess[:, j] = (fun(x + e, None)[1] - fun(x - e, None)[1]) / (2 * e[j])
+    if not np.all(np.isfinite(hess)):
+        return None
+    lam, vec = np.linalg.eigh(0.5 * (hess + hess.T))
+    return (vec / np.maximum(lam, 1e-8)) @ vec.T
 
 
 def describe_modes(record: Mapping[str, Any] | None) -> str | None:
