@@ -176,7 +176,10 @@ def fit_batch(
         return a["log_inputs"], a["loss"], a["per_fit"]
 
     # The model's shapes and transforms come from fit 0; every parameter starts at its prior median, which in the
-    # unconstrained space does not depend on the data (Uniform(0, min_loss) has its median at logit 0 for any data).
+    # unconstrained space does not depend on the data (Uniform(0, min_loss) has its median at logit 0 for any data),
+    # except a centred amplitude's, which is fit 0's (its centre shifts by p * (c_i - c_0) between fits, a fraction of
+    # the prior's width; warmup absorbs it). No MAP start here: a per-fit optimiser inside the vmapped program is not
+    # implemented, so batched fits keep init="median" (attrs["sampler"]["init"]).
     info = initialize_model(k_init, model, model_args=args_of(0), dynamic_args=True, init_strategy=init_to_median)
     z0 = info.param_info.z
     init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
@@ -229,6 +232,7 @@ def fit_batch(
         sampler=json.dumps(dict(algorithm="NUTS (vmapped over fits and chains)", num_chains=num_chains,
                                 num_warmup=num_warmup, num_samples=num_samples, dense_mass=dense_mass,
                                 target_accept_prob=target_accept_prob, batch_size=batch_size, rng_key=key_record,
+                                init="median",
                                 x64=bool(jax.config.jax_enable_x64), device=str(jax.devices()[0].platform))),
         versions=json.dumps(versions()),
     )
