@@ -7,8 +7,7 @@ space is found from a few starts (the prior median and prior draws) with scipy's
 potential and gradient (:func:`bayescale.baseline._minimise`, shared with the classic fit), and every chain starts at
 an independent draw from the Laplace approximation around the best optimum (the inverse Hessian by central differences
 of the compiled gradient).
-Optima farther apart than :data:`MODE_SEPARATION` Laplace standard deviations, or whose log densities differ by more
-than :data:`MODE_GAP` nats, count as distinct modes: the result records them (``attrs["init"]``) and
+Optima farther apart than :data:`MODE_SEPARATION` Laplace standard deviations count as distinct modes: the result records them (``attrs["init"]``) and
 :func:`bayescale.summary` reports them, because the chains, all started in the best basin, would not show them.
 """
 
@@ -32,12 +31,10 @@ __all__ = ["INITS", "Start", "find_start", "describe_modes"]
 INITS = ("map", "median")
 
 #: Two optima are one mode when every coordinate differs by less than this many Laplace standard deviations (of the
-#: best mode) and their log densities by less than MODE_GAP nats: farther than 3 sd in some direction is outside
-#: the Laplace approximation's 99.7% range of that coordinate.
+#: best mode): farther than 3 sd in some direction is outside the Laplace approximation's 99.7% range of that
+#: coordinate. Log densities are not compared: along a flat direction (a Student-t's nu) L-BFGS-B stops at different
+#: points of one mode whose log densities differ by a nat or two.
 MODE_SEPARATION = 3.0
-#: ... and 1 nat of log density is a likelihood ratio of e, more than an optimiser's stopping tolerance
-#: (ftol 1e-10 relative) leaves for any realistic potential.
-MODE_GAP = 1.0
 
 #: A mode counts for the multimodality report when its log density is within this many nats of the best: at equal
 #: curvature a mode 10 nats lower holds e^-10 (5e-5) of the best's posterior mass, below what 4,000 draws resolve.
@@ -116,8 +113,7 @@ def find_start(
     for i in order:
         if not np.isfinite(vals[i]) or vals[i] >= 1e299:
             continue
-        if not any(np.all(np.abs(sols[i] - sols[j]) < MODE_SEPARATION * sd) and abs(vals[i] - vals[j]) < MODE_GAP
-                   for j in modes):
+        if not any(np.all(np.abs(sols[i] - sols[j]) < MODE_SEPARATION * sd) for j in modes):
             modes.append(int(i))
 
     eps = np.asarray(jax.random.normal(k_jit, (num_chains, dim)))
@@ -149,7 +145,7 @@ def find_start(
         optimizer="L-BFGS-B",
         options=_OPTIONS,
         laplace="dense" if cov is not None else f"isotropic {_FALLBACK_JITTER}",
-        starts_at_best=int(np.sum(vals <= vals[best] + MODE_GAP)),
+        starts_at_best=int(np.sum(np.all(np.abs(sols - sols[best]) < MODE_SEPARATION * sd, axis=1))),
         modes=[dict(log_density=-float(vals[i]), values=constrained(sols[i])) for i in modes],
         multimodal=bool(sum(vals[i] - vals[best] <= MODE_RELEVANCE for i in modes) > 1),
     )

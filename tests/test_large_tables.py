@@ -44,3 +44,18 @@ def test_large_fit_keeps_thinned_float32_pointwise_groups(monkeypatch):
     assert dt["posterior"].sizes["draw"] == 150
     table = bs.summary(dt)  # read-outs still work
     assert np.isfinite(table["median"]).all()
+
+
+def test_cli_no_pointwise_leaves_out_the_per_point_groups(tmp_path):
+    from bayescale.cli import main
+
+    csv = tmp_path / "runs.csv"
+    simulate_table("hoffmann2022", TRUTH, seed=3).to_csv(csv, index=False)
+    out = tmp_path / "fit.nc"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", str(csv), "--law", "hoffmann2022", "--out", str(out), "--chains", "1", "--warmup", "50",
+                     "--samples", "50", "--no-progress", "--no-pointwise"]) == 0
+    dt = bs.load(out)
+    assert "log_likelihood" not in dt.children and "posterior_predictive" not in dt.children
+    assert json.loads(dt.attrs["pointwise"]) == {"kept": False}
