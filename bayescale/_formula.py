@@ -23,7 +23,8 @@ from typing import Any, Union
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["FormulaError", "Node", "parse_formula", "compile_log_formula", "FORMULA_FUNCTIONS"]
+__all__ = ["FormulaError", "Node", "PowerTerm", "parse_formula", "compile_log_formula", "compile_formula", "power_terms",
+           "FORMULA_FUNCTIONS"]
 
 
 class FormulaError(ValueError):
@@ -265,6 +266,91 @@ def compile_log_formula(
         return _eval(node, env).as_log()
 
     return log_fn
+
+
+def compile_formula(
+    node: Node, positive_params: set[str], input_names: set[str]
+) -> Callable[[Mapping[str, Any], Mapping[str, Any]], Any]:
+    """As :func:`compile_log_formula`, returning the value itself (for expressions of any sign, such as exponents)."""
+
+    def fn(params: Mapping[str, Any], log_inputs: Mapping[str, Any]):
+        env = {name: _Value(lin=value, positive=name in positive_params) for name, value in params.items()}
+        env.update({name: _Value(log=log_inputs[name]) for name in input_names})
+        return _eval(node, env).as_lin()
+
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Power-law terms
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PowerTerm:
+    """A term ``amplitude * base**power`` of a formula: ``amplitude`` a parameter, ``base`` an expression that uses
+    at least one input (``N``, ``N + t1``), ``power`` an expression of parameters only (``-alpha``)."""
+
+    amplitude: str
+    base: Node
+    power: Node
+
+
+def _power_of(node: Node) -> tuple[Node, Node] | None:
+    """(base, power) when ``node`` is ``base**power``."""
+    if isinstance(node, BinOp) and node.op == "**":
+        return node.left, node.right
+    return None
+
+
+def power_terms(node: Node, parameters: set[str], inputs: set[str]) -> list[PowerTerm]:
+    """Every power-law term of a formula, in reading order: ``A / base**e``, ``A * base**p`` and ``base**p * A``, with
+    ``A`` a parameter, ``base`` using an input and not ``A``, and ``p`` (or ``e``) using parameters other than ``A``
+    and no input. Such a term is a straight line in log space, ``log A + p log base``, whose slope and intercept the
+    data pin down jointly at the data's centre of ``log base``: what :mod:`bayescale.reparam` uses."""
+    found: list[PowerTerm] = []
+
+    def candidate(amplitude: Node, power_node: Node, negate: bool) -> None:
+        bp = _power_of(power_node)
+        if not (isinstance(amplitude, Sym) and amplitude.name in parameters and bp):
+            return
+        base, power = bp
+        base_names, power_names = _symbols(base)[0], _symbols(power)[0]
+        if (base_names & inputs and amplitude.name not in base_names and power_names & parameters
+                and not power_names & inputs and amplitude.name not in power_names):
+            found.append(PowerTerm(amplitude.name, base, Neg(power) if negate else power))
+
+    def walk(n: Node) -> None:
+        if isinstance(n, BinOp):
+            if n.op == "/":
+                candidate(n.left, n.right, negate=True)
+            elif n.op == "*":
+                candidate(n.left, n.right, negate=False)
+                candidate(n.right, n.left, negate=False)
+            walk(n.left)
+            walk(n.right)
+        elif isinstance(n, Neg):
+            walk(n.operand)
+        elif isinstance(n, Call):
+            for a in n.args:
+                walk(a)
+
+    walk(node)
+    return found
+
+
+def unparse(node: Node) -> str:
+    """Text of a node tree (fully parenthesised where an operator is nested), for records and messages."""
+    if isinstance(node, Num):
+        return f"{node.value:g}"
+    if isinstance(node, Sym):
+        return node.name
+    if isinstance(node, Neg):
+        inner = unparse(node.operand)
+        return f"-{inner}" if isinstance(node.operand, (Num, Sym, Call)) else f"-({inner})"
+    if isinstance(node, BinOp):
+        def side(n: Node) -> str:
+            return unparse(n) if isinstance(n, (Num, Sym, Call)) else f"({unparse(n)})"
+        return f"{side(node.left)} {node.op} {side(node.right)}"
+    return f"{node.func}({', '.join(unparse(a) for a in node.args)})"
 
 
 def evaluate_number(node: Node, env: Mapping[str, float]) -> float:

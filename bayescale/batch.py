@@ -30,6 +30,7 @@ from bayescale.inference import as_key, check_positive_ints, data_statistics, lo
 from bayescale.laws import Law, load_law
 from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
+from bayescale.reparam import centres_of, describe_centring, plan_centring
 from bayescale.results import versions
 
 __all__ = ["fit_batch", "select_fit"]
@@ -51,13 +52,14 @@ def _pad(values: np.ndarray, size: int, fill: Any) -> np.ndarray:
     return np.concatenate([values, np.full(size - values.size, fill, dtype=values.dtype)])
 
 
-def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dict]) -> tuple[dict, int]:
+def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dict],
+                  centres: list[dict] | None = None) -> tuple[dict, int]:
     """Per-fit model arguments stacked along a leading fit axis, padded to the largest fit; and the padded run count."""
     structures = [curve_structure(ds, noise) for ds in dss]
     n_points = max(ds.sizes["point"] for ds in dss)
     n_runs = max(s["n_runs"] for s in structures)
     per_fit = []
-    for ds, st, structure in zip(dss, stats, structures):
+    for i, (ds, st, structure) in enumerate(zip(dss, stats, structures)):
         n = ds.sizes["point"]
         logs = {k: _pad(np.asarray(v), n_points, float(np.asarray(v)[0])) for k, v in log_inputs_of(ds, law).items()}
         struct = {"run_idx": _pad(np.asarray(structure["run_idx"]), n_points, 0)}
@@ -69,7 +71,8 @@ def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dic
             log_inputs=logs,
             loss=_pad(ds["loss"].values.astype(float), n_points, 1.0),
             per_fit=dict(statistics={k: np.float64(v) for k, v in st.items()}, structure=struct,
-                         mask=np.arange(n_points) < n),
+                         mask=np.arange(n_points) < n,
+                         **({} if centres is None else {"centres": {k: np.float64(v) for k, v in centres[i].items()}})),
         ))
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *per_fit)
     return stacked, n_runs
@@ -91,6 +94,7 @@ def fit_batch(
     batch_size: int | None = None,
     statistics: Mapping[str, float] | None = None,
     require_identifiable: bool = True,
+    centre_amplitudes: bool = True,
     strict: bool = False,
     columns: Mapping[str, str] | None = None,
 ) -> xr.DataTree:
@@ -108,6 +112,10 @@ def fit_batch(
     batch_size
         How many (fit, chain) pairs advance together in one vectorised step (``jax.lax.map``'s ``batch_size``);
         ``None``: all of them. Smaller batches wait less for the slowest chain in the batch.
+    centre_amplitudes
+        As in :func:`bayescale.fit`: power-law amplitudes sampled at each fit's own data centre (computed from that
+        fit's points and passed to the model per fit); ``attrs["centred"]`` lists the terms and ``attrs["centres"]``
+        the centres of every fit.
     statistics
         Data statistics for data-dependent priors (``min_loss``), the same for every fit, instead of each dataset's
         own (simulation-based calibration draws the truth from one fixed prior: :mod:`bayescale.calibration`).
@@ -152,8 +160,12 @@ def fit_batch(
                 except ValueError as err:
                     raise type(err)(f"dataset {i}: {err}") from None
 
-    arrays, n_runs = _batch_arrays(law, dss, noise, stats)
-    spec = ModelSpec(law=law, priors=prior_specs, statistics=stats[0], likelihood=likelihood, noise=noise)
+    centring = plan_centring(law, prior_specs) if centre_amplitudes else None
+    centres = None if centring is None else [
+        centres_of(centring, log_inputs_of(ds, law), prior_specs, st) for ds, st in zip(dss, stats)]
+    arrays, n_runs = _batch_arrays(law, dss, noise, stats, centres)
+    spec = ModelSpec(law=law, priors=prior_specs, statistics=stats[0], likelihood=likelihood, noise=noise,
+                     centres=None if centres is None else centres[0])
     model = build_model(spec, {"n_runs": n_runs}, batched=True)
     names = spec.sampled_names
     key, key_record = as_key(rng_key)
@@ -164,7 +176,10 @@ def fit_batch(
         return a["log_inputs"], a["loss"], a["per_fit"]
 
     # The model's shapes and transforms come from fit 0; every parameter starts at its prior median, which in the
-    # unconstrained space does not depend on the data (Uniform(0, min_loss) has its median at logit 0 for any data).
+    # unconstrained space does not depend on the data (Uniform(0, min_loss) has its median at logit 0 for any data),
+    # except a centred amplitude's, which is fit 0's (its centre shifts by p * (c_i - c_0) between fits, a fraction of
+    # the prior's width; warmup absorbs it). No MAP start here: a per-fit optimiser inside the vmapped program is not
+    # implemented, so batched fits keep init="median" (attrs["sampler"]["init"]).
     info = initialize_model(k_init, model, model_args=args_of(0), dynamic_args=True, init_strategy=init_to_median)
     z0 = info.param_info.z
     init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
@@ -207,6 +222,8 @@ def fit_batch(
         priors=json.dumps({k: v.text for k, v in prior_specs.items()}),
         likelihood=likelihood,
         noise=noise.to_json(),
+        centred=describe_centring(centring, None),
+        centres=json.dumps(centres or []),
         inputs=json.dumps(list(law.input_names)),
         parameters=json.dumps(list(law.parameter_names)),
         noise_parameters=json.dumps([n for n in names if n not in law.parameter_names]),
@@ -216,6 +233,7 @@ def fit_batch(
         sampler=json.dumps(dict(algorithm="NUTS (vmapped over fits and chains)", num_chains=num_chains,
                                 num_warmup=num_warmup, num_samples=num_samples, dense_mass=dense_mass,
                                 target_accept_prob=target_accept_prob, batch_size=batch_size, rng_key=key_record,
+                                init="median",
                                 x64=bool(jax.config.jax_enable_x64), device=str(jax.devices()[0].platform))),
         versions=json.dumps(versions()),
     )
@@ -244,6 +262,10 @@ def select_fit(dt: xr.DataTree, i: int) -> xr.DataTree:
                         "ess_bulk": float(diag["ess_bulk"].sel(parameter=p))} for p in diag["parameter"].values],
         "divergences": int(diag["divergences"]),
     })
+    centres = json.loads(out.attrs.pop("centres", "[]"))
+    if centres:  # this fit's centres in the layout of a single fit's attrs["centred"]
+        out.attrs["centred"] = json.dumps({k: dict(v, centre=centres[i][k])
+                                           for k, v in json.loads(out.attrs["centred"]).items()})
     return out
 
 

@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--no-unit-check", action="store_true", help="accept implausible magnitudes (toy data)")
     f.add_argument("--no-progress", action="store_true")
+    f.add_argument("--no-pointwise", action="store_true",
+                   help="leave out the draws x points groups (posterior predictive, pointwise log-likelihood)")
 
     s = sub.add_parser("summary", help="parameters, intervals, R-hat, ESS, divergences of a saved fit")
     s.add_argument("fit")
@@ -180,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
                 priors=_pairs(args.prior, "--prior"),
                 strict=args.strict,
                 progress_bar=False if args.no_progress else None,
+                pointwise=not args.no_pointwise,
             )
         except bs.SamplingError as err:  # keep the draws: the user decides what to do with a flagged fit
             if err.result is not None:

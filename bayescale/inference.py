@@ -20,6 +20,8 @@ from bayescale.data import DataError, check_identifiable, load_runs
 from bayescale.laws import Law, load_law, published_table
 from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
+from bayescale.init import INITS, find_start
+from bayescale.reparam import AUXILIARY_SUFFIX, auxiliary_name, centres_of, describe_centring, plan_centring
 from bayescale.results import law_data_attrs
 
 __all__ = ["draw_groups", "fit", "run_nuts", "sample_stats_of"]
@@ -110,12 +112,14 @@ def run_nuts(
     dense_mass: bool | list = True,
     target_accept_prob: float = 0.9,
     progress_bar: bool | None = None,
+    init_params: Any = None,
     **kwargs,
 ) -> MCMC:
     """Run NUTS on any numpyro ``model(*args, **kwargs)`` with bayescale's sampler settings; return the MCMC object.
 
     ``fit`` and the special-purpose models (batch-size scans, schedule laws) share this one place, so they share
-    its defaults (dense mass matrix, median initialisation, the recorded extra fields :data:`_EXTRA_FIELDS`).
+    its defaults (dense mass matrix, median initialisation unless ``init_params`` gives each chain's unconstrained
+    start, e.g. from :func:`bayescale.init.find_start`; the recorded extra fields :data:`_EXTRA_FIELDS`).
     Read results with ``mcmc.get_samples(group_by_chain=True)`` and ``mcmc.get_extra_fields(group_by_chain=True)``.
     """
     chain_method = resolve_chain_method(chain_method, num_chains)
@@ -130,7 +134,9 @@ def run_nuts(
         chain_method=chain_method,
         progress_bar=progress_bar,
     )
-    mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, **kwargs)
+    if init_params is not None and num_chains == 1:  # numpyro takes one chain's start without the chain axis
+        init_params = jax.tree_util.tree_map(lambda x: x[0], init_params)
+    mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, init_params=init_params, **kwargs)
     return mcmc
 
 
@@ -166,6 +172,7 @@ def draw_groups(
     observed: Mapping[str, Any],
     sampled_names: tuple[str, ...] | list[str],
     num_prior_samples: int = 1000,
+    max_pointwise_values: int | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """The groups of a NUTS result, for ``azb.from_dict``: ``posterior`` (by chain), ``sample_stats``, the posterior
     predictive and pointwise log-likelihood of the observed sites (``observed``: site name → observed values; the
@@ -173,23 +180,49 @@ def draw_groups(
     ``rng_key``: one key, or the (posterior predictive, prior) pair.
 
     Shared by :func:`fit` and the special-purpose models (schedules, per-token, shape), so every result has the same
-    groups with the same meaning."""
+    groups with the same meaning.
+
+    Large data (:func:`pointwise_draws`): when a per-point group would hold more than ``max_pointwise_values``
+    (default :data:`POINTWISE_MAX_VALUES`) numbers, it is computed for evenly spaced draws only, as float32; the
+    returned ``"pointwise"`` entry records the draws kept (and is empty when nothing was thinned)."""
     k_ppc, k_prior = rng_key if isinstance(rng_key, tuple) else jax.random.split(rng_key)
     by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in by_chain.items()}
-    shape = next(iter(by_chain.values())).shape[:2]
+    n_chains, n_draws = next(iter(by_chain.values())).shape[:2]
+    n_points = sum(int(np.size(v)) for v in observed.values())
+    keep, n_prior = pointwise_draws(n_chains, n_draws, num_prior_samples, n_points, max_pointwise_values)
+    thinned = {k: v[:, keep] for k, v in by_chain.items()}
+    flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in thinned.items()}
+    shape = (n_chains, keep.size)
     sites = list(observed)
+    small = keep.size == n_draws and n_prior == num_prior_samples
+    dtype = np.float64 if small else np.float32
     ppc = Predictive(model, posterior_samples=flat, return_sites=sites)(k_ppc, *args)
     loglik = log_likelihood(model, flat, *args, **observed)
-    prior = Predictive(model, num_samples=num_prior_samples)(k_prior, *args)
+    prior = Predictive(model, num_samples=n_prior)(k_prior, *args)
     return {
         "posterior": by_chain,
-        "posterior_predictive": {s: np.asarray(ppc[s]).reshape(*shape, -1) for s in sites},
-        "log_likelihood": {s: np.asarray(loglik[s]).reshape(*shape, -1) for s in sites},
+        "posterior_predictive": {s: np.asarray(ppc[s], dtype=dtype).reshape(*shape, -1) for s in sites},
+        "log_likelihood": {s: np.asarray(loglik[s], dtype=dtype).reshape(*shape, -1) for s in sites},
         "sample_stats": sample_stats_of(mcmc),
         "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in sampled_names},
-        "prior_predictive": {s: np.asarray(prior[s])[None] for s in sites},
+        "prior_predictive": {s: np.asarray(prior[s], dtype=dtype)[None] for s in sites},
     }
+
+
+#: Largest number of values (draws x points) a per-point group keeps at full size (float64, every draw). Above it,
+#: the group is computed for evenly spaced draws only and stored as float32 (:func:`pointwise_draws`). 5e6 values is
+#: 20 MB as float32, so the three per-point groups of a fit stay near 60 MB at any size of data; Chinchilla (4,000 draws
+#: x 240 points = 9.6e5) and tables up to 1,250 points at the default 4,000 draws are untouched.
+POINTWISE_MAX_VALUES = 5_000_000
+
+
+def pointwise_draws(n_chains: int, n_draws: int, num_prior_samples: int, n_points: int,
+                    max_values: int | None = None) -> tuple[np.ndarray, int]:
+    """Draw indices (per chain) and prior-draw count for the per-point groups, within ``max_values`` numbers each."""
+    limit = int(max_values or POINTWISE_MAX_VALUES)
+    per_chain = max(1, min(n_draws, limit // max(1, n_chains * n_points)))
+    keep = np.unique(np.linspace(0, n_draws - 1, per_chain).round().astype(int))
+    return keep, max(1, min(num_prior_samples, limit // max(1, n_points)))
 
 
 def fit(
@@ -210,6 +243,9 @@ def fit(
     target_accept_prob: float = 0.9,
     num_prior_samples: int = 1000,
     pointwise: bool = True,
+    centre_amplitudes: bool = True,
+    init: str = "map",
+    num_starts: int = 4,
     progress_bar: bool | None = None,
     strict: bool = False,
     columns: Mapping[str, str] | None = None,
@@ -253,8 +289,21 @@ def fit(
         diagonal (:func:`bayescale.model.mass_structure`).
     pointwise
         Keep the per-point groups: posterior predictive, pointwise log-likelihood and prior predictive (what PPC bands,
-        coverage checks and LOO read). Each holds draws × points numbers; ``False`` leaves them out for very large
-        data (10^6 points × 4,000 draws would be 32 GB) and draws the parameters' prior from their distributions.
+        coverage checks and LOO read). Each holds draws × points numbers: above :data:`POINTWISE_MAX_VALUES` (5e6,
+        e.g. 4,000 draws × 1,250 points) they are computed for evenly spaced draws only, as float32, so that each stays
+        near 20 MB (``attrs["pointwise"]`` lists the draws kept; LOO from fewer draws is noisier). ``False`` leaves them
+        out (CLI ``--no-pointwise``) and draws the parameters' prior from their distributions.
+    centre_amplitudes
+        Sample the amplitude of each power-law term (``A`` of ``A / N**alpha``, also ``A / (N + t1)**alpha`` and terms
+        in [definitions]) at the data's geometric centre of its input, with the declared prior kept exactly
+        (:mod:`bayescale.reparam`); ``attrs["centred"]`` records the terms and centres. The posterior holds ``A`` as
+        usual. On the Chinchilla data this cuts leapfrog steps per draw about 5-fold (docs/performance.md); ``False``
+        samples every parameter as declared.
+    init, num_starts
+        Where chains start. ``"map"`` (default): L-BFGS-B from ``num_starts`` points (the prior median and prior
+        draws) to the posterior mode, then each chain at its own draw from the Laplace approximation around the best
+        mode; optima in distinct modes are recorded in ``attrs["init"]`` and reported by :func:`bayescale.summary`
+        (:mod:`bayescale.init`). ``"median"``: every chain at the prior median (numpyro's ``init_to_median``).
     strict
         Raise :class:`~bayescale.diagnostics.SamplingError` on sampler trouble instead of warning.
     columns
@@ -277,18 +326,27 @@ def fit(
     if min_tokens is not None:
         ds = drop_before(ds, min_tokens)
     check_identifiable(ds, law, require=require_identifiable)
-    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
+    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples, num_starts=num_starts)
+    if init not in INITS:
+        raise ValueError(f"init {init!r}: must be one of {list(INITS)}")
     chain_method = resolve_chain_method(chain_method, num_chains)
     noise = Noise.parse(noise, ds)
     prior_specs = resolve_priors(law, likelihood, priors, noise)
     stats = data_statistics(ds)
-    spec = ModelSpec(law=law, priors=prior_specs, statistics=stats, likelihood=likelihood, noise=noise)
+    log_inputs = log_inputs_of(ds, law)
+    centring = plan_centring(law, prior_specs) if centre_amplitudes else None
+    centres = None if centring is None else centres_of(centring, log_inputs, prior_specs, stats)
+    spec = ModelSpec(law=law, priors=prior_specs, statistics=stats, likelihood=likelihood, noise=noise, centres=centres)
     structure = curve_structure(ds, noise)
     model = build_model(spec, structure)
     key, key_record = as_key(rng_key)
     k_fit, k_ppc, k_prior = jax.random.split(key, 3)
-    log_inputs = log_inputs_of(ds, law)
     loss = jnp.asarray(ds["loss"].values)
+    start = None
+    if init == "map":  # its own key (folded from the seed), so the sampler's keys are those of init="median"
+        labels = {auxiliary_name(a): a for a in (centring.amplitudes if centring is not None else ())}
+        start = find_start(model, (log_inputs,), {"loss": loss}, rng_key=jax.random.fold_in(key, 1),
+                           num_chains=num_chains, num_starts=num_starts, labels=labels)
 
     mcmc = run_nuts(
         model,
@@ -301,6 +359,7 @@ def fit(
         dense_mass=mass_structure(dense_mass, spec),
         target_accept_prob=target_accept_prob,
         progress_bar=progress_bar,
+        init_params=None if start is None else start.init_params,
         loss=loss,
     )
     dists = {name: p.distribution(stats) for name, p in prior_specs.items()}
@@ -316,9 +375,16 @@ def fit(
                       for n, k in zip(spec.sampled_names, keys)},
         }
 
+    groups["posterior"] = {k: v for k, v in groups["posterior"].items() if not k.endswith(AUXILIARY_SUFFIX)}
+    keep, n_prior = pointwise_draws(num_chains, num_samples, num_prior_samples, ds.sizes["point"])
+    thinning = {} if keep.size == num_samples and n_prior == num_prior_samples else {
+        "draws": keep.tolist(), "prior_draws": n_prior, "dtype": "float32", "max_values": POINTWISE_MAX_VALUES}
     point_dims = {"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]}
     coords = {"point": ds["point"].values, "run": structure["runs"]}
     dt = azb.from_dict(groups, dims=point_dims, coords=coords)
+    if thinning:  # per-point groups over a subset of draws: label them with the posterior's draw numbers
+        for group in ("posterior_predictive", "log_likelihood"):
+            dt[group] = xr.DataTree(dt[group].to_dataset().assign_coords(draw=thinning["draws"]))
     dt["observed_data"] = xr.DataTree(ds[["loss"]])
     dt["constant_data"] = xr.DataTree(ds[list(law.input_names)])
     if law.published:
@@ -337,6 +403,9 @@ def fit(
             "priors": json.dumps({k: v.text for k, v in prior_specs.items()}),
             "likelihood": likelihood,
             "noise": noise.to_json(),
+            "centred": describe_centring(centring, centres),
+            "pointwise": json.dumps(thinning if pointwise else {"kept": False}),
+            "init": json.dumps(start.record if start is not None else {"method": "median"}),
             **({"min_tokens": ds.attrs["min_tokens"]} if "min_tokens" in ds.attrs else {}),
             "sampler": json.dumps(
                 dict(

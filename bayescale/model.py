@@ -19,6 +19,7 @@ from numpyro.distributions.transforms import ExpTransform
 from bayescale.laws import Law
 from bayescale.noise import Noise, linear_recurrence, noise_scale, ou_terms
 from bayescale.priors import Prior, parse_prior
+from bayescale.reparam import auxiliary_name, plan_centring, sample_parameters
 
 __all__ = ["LIKELIHOODS", "NOISE_PRIORS", "ModelSpec", "build_model", "mass_structure", "observe"]
 
@@ -51,6 +52,21 @@ class ModelSpec:
     statistics: Mapping[str, float]
     likelihood: str = "student_t"
     noise: Noise = Noise()
+    #: Centre of each centred power-law amplitude (:mod:`bayescale.reparam`); ``None``: every parameter is sampled as
+    #: declared. Batched fits pass each fit's centres in ``per_fit["centres"]`` instead of these numbers.
+    centres: Mapping[str, float] | None = None
+
+    @property
+    def centring(self):
+        """The :class:`~bayescale.reparam.Centring` in use, or ``None``."""
+        return None if self.centres is None else plan_centring(self.law, self.priors)
+
+    @property
+    def sampled_sites(self) -> tuple[str, ...]:
+        """The sites NUTS samples: :attr:`sampled_names` with each centred amplitude replaced by its auxiliary site."""
+        centring = self.centring
+        amplitudes = () if centring is None else centring.amplitudes
+        return tuple(auxiliary_name(n) if n in amplitudes else n for n in self.sampled_names)
 
     @property
     def noise_names(self) -> tuple[str, ...]:
@@ -142,7 +158,7 @@ def mass_structure(dense_mass: bool, spec: ModelSpec) -> bool | list[tuple[str, 
     at 10^4 runs) for no gain."""
     if not dense_mass or not spec.noise.run_effect:
         return bool(dense_mass)
-    return [tuple(spec.sampled_names)]
+    return [tuple(spec.sampled_sites)]
 
 
 def build_model(spec: ModelSpec, structure: Mapping | None = None, *, batched: bool = False):
@@ -157,6 +173,7 @@ def build_model(spec: ModelSpec, structure: Mapping | None = None, *, batched: b
     """
     fixed = {name: prior.distribution(spec.statistics) for name, prior in spec.priors.items()}
     law, noise = spec.law, spec.noise
+    centring = spec.centring
 
     if (noise.run_effect or noise.correlation) and structure is None and not batched:
         raise ValueError(f"noise {noise.spec!r} needs the data's curve structure (bayescale.noise.curve_structure)")
@@ -172,7 +189,8 @@ def build_model(spec: ModelSpec, structure: Mapping | None = None, *, batched: b
         if per_fit is not None:
             stats, struct = per_fit["statistics"], {**(structure or {}), **per_fit["structure"]}
             dists = {n: p.traced_distribution(stats) if p.uses_data() else fixed[n] for n, p in spec.priors.items()}
-        params = {name: numpyro.sample(name, dists[name]) for name in law.parameter_names}
+        centres = spec.centres if per_fit is None else per_fit.get("centres")
+        params = sample_parameters(law.parameter_names, dists, centring, centres)
         mu = law.log_fn(params, log_inputs)
         observe(mu, loss, dists, likelihood=spec.likelihood, noise=noise, structure=struct, statistics=stats,
                 mask=None if per_fit is None else per_fit["mask"])

@@ -8,6 +8,7 @@ import xarray as xr
 
 from bayescale.contract import require
 from bayescale.diagnostics import convergence
+from bayescale.init import describe_modes
 from bayescale.results import attr_json
 
 __all__ = ["summary", "describe", "matching_references"]
@@ -64,7 +65,9 @@ def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
 
     Published values are columns only for constant sets fitted on the same data (:func:`matching_references`); the
     others are listed in ``table.attrs["published_elsewhere"]``. The number of divergent transitions, the sampler
-    warnings and the convergence verdict (``converged``, ``convergence``) are in ``table.attrs``.
+    warnings and the convergence verdict (``converged``, ``convergence``) are in ``table.attrs``; so is
+    ``multimodality``, a line saying how many distinct modes the start search found (``None`` for one), which R-hat
+    cannot show because every chain starts around the best (:mod:`bayescale.init`).
     """
     require(result, "summary", ("posterior",))
     names = attr_json(result, "parameters", []) + attr_json(result, "noise_parameters", [])
@@ -88,4 +91,5 @@ def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
     verdict = convergence(result)
     table.attrs["converged"] = verdict.converged
     table.attrs["convergence"] = list(verdict.reasons)
+    table.attrs["multimodality"] = describe_modes(attr_json(result, "init", {}))
     return table

@@ -1,12 +1,16 @@
-"""Chinchilla fit timing on this machine: mass matrix and chain layout, measured side by side in one run.
+"""Chinchilla fit timing on this machine: mass matrix, chain layout, centred amplitudes and chain starts, measured side
+by side in one run.
 
-    python benchmarks/chinchilla.py            # prints a Markdown table (about 3 minutes on 2 CPU cores)
+    python benchmarks/chinchilla.py            # prints a Markdown table (about 5 minutes on 2 idle CPU cores)
+    python benchmarks/chinchilla.py --issue15  # only: centred amplitudes x MAP starts vs the default before them
 
 Data: the 240 Chinchilla points (bundled). Every configuration fits hoffmann2022 with 4 chains x 1000 warmup + 1000
 draws and is timed twice in a fresh process: a 2-warmup/2-draw fit (compilation and fixed overhead) and the full fit;
 "sampling" is the difference. ESS/s divides the smallest bulk ESS over the parameters by the full wall time.
 "auto" (today's default) runs one chain per CPU host device (set up by ``import bayescale``); "vectorized" and
-"sequential" run the chains in lockstep or one after another on one device. Every configuration gets its own empty
+"sequential" run the chains in lockstep or one after another on one device. "centred" samples power-law amplitudes at
+the data's centre (:mod:`bayescale.reparam`), "init" is where chains start (``map``: multi-start MAP and Laplace draws,
+:mod:`bayescale.init`; ``median``: the prior median). Every configuration gets its own empty
 persistent compilation cache ("cold"); the "warm" row is a second process after an identical first one, i.e. what a
 refit of the same law and data shape costs. The baseline for the ratios is the default before the speed work
 (dense, vectorized, cold). The last row is the classic method (`bayescale.baseline.fit_baseline`: summed Huber on log
@@ -31,20 +35,28 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _table import markdown  # noqa: E402
 
 CONFIGS = [
-    dict(dense_mass=True, chain_method="vectorized", cache="cold"),  # the default before the speed work: the baseline
-    dict(dense_mass=False, chain_method="vectorized", cache="cold"),
-    dict(dense_mass=True, chain_method="sequential", cache="cold"),
-    dict(dense_mass=True, chain_method="auto", cache="cold"),  # today's default: one chain per CPU host device
-    dict(dense_mass=True, chain_method="auto", cache="warm"),  # ... in a second process: compiled programs from disk
+    # the default before the speed work: the baseline of the time ratios
+    dict(dense_mass=True, chain_method="vectorized", cache="cold", centre=False, init="median"),
+    dict(dense_mass=False, chain_method="vectorized", cache="cold", centre=False, init="median"),
+    dict(dense_mass=True, chain_method="sequential", cache="cold", centre=False, init="median"),
+    # the default before issue 15 (one chain per CPU host device): the reference of the issue-15 rows
+    dict(dense_mass=True, chain_method="auto", cache="cold", centre=False, init="median"),
+    dict(dense_mass=True, chain_method="auto", cache="cold", centre=True, init="median"),
+    dict(dense_mass=True, chain_method="auto", cache="cold", centre=False, init="map"),
+    dict(dense_mass=True, chain_method="auto", cache="cold", centre=True, init="map"),  # today's default
+    dict(dense_mass=True, chain_method="auto", cache="warm", centre=True, init="map"),  # ... with compiled programs
 ]
+#: Rows of ``--issue15``: centred amplitudes and robust initialisation against the default before them, same run.
+ISSUE15 = CONFIGS[3:7]
 
 
-def measure(dense_mass: bool, chain_method: str, cache: str) -> dict:
+def measure(dense_mass: bool, chain_method: str, cache: str, centre: bool = True, init: str = "map") -> dict:
     import bayescale as bs
     from bayescale.datasets import load_chinchilla
 
     ds = load_chinchilla()
-    kw = dict(num_chains=4, dense_mass=dense_mass, chain_method=chain_method, progress_bar=False)
+    kw = dict(num_chains=4, dense_mass=dense_mass, chain_method=chain_method, progress_bar=False,
+              centre_amplitudes=centre, init=init)
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # a 2-draw fit warns about ESS, by design
         warnings.simplefilter("ignore")
@@ -56,7 +68,8 @@ def measure(dense_mass: bool, chain_method: str, cache: str) -> dict:
     diag = json.loads(result.attrs["diagnostics"])
     ess = min(row["ess_bulk"] for row in diag["parameters"])
     return dict(
-        mass="dense" if dense_mass else "diagonal", chains=chain_method, cache=cache, total_s=total,
+        mass="dense" if dense_mass else "diagonal", chains=chain_method, cache=cache,
+        centred="yes" if centre else "no", init=init, total_s=total,
         overhead_s=overhead,
         sampling_s=total - overhead, steps_per_draw=float(result.sample_stats["n_steps"].mean()),
         min_ess_bulk=ess, ess_per_s=ess / total, divergences=diag["divergences"],
@@ -76,7 +89,8 @@ def measure_baseline(num_bootstrap: int) -> dict:
     total = time.perf_counter() - t0
     nan = float("nan")
     return dict(
-        mass="-", chains=f"Huber+L-BFGS, {num_bootstrap} bootstrap", cache="-", total_s=total, overhead_s=overhead,
+        mass="-", chains=f"Huber+L-BFGS, {num_bootstrap} bootstrap", cache="-", centred="-", init="-", total_s=total,
+        overhead_s=overhead,
         sampling_s=total - overhead, steps_per_draw=nan, min_ess_bulk=nan, ess_per_s=nan, divergences=0,
     )
 
@@ -86,9 +100,14 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the baseline row (0: skip it)")
+    p.add_argument("--issue15", action="store_true",
+                   help="only the centring x initialisation rows (chains one per device, cold cache), no baseline")
     args = p.parse_args()
     rows = []
-    configs = CONFIGS + ([dict(baseline=args.bootstrap)] if args.bootstrap else [])
+    if args.issue15:
+        configs = ISSUE15
+    else:
+        configs = CONFIGS + ([dict(baseline=args.bootstrap)] if args.bootstrap else [])
     for cfg in configs:
         env = dict(os.environ, BAYESCALE_CACHE_DIR=tempfile.mkdtemp(prefix="bayescale-bench-"))
         command = [sys.executable, __file__, "--one", json.dumps(cfg)]
@@ -103,8 +122,15 @@ def main() -> None:
     for r in rows:
         r["time_ratio"] = r["total_s"] / base
     print(markdown(rows))
-    print(f"\ndense vs diagonal mass: {rows[1]['steps_per_draw'] / rows[0]['steps_per_draw']:.1f}x fewer leapfrog steps "
-          f"per draw, {rows[0]['ess_per_s'] / rows[1]['ess_per_s']:.1f}x ESS/s")
+    if not args.issue15:
+        print(f"\ndense vs diagonal mass: {rows[1]['steps_per_draw'] / rows[0]['steps_per_draw']:.1f}x fewer leapfrog "
+              f"steps per draw, {rows[0]['ess_per_s'] / rows[1]['ess_per_s']:.1f}x ESS/s")
+    ref = next(r for r in rows if r["chains"] == "auto" and r["centred"] == "no" and r["init"] == "median")
+    for r in rows:
+        if r["chains"] == "auto" and r is not ref:
+            print(f"centred={r['centred']}, init={r['init']}, cache={r['cache']} vs the default before issue 15: "
+                  f"{ref['steps_per_draw'] / r['steps_per_draw']:.2f}x fewer steps per draw, "
+                  f"{r['ess_per_s'] / ref['ess_per_s']:.2f}x ESS/s, wall {r['total_s'] / ref['total_s']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,12 @@
     PYTHONPATH=. python benchmarks/scale.py                       # 1e4, 1e5, 1e6 points (about 15 min on 2 CPU cores)
     PYTHONPATH=. python benchmarks/scale.py --points 1e4 1e5 --samples 200
     PYTHONPATH=. python benchmarks/scale.py --points 1e4 1e5 1e6 --samples 0     # gradient time only
+    PYTHONPATH=. python benchmarks/scale.py --tables 1e4 1e5      # final-loss tables fitted with bs.fit defaults
+
+``--tables``: one final loss per run (no curves), N and D log-uniform over 1e7-1e10 and 1e9-1e12, hoffmann2022 with
+1% log-normal noise, fitted with ``bayescale.fit`` at its defaults (4 chains of 1000 + 1000, centred amplitudes, MAP
+starts, per-point groups thinned to float32 above 5e6 values) and saved with ``bayescale.save``; the row gives the
+wall time of fit and save together, the file size, and the same fit with ``pointwise=False``.
 
 Data: synthetic training curves of hoffmann2022 (bayescale.simulate.simulate_curves: run effects 0.5%, residuals
 1% correlated along log-tokens), 100 checkpoints per run, so 1e6 points are 10,000 runs. The model is the one
@@ -104,12 +110,47 @@ def measure(n_points: int, num_warmup: int, num_samples: int) -> dict:
                 vs_floor=samp_s / (grad_s * steps), min_ess=ess, ess_per_s=ess / samp_s)
 
 
+def final_losses(n_rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 10 ** rng.uniform(7, 10, n_rows)
+    d = 10 ** rng.uniform(9, 12, n_rows)
+    truth = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
+    loss = np.asarray(bs.load_law("hoffmann2022").predict(truth, N=n, D=d)) * np.exp(0.01 * rng.standard_normal(n_rows))
+    return pd.DataFrame({"N": n, "D": d, "loss": loss})
+
+
+def measure_table(n_rows: int) -> list[dict]:
+    """``bs.fit`` at defaults on a final-loss table, saved; and the same with ``pointwise=False``."""
+    import tempfile
+
+    ds = bs.load_runs(final_losses(n_rows))
+    rows = []
+    for pointwise in (True, False):
+        t0 = time.perf_counter()
+        result = bs.fit("hoffmann2022", ds, pointwise=pointwise, progress_bar=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = bs.save(result, os.path.join(tmp, "fit.nc"))
+            wall = time.perf_counter() - t0
+            size = os.path.getsize(path) / 1e6
+        rows.append(dict(rows=n_rows, pointwise=pointwise, wall_s=wall, file_mb=size,
+                         steps_per_draw=float(result["sample_stats"]["n_steps"].mean()),
+                         max_rhat=max(r["rhat"] for r in bs.summary(result).to_dict("records"))))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", type=float, nargs="*", default=[1e4, 1e5, 1e6])
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--tables", type=float, nargs="*", default=None, help="final-loss table sizes (replaces --points)")
     args = p.parse_args(argv)
+    if args.tables:
+        rows = []
+        for n in args.tables:
+            rows += measure_table(int(n))
+            print(markdown(rows), flush=True)
+        return 0
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__} "
           f"({jax.devices()[0].platform}, {jax.local_device_count()} devices)\n", flush=True)
     rows = []
