@@ -17,7 +17,7 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_median, log_likelihood
 from bayescale import diagnostics
 from bayescale.data import DataError, check_identifiable, load_runs
 from bayescale.laws import Law, load_law, published_table
-from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
+from bayescale.model import ModelSpec, build_model, mass_structure, recover_run_effects, resolve_priors
 from bayescale.noise import Noise, curve_structure
 from bayescale.results import law_data_attrs
 
@@ -174,6 +174,9 @@ def draw_groups(
     groups with the same meaning."""
     k_ppc, k_prior = rng_key if isinstance(rng_key, tuple) else jax.random.split(rng_key)
     by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    # collapsed curve noise: the run effects were integrated out; draw them from their conditionals, so that the
+    # posterior and the predictive of the same runs hold them as before
+    by_chain |= recover_run_effects(model, args, observed, by_chain, jax.random.fold_in(k_ppc, 1))
     flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in by_chain.items()}
     shape = next(iter(by_chain.values())).shape[:2]
     sites = list(observed)
@@ -307,8 +310,10 @@ def fit(
                              sampled_names=spec.sampled_names, num_prior_samples=num_prior_samples)
     else:  # parameters' prior draws straight from their distributions: no model run over every point
         keys = jax.random.split(k_prior, len(spec.sampled_names))
+        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+        samples |= recover_run_effects(model, (log_inputs,), {"loss": loss}, samples, jax.random.fold_in(k_ppc, 1))
         groups = {
-            "posterior": {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()},
+            "posterior": samples,
             "sample_stats": sample_stats_of(mcmc),
             "prior": {n: np.asarray(dists[n].sample(k, (num_prior_samples,)))[None]
                       for n, k in zip(spec.sampled_names, keys)},

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+import xarray as xr
 from numpyro.infer import log_likelihood
 
 import bayescale as bs
@@ -33,7 +34,7 @@ def test_spec_parsing_and_auto():
     finals = bs.load_runs(pd.DataFrame({"N": [1e8, 2e8, 4e8, 8e8], "D": [2e9] * 4, "loss": [3.0, 2.9, 2.8, 2.7]}))
     assert Noise.parse("auto", finals).spec == "iid"  # one point per run: nothing to correlate
     assert Noise.parse("auto", bs.load_runs(curves())).spec == "run+ou"
-    with pytest.raises(ValueError, match=r"noise 'run\+ar': unknown term\(s\) \['ar'\]; terms are \['iid', 'run', 'ou', 'hetero'\]"):
+    with pytest.raises(ValueError, match=r"noise 'run\+ar': unknown term\(s\) \['ar'\]; terms are \['iid', 'run', 'ou', 'hetero', 'latent'\]"):
         Noise.parse("run+ar")
     with pytest.raises(ValueError, match=r"'iid' means no structure and cannot be combined"):
         Noise.parse("iid+run")
@@ -199,3 +200,85 @@ def test_hetero_scale_is_sigma_at_the_lowest_loss_and_follows_the_loss_level():
     assert np.allclose(noise_scale(0.01, log_mu, Noise(heteroscedastic=True), 1.0, stats), [0.01, 0.02, 0.05], rtol=1e-12)
     got = noise_scale(0.01, jnp.asarray(log_mu), Noise(heteroscedastic=True), 1.0, stats)  # the model's JAX path
     assert np.allclose(np.asarray(got), [0.01, 0.02, 0.05], rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Collapsed run effects: the run effect and the OU path integrated out exactly
+def _random_curves(rng, n=19, n_runs=4):
+    """Unequally spaced checkpoints of a few runs in random row order, with random residuals and per-point scales."""
+    run, t = rng.integers(0, n_runs, n), rng.uniform(0.0, 3.0, n)
+    ds = xr.Dataset({"D": ("point", 1e9 * np.exp(t)), "loss": ("point", np.ones(n))},
+                    coords={"run": ("point", np.char.add("r", run.astype(str))), "point": np.arange(n)})
+    return ds, run, t, rng.normal(0.0, 0.02, n), rng.uniform(0.005, 0.02, n)
+
+
+def _dense_cov(t, s, tau, ell, ou):
+    corr = np.exp(-np.abs(t[:, None] - t[None, :]) / ell) if ou else np.eye(t.size)
+    return tau**2 + np.outer(s, s) * corr
+
+
+@pytest.mark.parametrize("spec", ["run+ou", "run"])
+@pytest.mark.parametrize("nu", [None, 3.5])
+@pytest.mark.parametrize("chain", [True, False], ids=["chain terms", "per-run sums"])
+def test_collapsed_log_density_is_the_dense_multivariate_density(spec, nu, chain):
+    """Σ_points collapsed_log_terms = Σ_runs log N(d_r; 0, tau²·11ᵀ + S K S) (or multivariate t), from scipy with
+    dense matrices, to 1e-10 (float64; the sums here are ~ +200, rounding is ~1e-13). With ``chain`` the point terms
+    are the conditionals p(d_k | d_<k): their running sum along a run is the density of its first k points."""
+    from bayescale.noise import collapsed_log_terms
+
+    rng = np.random.default_rng(11)
+    ds, run, t, resid, s = _random_curves(rng)
+    noise = Noise.parse(spec)
+    st = curve_structure(ds, noise)
+    if not chain:
+        st = {k: v for k, v in st.items() if k not in ("order", "inverse")}
+    tau, ell = 0.013, 0.7
+    got = np.asarray(collapsed_log_terms(jnp.asarray(resid), jnp.asarray(s), tau, nu, st, noise, ell))
+
+    def dense(k):
+        cov = _dense_cov(t[k], s[k], tau, ell, noise.correlation)
+        if nu is None:
+            return scipy.stats.multivariate_normal(np.zeros(k.sum()), cov).logpdf(resid[k])
+        return scipy.stats.multivariate_t(np.zeros(k.sum()), cov, df=nu).logpdf(resid[k])
+
+    want = sum(dense(run == r) for r in np.unique(run))
+    assert abs(got.sum() - want) < 1e-10
+    if chain:  # the first k checkpoints of run 0, in the order the chain visits them (D order under "ou", else rows)
+        rows = np.flatnonzero(run == 0)
+        rows = rows[np.argsort(t[rows])] if noise.correlation else rows
+        for k in range(1, rows.size + 1):
+            head = np.isin(np.arange(run.size), rows[:k])
+            assert abs(got[rows[:k]].sum() - dense(head)) < 1e-10
+
+
+@pytest.mark.parametrize("nu", [None, 3.5])
+def test_run_effect_conditional_is_the_dense_gaussian_conditional(nu):
+    """u | d: mean tau²·1ᵀΣ⁻¹d, variance tau² − tau⁴·1ᵀΣ⁻¹1; for the multivariate t the latent precision's Gamma has
+    shape (nu + n)/2 and rate (nu + dᵀΣ⁻¹d)/2 (the scale mixture's conjugate update)."""
+    from bayescale.noise import run_effect_conditional
+
+    rng = np.random.default_rng(12)
+    ds, run, t, resid, s = _random_curves(rng)
+    noise = Noise.parse("run+ou")
+    tau, ell = 0.013, 0.7
+    mean, var, shape, rate = map(np.asarray, (x if x is not None else np.nan for x in run_effect_conditional(
+        jnp.asarray(resid), jnp.asarray(s), tau, nu, curve_structure(ds, noise), noise, ell)))
+    for r in range(4):
+        k = run == r
+        prec = np.linalg.inv(_dense_cov(t[k], s[k], tau, ell, True))
+        one = np.ones(k.sum())
+        assert np.isclose(mean[r], tau**2 * one @ prec @ resid[k], rtol=1e-10)
+        assert np.isclose(var[r], tau**2 - tau**4 * one @ prec @ one, rtol=1e-10)
+        if nu is not None:
+            assert np.isclose(shape[r], (nu + k.sum()) / 2) and np.isclose(rate[r], (nu + resid[k] @ prec @ resid[k]) / 2, rtol=1e-10)
+
+
+def test_latent_term_keeps_the_sampled_run_effects():
+    assert Noise.parse("run+ou").collapses and Noise.parse("run+ou").spec == "run+ou"
+    latent = Noise.parse("run+ou+latent")
+    assert not latent.collapses and latent.spec == "run+ou+latent"
+    assert Noise.from_attrs({"noise": latent.to_json()}) == latent
+    # a result written before collapsing existed (no "collapsed" key) sampled its run effects
+    assert not Noise.from_attrs({"noise": '{"run_effect": true, "correlation": true, "heteroscedastic": false, "axis": "D"}'}).collapses
+    with pytest.raises(ValueError, match=r"noise 'ou\+latent': 'latent' samples the run effects and needs the term 'run'"):
+        Noise.parse("ou+latent")
