@@ -54,11 +54,11 @@ def gemstones(num_chains: int, num_warmup: int, num_samples: int, seed: int) -> 
         diag = bs.summary(result)
         names = list(diag.index)  # the law and noise parameters
         stats = result["sample_stats"]
-        rows.append(dict(noise=spec, points=ds.sizes["point"], max_rhat=float(diag.loc[names, "rhat"].max()),
+        rows.append(dict(noise=spec, points=ds.sizes["point"], max_rhat=round(float(diag.loc[names, "rhat"].max()), 4),
                          min_ess_bulk=float(diag.loc[names, "ess_bulk"].min()),
                          steps_per_draw=float(stats["n_steps"].mean()),
                          divergences=int(stats["diverging"].sum()), wall_s=wall,
-                         E=float(result["posterior"]["E"].median()), beta=float(result["posterior"]["beta"].median())))
+                         **{f"{n}_median": float(result["posterior"][n].median()) for n in ("E", "beta", "tau", "ell")}))
         print(markdown(rows), flush=True)
     return rows
 
@@ -75,7 +75,8 @@ def synthetic(points: float, num_warmup: int, num_samples: int) -> list[dict]:
 
 def ratios(rows: list[dict], keys: tuple[str, ...]) -> dict:
     old, new = rows
-    return {"noise": "latent / collapsed", **{k: old[k] / new[k] for k in keys if k in old and new[k]}}
+    return {k: ("latent / collapsed" if k == "noise" else old[k] / new[k] if k in keys and new[k] else "")
+            for k in old}
 
 
 def main(argv: list[str] | None = None) -> int:
