@@ -17,7 +17,8 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_median, log_likelihood
 from bayescale import diagnostics
 from bayescale.data import DataError, check_identifiable, load_runs
 from bayescale.laws import Law, load_law, published_table
-from bayescale.model import ModelSpec, build_model, mass_structure, recover_run_effects, resolve_priors
+from bayescale.model import (ModelSpec, build_model, mass_structure, pointwise_terms, recover_run_effects,
+                             resolve_priors)
 from bayescale.noise import Noise, curve_structure
 from bayescale.results import law_data_attrs
 
@@ -181,7 +182,8 @@ def draw_groups(
     shape = next(iter(by_chain.values())).shape[:2]
     sites = list(observed)
     ppc = Predictive(model, posterior_samples=flat, return_sites=sites)(k_ppc, *args)
-    loglik = log_likelihood(model, flat, *args, **observed)
+    with pointwise_terms():  # collapsed curve noise: per-point conditionals, not per-run joint terms
+        loglik = log_likelihood(model, flat, *args, **observed)
     prior = Predictive(model, num_samples=num_prior_samples)(k_prior, *args)
     return {
         "posterior": by_chain,

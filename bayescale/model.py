@@ -26,7 +26,8 @@ from bayescale.laws import Law
 from bayescale.noise import Noise, collapsed_log_terms, linear_recurrence, noise_scale, ou_terms, run_effect_conditional
 from bayescale.priors import Prior, parse_prior
 
-__all__ = ["LIKELIHOODS", "NOISE_PRIORS", "ModelSpec", "build_model", "mass_structure", "observe", "recover_run_effects"]
+__all__ = ["LIKELIHOODS", "NOISE_PRIORS", "ModelSpec", "build_model", "mass_structure", "observe", "pointwise_terms",
+           "recover_run_effects"]
 
 #: Likelihood families for the log-loss residual.
 LIKELIHOODS = ("student_t", "normal")
@@ -147,12 +148,26 @@ def observe(
 
 # Set while recover_run_effects replays the model: the collapsed likelihood then also draws each run's effect.
 _RECOVERING = contextvars.ContextVar("bayescale_recovering_run_effects", default=False)
+# Set while pointwise log-likelihoods are computed: the collapsed likelihood then gives conditional chain terms.
+_POINTWISE = contextvars.ContextVar("bayescale_pointwise_terms", default=False)
+
+
+@contextlib.contextmanager
+def pointwise_terms():
+    """Within this block the collapsed curve likelihood's per-point log-densities are the conditionals
+    p(y_k | the run's earlier checkpoints) (what LOO reads); outside it, each run's joint term spread over its points
+    (the same sum, cheaper for NUTS)."""
+    token = _POINTWISE.set(True)
+    try:
+        yield
+    finally:
+        _POINTWISE.reset(token)
 
 
 class CollapsedCurves(dist.Distribution):
     """The losses of whole curves with the run effects and OU path integrated out (:func:`bayescale.noise.
     collapsed_log_terms`): ``log_prob`` gives one term per point (the density of the loss, Jacobian 1/y included)
-    whose sum over a run is the run's joint density. Used only as an observed site; curves are simulated by
+    whose sum over a run is the run's joint density; conditional chain terms inside :func:`pointwise_terms`. Used only as an observed site; curves are simulated by
     :func:`observe`'s explicit draws."""
 
     support = constraints.positive
@@ -165,7 +180,7 @@ class CollapsedCurves(dist.Distribution):
     def log_prob(self, value):
         log_y = jnp.log(value)
         terms = collapsed_log_terms(log_y - self.mu, self.scale, self.tau, self.nu, self.structure, self.noise,
-                                    self.ell, self.mask_)
+                                    self.ell, self.mask_, chain=_POINTWISE.get())
         return terms - (log_y if self.mask_ is None else jnp.where(self.mask_, log_y, 0.0))
 
     def sample(self, key, sample_shape=()):

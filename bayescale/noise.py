@@ -137,8 +137,7 @@ def curve_structure(ds: xr.Dataset, noise: Noise) -> dict[str, Any]:
     out: dict[str, Any] = {"run_idx": jnp.asarray(run_idx), "n_runs": int(runs.size), "runs": runs}
     if not noise.correlation:
         if noise.collapses:  # the collapsed likelihood's chain terms run through each run's points in order
-            order = np.argsort(run_idx, kind="stable")
-            out.update(order=jnp.asarray(order), inverse=jnp.asarray(np.argsort(order)))
+            out.update(_sorted_runs(run_idx, np.argsort(run_idx, kind="stable")))
         return out
     if noise.axis not in ds:
         raise DataError(f"noise 'ou' correlates checkpoints along {noise.axis!r}, which the data do not have "
@@ -157,9 +156,18 @@ def curve_structure(ds: xr.Dataset, noise: Noise) -> dict[str, Any]:
     prev[order[1:]] = np.where(same[1:], order[:-1], order[1:])
     dlog = np.where(prev != np.arange(t.size), np.log(t) - np.log(t[prev]), 0.0)
     has_prev = prev != np.arange(t.size)
-    out.update(order=jnp.asarray(order), inverse=jnp.asarray(np.argsort(order)), prev=jnp.asarray(prev),
-               dlog=jnp.asarray(dlog), has_prev=jnp.asarray(has_prev))
+    out.update(_sorted_runs(run_idx, order), prev=jnp.asarray(prev), dlog=jnp.asarray(dlog),
+               has_prev=jnp.asarray(has_prev))
     return out
+
+
+def _sorted_runs(run_idx: np.ndarray, order: np.ndarray) -> dict[str, jnp.ndarray]:
+    """``order`` (points sorted by run), its ``inverse``, and ``start``: for each sorted position, the sorted position
+    of its run's first point."""
+    run_o = run_idx[order]
+    first = np.r_[True, run_o[1:] != run_o[:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(order.size), 0))
+    return dict(order=jnp.asarray(order), inverse=jnp.asarray(np.argsort(order)), start=jnp.asarray(start))
 
 
 def linear_recurrence(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
@@ -215,17 +223,21 @@ def collapsed_log_terms(
     noise: Noise,
     ell: Any = None,
     mask: jnp.ndarray | None = None,
+    chain: bool = False,
 ) -> jnp.ndarray:
     """Log-density terms of log-loss residuals with the run effects and the OU path integrated out, one per point.
 
     Each run's residual vector d has covariance Σ = tau²·11ᵀ + S K S (module docstring); its log N(d; 0, Σ), or with
-    ``nu`` the multivariate t_nu(d; 0, Σ), is the sum of its points' terms. With ``structure["order"]`` (a fit) the
+    ``nu`` the multivariate t_nu(d; 0, Σ), is the sum of its points' terms. With ``chain`` (and ``structure["order"]``,
+    as :func:`curve_structure` gives for a fit) the
     term of a point is the exact conditional density given the run's earlier checkpoints, p(d_k | d_<k): the run
-    effect's posterior after the earlier points is updated one point at a time (prefix sums along the run by
-    :func:`linear_recurrence`), and for the multivariate t the conditional is t with nu + k − 1 degrees of freedom and
-    its scale inflated by the earlier points' quadratic form. Without ``order`` (batched fits) each run's joint
-    log-density comes from per-run sums (matrix determinant lemma, Sherman-Morrison), spread evenly over its points.
-    Either way the cost is O(points) for all runs at once, and the sum over points is the joint log-density.
+    effect's posterior after the earlier points is updated one point at a time (cumulative sums restarted at each
+    run), and for the multivariate t the conditional is t with nu + k − 1 degrees of freedom and
+    its scale inflated by the earlier points' quadratic form. Otherwise each run's joint log-density comes from
+    per-run sums (matrix determinant lemma, Sherman-Morrison), spread evenly over its points: what NUTS uses, since
+    a cumulative sum costs XLA's CPU backend far more than a segment sum (3.0 against 0.35 ms for the gradient at
+    1e4 points, benchmarks/curves.py). Either way the cost is O(points) for all runs at once, and the sum over points
+    is the joint log-density.
 
     Parameters
     ----------
@@ -238,17 +250,18 @@ def collapsed_log_terms(
         :func:`curve_structure` of the data and its noise spec; ``structure["n_runs"]`` fixes the number of runs.
     mask
         Points left out (padding of batched fits): their term is 0 and they change no other point's.
+    chain
+        Conditional (pointwise) terms instead of per-run joint terms spread over the points.
     """
     a, b, v, log_s = _whitened(resid, scale, structure, noise, ell, mask)
     keep = jnp.ones(resid.shape) if mask is None else mask.astype(resid.dtype)
     t2 = tau * tau
-    if "order" in structure:
-        order, inverse, run = structure["order"], structure["inverse"], structure["run_idx"]
-        run_o = run[order]
-        cont = jnp.concatenate([jnp.zeros(1), (run_o[1:] == run_o[:-1]).astype(resid.dtype)])
+    if chain and "order" in structure:
+        order, inverse, start = structure["order"], structure["inverse"], structure["start"]
 
-        def before(x):  # Σ over the run's earlier points, in sorted order
-            return linear_recurrence(cont, x) - x
+        def before(x):  # Σ over the run's earlier points, in sorted order (a cumulative sum restarted at each run)
+            excl = jnp.cumsum(x) - x
+            return excl - excl[start]
 
         ao, bo, vo = a[order], b[order], v[order]
         den = 1.0 + t2 * before(bo * bo / vo)
