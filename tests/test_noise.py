@@ -130,9 +130,10 @@ def test_a_seen_run_is_continued_from_its_last_checkpoint(curve_fit):
     law, post = bs.load_law("hoffmann2022"), result["posterior"]
     log_mu = draws_log_law(law, {n: post[n].values.reshape(-1) for n in law.parameter_names}, further)
     seen, new = noise_terms(result, law, log_mu, further, run=[run]), noise_terms(result, law, log_mu, further)
-    ell = post["ell"].values.reshape(-1, 1)
-    assert np.all(seen.run_sd == 0) and np.allclose(new.run_sd, post["tau"].values.reshape(-1, 1))
-    assert np.allclose(seen.scale, new.scale * np.sqrt(1 - np.exp(-2 * np.log(1.2) / ell)))
+    ell, tau, sigma = (post[n].values.reshape(-1, 1) for n in ("ell", "tau", "sigma"))
+    # collapsed Student-t (the default): a new run's residual is the multivariate t's marginal t_nu(0, hypot(tau, s))
+    assert np.all(seen.run_sd == 0) and np.all(new.run_sd == 0) and np.allclose(new.scale, np.hypot(tau, sigma))
+    assert np.allclose(seen.scale, sigma * np.sqrt(1 - np.exp(-2 * np.log(1.2) / ell)))
     q = lambda p: np.diff(np.quantile(p["loss"].values, [0.05, 0.95]))[0]  # noqa: E731
     assert q(bs.predict(result, kind="predictive", run=run, **further)) < q(bs.predict(result, kind="predictive", **further))
     with pytest.raises(ValueError, match=r"run= applies to kind='predictive'"):
