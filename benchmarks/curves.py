@@ -35,7 +35,7 @@ from _table import markdown  # noqa: E402
 SPECS = ("run+ou+latent", "run+ou")
 
 
-def gemstones(num_chains: int, num_warmup: int, num_samples: int, seed: int) -> list[dict]:
+def gemstones(num_chains: int, num_warmup: int, num_samples: int, seed: int, specs: tuple[str, ...] = SPECS) -> list[dict]:
     import pandas as pd
 
     from bayescale.datasets import gemstones_dir
@@ -44,7 +44,7 @@ def gemstones(num_chains: int, num_warmup: int, num_samples: int, seed: int) -> 
     columns = {"N": "params_active_precise", "D": "tokens", "loss": "final_loss", "run": "run_name"}
     ds = bs.load_runs(df, columns=columns, inputs=("N", "D"))
     rows = []
-    for spec in SPECS:
+    for spec in specs:
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -63,11 +63,11 @@ def gemstones(num_chains: int, num_warmup: int, num_samples: int, seed: int) -> 
     return rows
 
 
-def synthetic(points: float, num_warmup: int, num_samples: int) -> list[dict]:
+def synthetic(points: float, num_warmup: int, num_samples: int, specs: tuple[str, ...] = SPECS) -> list[dict]:
     from scale import measure
 
     rows = []
-    for spec in SPECS:
+    for spec in specs:
         rows.append(measure(int(points), num_warmup, num_samples, spec=spec))
         print(markdown(rows), flush=True)
     return rows
@@ -87,16 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-samples", type=int, default=None, help="default 1000 (gemstones), 200 (synthetic)")
     p.add_argument("--points", type=float, default=1e4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise", nargs="+", default=list(SPECS), help="the noise specs to run (default both)")
     args = p.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__} "
           f"({jax.devices()[0].platform}, {jax.local_device_count()} devices)\n", flush=True)
     if args.table == "gemstones":
-        rows = gemstones(args.num_chains, args.num_warmup or 1000, args.num_samples or 1000, args.seed)
+        rows = gemstones(args.num_chains, args.num_warmup or 1000, args.num_samples or 1000, args.seed, tuple(args.noise))
         keys = ("steps_per_draw", "wall_s", "min_ess_bulk")
     else:
-        rows = synthetic(args.points, args.num_warmup or 200, args.num_samples or 200)
+        rows = synthetic(args.points, args.num_warmup or 200, args.num_samples or 200, tuple(args.noise))
         keys = ("grad_ms", "steps_per_draw", "sampling_s", "min_ess", "ess_per_s")
-    print("\n" + markdown([*rows, ratios(rows, keys)]))
+    if len(rows) == 2:
+        print("\n" + markdown([*rows, ratios(rows, keys)]))
     return 0
 
 
