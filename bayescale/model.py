@@ -105,9 +105,10 @@ def observe(
     ``sigma`` (and ``nu``, ``kappa``, ``tau`` with ``z_run``, ``ell`` as the noise structure asks) from ``dists`` and
     observes ``loss`` with the exact likelihood (the conditional chain along each run for ``"ou"``), or, with
     ``loss=None``, simulates whole curves jointly. With collapsed run effects (the default for ``"run"``, see
-    :mod:`bayescale.noise`) the run effects and the OU path are integrated out (``_observe_collapsed``): no ``z_run``. Shared by every model whose residuals are on log-loss: catalogue
-    laws (:func:`build_model`) and schedule laws (:mod:`bayescale.schedules`). ``mask``: points to leave out of the
-    likelihood (padding in batched fits)."""
+    :mod:`bayescale.noise`) the run effects and the OU path are integrated out (``_observe_collapsed``): no
+    ``z_run``. Shared by every model whose residuals are on log-loss: catalogue laws (:func:`build_model`) and
+    schedule laws (:mod:`bayescale.schedules`). ``mask``: points to leave out of the likelihood (padding in batched
+    fits)."""
     n = mu.shape[0]
     sigma = numpyro.sample("sigma", dists["sigma"])
     nu = numpyro.sample("nu", dists["nu"]) if likelihood == "student_t" else None
@@ -167,8 +168,8 @@ def pointwise_terms():
 class CollapsedCurves(dist.Distribution):
     """The losses of whole curves with the run effects and OU path integrated out (:func:`bayescale.noise.
     collapsed_log_terms`): ``log_prob`` gives one term per point (the density of the loss, Jacobian 1/y included)
-    whose sum over a run is the run's joint density; conditional chain terms inside :func:`pointwise_terms`. Used only as an observed site; curves are simulated by
-    :func:`observe`'s explicit draws."""
+    whose sum over a run is the run's joint density; conditional chain terms inside :func:`pointwise_terms`. Used
+    only as an observed site; curves are simulated by :func:`observe`'s explicit draws."""
 
     support = constraints.positive
 
@@ -193,8 +194,8 @@ def _observe_collapsed(mu, loss, scale, nu, dists, *, noise: Noise, structure: M
     Observed: the :class:`CollapsedCurves` site ``loss``; while :func:`recover_run_effects` replays the model it also
     draws ``run_effect`` from its conditional distribution given the data and the draw. Simulated (``loss=None``):
     ``run_effect ~ Normal(0, tau)`` (a posterior draw when the predictive substitutes one), then the OU path; with
-    Student-t both are scaled by a per-run latent precision ``run_precision ~ Gamma(nu/2, nu/2)`` (the multivariate t),
-    drawn fresh."""
+    Student-t both are scaled by 1/sqrt(λ), a per-run latent precision ``run_precision`` λ ~ Gamma(nu/2, nu/2) (the
+    multivariate t), drawn fresh."""
     tau = numpyro.sample("tau", dists["tau"])
     ell = numpyro.sample("ell", dists["ell"]) if noise.correlation else None
     n_runs, run = structure["n_runs"], structure["run_idx"]
@@ -211,7 +212,7 @@ def _observe_collapsed(mu, loss, scale, nu, dists, *, noise: Noise, structure: M
         return
     with numpyro.plate("run", n_runs):
         lam = numpyro.sample("run_precision", dist.Gamma(nu / 2, nu / 2)) if nu is not None else jnp.ones(n_runs)
-        u = numpyro.sample("run_effect", dist.Normal(0.0, tau))  # a posterior draw in the posterior predictive
+        u = numpyro.sample("run_effect", dist.Normal(0.0, tau / jnp.sqrt(lam)))  # posterior predictive: a posterior draw
     with numpyro.plate("point", mu.shape[0]):
         eps = numpyro.sample("innovation", dist.Normal(0.0, 1.0))
     if noise.correlation:
