@@ -18,7 +18,8 @@ from bayescale import diagnostics
 from bayescale.errors import check_rng_key
 from bayescale.data import DataError, check_identifiable, load_runs
 from bayescale.laws import Law, load_law, published_table
-from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
+from bayescale.model import (ModelSpec, build_model, mass_structure, pointwise_terms, recover_run_effects,
+                             resolve_priors)
 from bayescale.noise import Noise, curve_structure
 from bayescale.init import INITS, find_start
 from bayescale.reparam import AUXILIARY_SUFFIX, auxiliary_name, centres_of, describe_centring, plan_centring
@@ -187,6 +188,9 @@ def draw_groups(
     returned ``"pointwise"`` entry records the draws kept (and is empty when nothing was thinned)."""
     k_ppc, k_prior = rng_key if isinstance(rng_key, tuple) else jax.random.split(rng_key)
     by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    # collapsed curve noise: the run effects were integrated out; draw them from their conditionals, so that the
+    # posterior and the predictive of the same runs hold them as before
+    by_chain |= recover_run_effects(model, args, observed, by_chain, jax.random.fold_in(k_ppc, 1))
     n_chains, n_draws = next(iter(by_chain.values())).shape[:2]
     n_points = sum(int(np.size(v)) for v in observed.values())
     keep, n_prior = pointwise_draws(n_chains, n_draws, num_prior_samples, n_points, max_pointwise_values)
@@ -197,7 +201,8 @@ def draw_groups(
     small = keep.size == n_draws and n_prior == num_prior_samples
     dtype = np.float64 if small else np.float32
     ppc = Predictive(model, posterior_samples=flat, return_sites=sites)(k_ppc, *args)
-    loglik = log_likelihood(model, flat, *args, **observed)
+    with pointwise_terms():  # collapsed curve noise: per-point conditionals, not per-run joint terms
+        loglik = log_likelihood(model, flat, *args, **observed)
     prior = Predictive(model, num_samples=n_prior)(k_prior, *args)
     return {
         "posterior": by_chain,
@@ -368,8 +373,10 @@ def fit(
                              sampled_names=spec.sampled_names, num_prior_samples=num_prior_samples)
     else:  # parameters' prior draws straight from their distributions: no model run over every point
         keys = jax.random.split(k_prior, len(spec.sampled_names))
+        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+        samples |= recover_run_effects(model, (log_inputs,), {"loss": loss}, samples, jax.random.fold_in(k_ppc, 1))
         groups = {
-            "posterior": {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()},
+            "posterior": samples,
             "sample_stats": sample_stats_of(mcmc),
             "prior": {n: np.asarray(dists[n].sample(k, (num_prior_samples,)))[None]
                       for n, k in zip(spec.sampled_names, keys)},

@@ -8,20 +8,27 @@ practice of Hoffmann et al. 2022 and Besiroglu et al. 2024 (Huber on log residua
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro.distributions import constraints
 from numpyro.distributions.transforms import ExpTransform
 
 from bayescale.laws import Law
-from bayescale.noise import Noise, linear_recurrence, noise_scale, ou_terms
+from bayescale.noise import Noise, collapsed_log_terms, linear_recurrence, noise_scale, ou_terms, run_effect_conditional
 from bayescale.priors import Prior, parse_prior
 from bayescale.reparam import auxiliary_name, plan_centring, sample_parameters
 
-__all__ = ["LIKELIHOODS", "NOISE_PRIORS", "ModelSpec", "build_model", "mass_structure", "observe"]
+__all__ = ["LIKELIHOODS", "NOISE_PRIORS", "ModelSpec", "build_model", "mass_structure", "observe", "pointwise_terms",
+           "recover_run_effects"]
 
 #: Likelihood families for the log-loss residual.
 LIKELIHOODS = ("student_t", "normal")
@@ -113,14 +120,19 @@ def observe(
     """The noise model around a law's log-mean ``mu`` (one value per point), inside a numpyro model: samples
     ``sigma`` (and ``nu``, ``kappa``, ``tau`` with ``z_run``, ``ell`` as the noise structure asks) from ``dists`` and
     observes ``loss`` with the exact likelihood (the conditional chain along each run for ``"ou"``), or, with
-    ``loss=None``, simulates whole curves jointly. Shared by every model whose residuals are on log-loss: catalogue
-    laws (:func:`build_model`) and schedule laws (:mod:`bayescale.schedules`). ``mask``: points to leave out of the
-    likelihood (padding in batched fits)."""
+    ``loss=None``, simulates whole curves jointly. With collapsed run effects (the default for ``"run"``, see
+    :mod:`bayescale.noise`) the run effects and the OU path are integrated out (``_observe_collapsed``): no
+    ``z_run``. Shared by every model whose residuals are on log-loss: catalogue laws (:func:`build_model`) and
+    schedule laws (:mod:`bayescale.schedules`). ``mask``: points to leave out of the likelihood (padding in batched
+    fits)."""
     n = mu.shape[0]
     sigma = numpyro.sample("sigma", dists["sigma"])
     nu = numpyro.sample("nu", dists["nu"]) if likelihood == "student_t" else None
     kappa = numpyro.sample("kappa", dists["kappa"]) if noise.heteroscedastic else None
     scale = noise_scale(sigma, mu, noise, kappa, statistics)
+    if noise.collapses:
+        _observe_collapsed(mu, loss, scale, nu, dists, noise=noise, structure=structure, mask=mask)
+        return
     loc = mu
     if noise.run_effect:
         tau = numpyro.sample("tau", dists["tau"])
@@ -151,12 +163,115 @@ def observe(
         numpyro.sample("loss", likelihood_dist, obs=loss)
 
 
+# Set while recover_run_effects replays the model: the collapsed likelihood then also draws each run's effect.
+_RECOVERING = contextvars.ContextVar("bayescale_recovering_run_effects", default=False)
+# Set while pointwise log-likelihoods are computed: the collapsed likelihood then gives conditional chain terms.
+_POINTWISE = contextvars.ContextVar("bayescale_pointwise_terms", default=False)
+
+
+@contextlib.contextmanager
+def pointwise_terms():
+    """Within this block the collapsed curve likelihood's per-point log-densities are the conditionals
+    p(y_k | the run's earlier checkpoints) (what LOO reads); outside it, each run's joint term spread over its points
+    (the same sum, cheaper for NUTS)."""
+    token = _POINTWISE.set(True)
+    try:
+        yield
+    finally:
+        _POINTWISE.reset(token)
+
+
+class CollapsedCurves(dist.Distribution):
+    """The losses of whole curves with the run effects and OU path integrated out (:func:`bayescale.noise.
+    collapsed_log_terms`): ``log_prob`` gives one term per point (the density of the loss, Jacobian 1/y included)
+    whose sum over a run is the run's joint density; conditional chain terms inside :func:`pointwise_terms`. Used
+    only as an observed site; curves are simulated by :func:`observe`'s explicit draws."""
+
+    support = constraints.positive
+
+    def __init__(self, mu, scale, tau, nu, ell, *, noise: Noise, structure: Mapping, mask=None):
+        self.mu, self.scale, self.tau, self.nu, self.ell = mu, scale, tau, nu, ell
+        self.noise, self.structure, self.mask_ = noise, structure, mask
+        super().__init__(batch_shape=jnp.shape(mu))
+
+    def log_prob(self, value):
+        log_y = jnp.log(value)
+        terms = collapsed_log_terms(log_y - self.mu, self.scale, self.tau, self.nu, self.structure, self.noise,
+                                    self.ell, self.mask_, chain=_POINTWISE.get())
+        return terms - (log_y if self.mask_ is None else jnp.where(self.mask_, log_y, 0.0))
+
+    def sample(self, key, sample_shape=()):
+        raise NotImplementedError("CollapsedCurves is observed only; observe() simulates curves explicitly")
+
+
+def _observe_collapsed(mu, loss, scale, nu, dists, *, noise: Noise, structure: Mapping, mask) -> None:
+    """:func:`observe` with the run effects (and the OU path) integrated out: NUTS sees only tau, ell and the law.
+
+    Observed: the :class:`CollapsedCurves` site ``loss``; while :func:`recover_run_effects` replays the model it also
+    draws ``run_effect`` from its conditional distribution given the data and the draw. Simulated (``loss=None``):
+    ``run_effect ~ Normal(0, tau)`` (a posterior draw when the predictive substitutes one), then the OU path; with
+    Student-t both are scaled by 1/sqrt(λ), a per-run latent precision ``run_precision`` λ ~ Gamma(nu/2, nu/2) (the
+    multivariate t), drawn fresh."""
+    tau = numpyro.sample("tau", dists["tau"])
+    ell = numpyro.sample("ell", dists["ell"]) if noise.correlation else None
+    n_runs, run = structure["n_runs"], structure["run_idx"]
+    if loss is not None:
+        if _RECOVERING.get():
+            mean, var, shape, rate = run_effect_conditional(jnp.log(loss) - mu, scale, tau, nu, structure, noise, ell,
+                                                            mask)
+            with numpyro.plate("run", n_runs):
+                lam = numpyro.sample("run_precision", dist.Gamma(shape, rate)) if nu is not None else 1.0
+                numpyro.sample("run_effect", dist.Normal(mean, jnp.sqrt(var / lam)))
+        with numpyro.plate("point", mu.shape[0]):
+            numpyro.sample("loss", CollapsedCurves(mu, scale, tau, nu, ell, noise=noise, structure=structure,
+                                                   mask=mask), obs=loss)
+        return
+    with numpyro.plate("run", n_runs):
+        lam = numpyro.sample("run_precision", dist.Gamma(nu / 2, nu / 2)) if nu is not None else jnp.ones(n_runs)
+        u = numpyro.sample("run_effect", dist.Normal(0.0, tau / jnp.sqrt(lam)))  # posterior predictive: a posterior draw
+    with numpyro.plate("point", mu.shape[0]):
+        eps = numpyro.sample("innovation", dist.Normal(0.0, 1.0))
+    if noise.correlation:
+        phi, root = ou_terms(structure["dlog"], structure["has_prev"], ell)
+        order, inverse = structure["order"], structure["inverse"]
+        eps = linear_recurrence(phi[order], (root * eps)[order])[inverse]
+    numpyro.deterministic("loss", jnp.exp(mu + u[run] + scale * eps / jnp.sqrt(lam)[run]))
+
+
+def recover_run_effects(model, args: tuple, observed: Mapping[str, Any], samples: Mapping[str, np.ndarray],
+                        rng_key: jax.Array) -> dict[str, np.ndarray]:
+    """Per-run effects of a collapsed curve model, one draw from their conditional distribution per posterior draw.
+
+    ``samples``: posterior draws with leading dims (chain, draw). Returns ``{"run_effect": (chain, draw, run)}``, or
+    ``{}`` when the model does not integrate run effects out (its draws already hold them, or it has none). Exact:
+    (θ_s, u_s) with u_s ~ p(u | θ_s, data) is a draw of the joint posterior; for the multivariate t, the run's latent
+    precision is drawn first, then u given it.
+    """
+    from numpyro.infer import Predictive
+
+    if "run_effect" in samples:
+        return {}
+    by_chain = {k: np.asarray(v) for k, v in samples.items()}
+    shape = next(iter(by_chain.values())).shape[:2]
+    flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in by_chain.items()}
+    token = _RECOVERING.set(True)
+    try:
+        first = {k: v[:1] for k, v in flat.items()}  # one draw: is there a run effect to recover?
+        probe = Predictive(model, posterior_samples=first, return_sites=["run_effect"])(rng_key, *args, **observed)
+        if "run_effect" not in probe:
+            return {}
+        draws = Predictive(model, posterior_samples=flat, return_sites=["run_effect"])(rng_key, *args, **observed)
+    finally:
+        _RECOVERING.reset(token)
+    return {"run_effect": np.asarray(draws["run_effect"]).reshape(*shape, -1)}
+
+
 def mass_structure(dense_mass: bool, spec: ModelSpec) -> bool | list[tuple[str, ...]]:
     """NUTS mass matrix: with ``dense_mass``, dense over the law and noise parameters (amplitudes and exponents of a
     power law are strongly correlated) and diagonal over the per-run effects ``z_run``, which are many and nearly
     independent given ``tau``: a fully dense matrix would grow with the square of the number of runs (10^8 entries
-    at 10^4 runs) for no gain."""
-    if not dense_mass or not spec.noise.run_effect:
+    at 10^4 runs) for no gain. Collapsed run effects (the default) leave only the globals: dense over all."""
+    if not dense_mass or not spec.noise.run_effect or spec.noise.collapses:
         return bool(dense_mass)
     return [tuple(spec.sampled_sites)]
 

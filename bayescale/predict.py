@@ -75,7 +75,7 @@ def noise_terms(result: xr.DataTree, law: Law, log_mu: np.ndarray, x: dict[str, 
     run_sd = np.broadcast_to(par["tau"], shape).copy() if noise.run_effect else np.zeros(shape)
     nu = par.get("nu")
     if run is None:
-        return NoiseTerms(shift, run_sd, scale, nu)
+        return _multivariate_t(NoiseTerms(shift, run_sd, scale, nu), noise)
     labels = np.broadcast_to(np.asarray(run, dtype=str), (shape[1],))
     obs = result["observed_data"].to_dataset()
     seen = set(obs["run"].values)
@@ -102,7 +102,19 @@ def noise_terms(result: xr.DataTree, law: Law, log_mu: np.ndarray, x: dict[str, 
             gap = (np.log(x[noise.axis][js]) - np.log(t_obs[idx]))[None, :]
             shift[:, js] += scale[:, js] * np.exp(-gap / par["ell"]) * w_last
             scale[:, js] *= np.sqrt(-np.expm1(-2 * gap / par["ell"]))
-    return NoiseTerms(shift, run_sd, scale, nu)
+    return _multivariate_t(NoiseTerms(shift, run_sd, scale, nu), noise)
+
+
+def _multivariate_t(terms: NoiseTerms, noise: Noise) -> NoiseTerms:
+    """Collapsed Student-t noise is a multivariate t per run: one latent precision scales the run effect and the
+    residual together, so a new run's log-loss residual is t_nu(0, sqrt(tau² + s²)), not Normal(0, tau) + t_nu(0, s).
+    A run of the fit keeps its drawn effect and a t_nu innovation (an approximation: given the run's data the exact
+    conditional has nu + n degrees of freedom and a run-specific scale)."""
+    if not noise.collapses or terms.nu is None:
+        return terms
+    new = terms.run_sd > 0
+    return terms._replace(scale=np.where(new, np.hypot(terms.scale, terms.run_sd), terms.scale),
+                          run_sd=np.where(new, 0.0, terms.run_sd))
 
 
 def draw_noise(terms: NoiseTerms, key: jax.Array) -> np.ndarray:

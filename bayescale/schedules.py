@@ -526,7 +526,7 @@ def _noise_of(noise: str | Noise) -> Noise:
     parsed = Noise.parse(noise, axis="step") if noise != "auto" else Noise(True, True, axis="step")
     if parsed.heteroscedastic:
         raise ValueError(f"noise {noise!r}: 'hetero' is not available for schedule laws; use terms of 'run+ou'")
-    return Noise(parsed.run_effect, parsed.correlation, False, axis="step")
+    return Noise(parsed.run_effect, parsed.correlation, False, axis="step", collapsed=parsed.collapsed)
 
 
 def _build_model(law: ScheduleLaw, priors: Mapping[str, Prior], stats: Mapping[str, float], likelihood: str,

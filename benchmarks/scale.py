@@ -55,14 +55,14 @@ def curves(n_points: int, checkpoints: int = 100, seed: int = 0) -> pd.DataFrame
                            sigma=0.01, tau=0.005, ell=0.5)
 
 
-def measure(n_points: int, num_warmup: int, num_samples: int) -> dict:
+def measure(n_points: int, num_warmup: int, num_samples: int, spec: str = "run+ou") -> dict:
     from numpyro.infer import MCMC, NUTS, init_to_median
     from numpyro.infer.util import initialize_model
 
     t0 = time.perf_counter()
     ds = bs.load_runs(curves(n_points))
     t_data = time.perf_counter() - t0
-    law, noise = bs.load_law("hoffmann2022"), Noise.parse("run+ou")
+    law, noise = bs.load_law("hoffmann2022"), Noise.parse(spec)  # "run+ou": collapsed run effects (the default)
     spec = ModelSpec(law, resolve_priors(law, "student_t", None, noise), data_statistics(ds), noise=noise)
     model = build_model(spec, curve_structure(ds, noise))
     args, loss = (log_inputs_of(ds, law),), jax.numpy.asarray(ds["loss"].values)
@@ -104,7 +104,7 @@ def measure(n_points: int, num_warmup: int, num_samples: int) -> dict:
     post = mcmc.get_samples(group_by_chain=True)
     ds_post = xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in post.items() if k in spec.sampled_names})
     ess = float(min(azs.ess(ds_post, method="bulk")[k] for k in ds_post.data_vars))
-    return dict(points=n_points, runs=ds.sizes["point"] // 100, data_s=t_data, grad_ms=1e3 * grad_s,
+    return dict(noise=noise.spec, points=n_points, runs=ds.sizes["point"] // 100, data_s=t_data, grad_ms=1e3 * grad_s,
                 compile_s=compile_s, warmup=num_warmup, warmup_s=warm_s, samples=num_samples, sampling_s=samp_s,
                 steps=steps, steps_per_draw=steps / num_samples, floor_s=grad_s * steps,
                 vs_floor=samp_s / (grad_s * steps), min_ess=ess, ess_per_s=ess / samp_s)

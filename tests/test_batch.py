@@ -28,10 +28,12 @@ def _curves(seed: int, sizes: int) -> pd.DataFrame:
                            sigma=0.01, tau=0.005, ell=0.5)
 
 
-def test_padded_batch_has_the_unbatched_log_density():
-    """Padding (points and runs), masking and per-fit statistics leave each fit's log density exactly as fit's."""
+@pytest.mark.parametrize("spec", ["run+ou+hetero", "run+ou+hetero+latent"])
+def test_padded_batch_has_the_unbatched_log_density(spec):
+    """Padding (points and runs), masking and per-fit statistics leave each fit's log density exactly as fit's, for
+    collapsed run effects (per-run sums in the batch, conditional chain terms in fit) and sampled ones."""
     law = bs.load_law("hoffmann2022")
-    noise = Noise.parse("run+ou+hetero")
+    noise = Noise.parse(spec)
     dss = [bs.load_runs(_curves(0, 3)), bs.load_runs(_curves(3, 5))]  # 18 and 45 points, 3 and 5 runs
     stats = [data_statistics(ds) for ds in dss]
     assert stats[0]["min_loss"] != stats[1]["min_loss"]
@@ -47,8 +49,9 @@ def test_padded_batch_has_the_unbatched_log_density():
                               dict(params, z_run=params["z_run"][:runs]))
         a = jax.tree_util.tree_map(lambda x: x[i], arrays)
         got, _ = log_density(batched, (a["log_inputs"], a["loss"], a["per_fit"]), {}, params)
-        # the padded run slots add their N(0, 1) prior terms and nothing else
-        extra = -0.5 * np.sum(params["z_run"][runs:] ** 2) - 0.5 * np.log(2 * np.pi) * (n_runs - runs)
+        # the padded run slots add their N(0, 1) prior terms (sampled run effects) and nothing else
+        extra = 0.0 if noise.collapses else (-0.5 * np.sum(params["z_run"][runs:] ** 2)
+                                             - 0.5 * np.log(2 * np.pi) * (n_runs - runs))
         np.testing.assert_allclose(float(got), float(want) + extra, rtol=1e-12)
 
 

@@ -39,5 +39,6 @@ def test_mass_structure_keeps_run_effects_diagonal():
 
     assert mass_structure(True, spec("iid")) is True
     assert mass_structure(False, spec("run+ou")) is False
-    blocks = mass_structure(True, spec("run+ou"))
+    assert mass_structure(True, spec("run+ou")) is True  # collapsed run effects: only globals are sampled
+    blocks = mass_structure(True, spec("run+ou+latent"))
     assert blocks == [("E", "A", "B", "alpha", "beta", "sigma", "nu", "tau", "ell")]  # z_run left diagonal
