@@ -164,3 +164,23 @@ def test_sbc_negative_controls_every_law(law, misspecify):
     # whose failures are gross (contraction ~1; ranks all at one end).
     sims = 100 if misspecify == "narrow" else 50
     assert not check_calibration(law, num_simulations=sims, misspecify=misspecify, rng_key=0).attrs["passes"]
+
+
+def test_coverage_standard_errors_are_clustered_by_dataset():
+    # benchmarks/curve_coverage.py: 20 datasets x 5 parameters whose intervals are covered or missed together (a whole
+    # dataset in or out) against the same share with independent misses. The clustered SE of the first is
+    # sqrt(0.9·0.1/19) = 0.069 (sd with ddof 1 over 20 datasets), ~sqrt(5)x the binomial 0.030 that treats 100 intervals as independent.
+    import runpy
+
+    import pandas as pd
+
+    pooled_coverage = runpy.run_path("benchmarks/curve_coverage.py")["pooled_coverage"]
+    together = np.repeat(np.arange(20) >= 2, 5)  # 18 of 20 datasets covered in every parameter
+    apart = np.tile(np.arange(5) > 0, 20) | np.repeat(np.arange(20) >= 10, 5)  # 90% covered, spread over datasets
+    rows = pd.DataFrame({"rep": np.tile(np.repeat(np.arange(20), 5), 2), "noise": ["together"] * 100 + ["apart"] * 100,
+                         "covered": np.r_[together, apart]})
+    table = pooled_coverage(rows)
+    assert table.loc["together", "coverage"] == pytest.approx(0.9) and table.loc["apart", "coverage"] == pytest.approx(0.9)
+    assert table.loc["together", "se_binomial"] == pytest.approx(0.030, abs=0.001)
+    assert table.loc["together", "se_clustered"] == pytest.approx(np.sqrt(0.9 * 0.1 / 19), abs=1e-9)
+    assert table.loc["apart", "se_clustered"] < table.loc["apart", "se_binomial"]
