@@ -74,12 +74,13 @@ MISSPECIFICATIONS = (None, "prior", "narrow", "law", "sigma")
 DEFAULT_DISTORTION = {"narrow": 0.5, "law": 1.25, "sigma": 3.0}
 
 #: A parameter whose median contraction (posterior IQR / prior IQR in prior-quantile units) is at or above this has not
-#: contracted, and a verdict fails when the mean over the law's parameters and σ is. Under a sampler that returns prior draws, one simulation's ratio is the IQR of L uniform draws
+#: contracted, and a verdict fails when the mean over the law's parameters and σ is. Under a sampler that returns prior
+#: draws, one simulation's ratio is the IQR of L uniform draws
 #: over 0.5, with sd 1/sqrt(L) = 0.1 at L = 100 (variance of the IQR of uniforms: 0.25/L); its median over S
 #: simulations has sd ≈ 1.25 · 0.1 / sqrt(S): 0.04 at S = 10, 0.018 at S = 50. By simulation (2,000 studies), with the
 #: sample IQR's 2% low bias, the median of 10 such ratios falls below 0.9 in 2% of studies, of 16 in 0.6%, of 50 in
 #: none; the mean over k ≥ 3 parameters is tighter still. The real fits of the SBC designs have mean contractions of
-#: 0.1-0.4 (docs/validation.md lists the measured values), far below 0.9.
+#: 0.09-0.33 (kaplan2020_n iid, kaplan2020_nd hetero, hoffmann2022 run+ou; docs/validation.md), far below 0.9.
 MAX_CONTRACTION = 0.9
 
 #: Distorted posteriors that :func:`sbc_power` reports the test's power against: (name, scale, shift) of the reported

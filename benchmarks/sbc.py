@@ -51,6 +51,7 @@ def study_row(law: str, likelihood: str, noise: str, control: str | None, sims: 
         "min_p": f"{tab['p_value'].min():.2g} ({worst})", "threshold": f"{a['threshold']:.2g}",
         "mean_contraction": round(a["mean_contraction"], 2),
         "contraction": " ".join(f"{n}={v:.2f}" for n, v in tab["contraction"].items()),
+        "p_values": " ".join(f"{n}={v:.2g}" for n, v in tab["p_value"].items()),
         "uninformative": ",".join(a["uninformative"]), "divergences": a["divergences"], "rejected": a["rejected"],
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if args.out:
         table.to_csv(args.out, index=False)
-    print(table.drop(columns=["contraction"]).to_string(index=False))
+    print(table.drop(columns=["contraction", "p_values"]).to_string(index=False))
     print("all positive controls pass and all negative controls fail" if ok else "SBC FAILED", flush=True)
     return 0 if ok else 1
 
