@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("fit_b")
     cmp.add_argument("--compute", type=float, action="append", required=True, help="budget in FLOP (repeatable)")
     cmp.add_argument("--prob", type=float, default=0.9)
+    cmp.add_argument("--ignore-scale", action="store_true",
+                     help="compare even when the two fits' losses differ by more than 1.25x inside their data")
 
     nx = sub.add_parser("next", parents=[gate], help="rank candidate runs (CSV: N, D[, cost]) by expected uncertainty reduction per FLOP")
     nx.add_argument("fit")
@@ -236,19 +238,16 @@ def _run(args: argparse.Namespace) -> int:
         print(format_plan(tree))
         return 0
     if args.command == "compare":
-        from bayescale.planning import compare_fits
+        from bayescale.planning import compare_fits, format_comparison
 
         other = bs.load(args.fit_b)
         _banner(result, args)
         _banner(other, args)
-        cmp = compare_fits(result, other, args.compute, allow_unconverged=args.allow_unconverged)
-        lo, hi = (1 - args.prob) / 2, (1 + args.prob) / 2
-        print(f"A = {args.fit_a} ({cmp.attrs['law_a']}), B = {args.fit_b} ({cmp.attrs['law_b']}); draws paired at random")
-        for c in cmp["compute"].values:
-            m = cmp["compute_multiplier"].sel(compute=c).values
-            q = np.quantile(m, [lo, 0.5, hi])
-            print(f"C = {c:.3g}: P(B beats A) = {float(cmp['prob_b_better'].sel(compute=c)):.3f}; "
-                  f"compute multiplier of B over A = {q[1]:.3g} [{q[0]:.3g}, {q[2]:.3g}] ({args.prob:.0%})")
+        with warnings.catch_warnings():  # format_comparison prints every warning of the comparison
+            warnings.simplefilter("ignore")
+            cmp = compare_fits(result, other, args.compute, check_scale=not args.ignore_scale,
+                               allow_unconverged=args.allow_unconverged)
+        print(format_comparison(cmp, args.prob, names=(args.fit_a, args.fit_b)))
         return 0
     if args.command == "next":
         from bayescale.design import rank_next_experiments

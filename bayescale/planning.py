@@ -4,7 +4,8 @@
 - :func:`loss_at`: a proposed run's loss and its regret, in loss and in compute-equivalent FLOP.
 - :func:`prob_below`, :func:`budget_for_target`: P(loss < target) and the budget reaching a target with probability p.
 - :func:`plan`: all of the above for given budgets, as one DataTree; :func:`format_plan` prints it.
-- :func:`compare_fits`: P(B beats A) and B's compute multiplier over A.
+- :func:`compare_fits`: P(B beats A) and B's compute multiplier over A, with scale, extrapolation and
+  snapshot checks; :func:`comparison_summary`, :func:`format_comparison` read it (infinite multipliers kept).
 
 Everything reads the posterior draws of a result and never refits.
 """
@@ -22,7 +23,13 @@ import xarray as xr
 
 from bayescale.diagnostics import convergence_gate
 from bayescale.errors import ArgumentError
-from bayescale.extrapolation import EXTRAPOLATION_THRESHOLD, ExtrapolationWarning, extrapolation, warn_extrapolation
+from bayescale.extrapolation import (
+    EXTRAPOLATION_THRESHOLD,
+    ExtrapolationWarning,
+    extrapolation,
+    observed_range,
+    warn_extrapolation,
+)
 from bayescale.laws import Law
 from bayescale.results import law_of
 
@@ -36,6 +43,8 @@ __all__ = [
     "prob_below",
     "budget_for_target",
     "compare_fits",
+    "comparison_summary",
+    "format_comparison",
 ]
 
 # Search window for log N around the balanced split N = D = sqrt(C/k): ±15 nats (6.5 decades) each side covers
@@ -576,6 +585,55 @@ def format_plan(plan_tree: xr.DataTree, prob: float | None = None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
+#: compare_fits refuses two fits whose median law losses, at a point inside (or central to) both fits' data, differ by
+#: more than this factor: their losses are then not on one scale. Bits vs nats differ by 1/ln 2 = 1.44; per-byte vs
+#: per-token losses by the tokenizer's bytes per token (3-4). Recipes on one evaluation set differ by less: among the 15
+#: configurations of Porian et al. 2024 (derived_isoflop_points.csv), the median loss ratio at matched N and C is at
+#: most 1.09 within RefinedWeb or within OpenWebText2. Two evaluation sets of similar text are NOT told apart by this
+#: rule (RefinedWeb vs OpenWebText2 differ by 1.06-1.17 there): for that, record ``attrs["evaluation"]`` in both
+#: results, and compare_fits refuses a mismatch.
+SCALE_RATIO_LIMIT = 1.25
+
+
+def _run_counts(result: xr.DataTree) -> tuple[int, int] | None:
+    """(points, distinct runs) of the fitted data, or None when the result carries no run labels."""
+    for group in ("constant_data", "observed_data"):
+        if group in result.children:
+            ds = result[group].to_dataset()
+            if "run" in ds.coords and ds["run"].dims == ("point",):
+                return int(ds.sizes["point"]), int(np.unique(ds["run"].values).size)
+    return None
+
+
+def _median_law_loss(result: xr.DataTree, law: Law, log_n: float, log_d: float) -> float:
+    params = {k: jnp.asarray(v) for k, v in _flat_params(result, law).items()}
+    at = {"N": jnp.asarray(log_n), "D": jnp.asarray(log_d)}
+    return float(np.exp(np.median(np.asarray(jax.vmap(lambda p: law.log_fn(p, at))(params)))))
+
+
+def _check_scale(result_a, result_b, law_a, law_b, limit: float) -> dict[str, float]:
+    """Raise when the two fits' losses are not on one scale (see :data:`SCALE_RATIO_LIMIT`); return what was compared."""
+    ev_a, ev_b = result_a.attrs.get("evaluation"), result_b.attrs.get("evaluation")
+    if ev_a and ev_b and ev_a != ev_b:
+        raise ValueError(f"fit A's losses are on evaluation {ev_a!r} and fit B's on {ev_b!r} (attrs['evaluation']): "
+                         "a compute multiplier between different evaluations means nothing")
+    ranges = {}
+    for name in ("N", "D"):
+        (lo_a, hi_a), (lo_b, hi_b) = (observed_range(r, name) for r in (result_a, result_b))
+        lo, hi = max(lo_a, lo_b), min(hi_a, hi_b)
+        # The centre of the overlap of the two data ranges, or of their union when they do not overlap.
+        ranges[name] = np.sqrt(lo * hi) if lo <= hi else np.sqrt(min(lo_a, lo_b) * max(hi_a, hi_b))
+    log_n, log_d = np.log(ranges["N"]), np.log(ranges["D"])
+    la, lb = _median_law_loss(result_a, law_a, log_n, log_d), _median_law_loss(result_b, law_b, log_n, log_d)
+    ratio = max(la, lb) / min(la, lb)
+    if not ratio <= limit:
+        raise ValueError(
+            f"the two fits' losses differ by {ratio:.2f}x at N={ranges['N']:.3g}, D={ranges['D']:.3g} (A {la:.4g}, "
+            f"B {lb:.4g}), more than {limit:g}x: are both in nats/token on the same evaluation data and tokenizer? "
+            "(pass check_scale=False to compare anyway)")
+    return {"N": float(ranges["N"]), "D": float(ranges["D"]), "loss_a": la, "loss_b": lb, "ratio": ratio}
+
+
 @convergence_gate("compare", results=("result_a", "result_b"))
 def compare_fits(
     result_a: xr.DataTree,
@@ -587,6 +645,8 @@ def compare_fits(
     law_a: Law | None = None,
     law_b: Law | None = None,
     allow_unconverged: bool = False,
+    check_scale: bool = True,
+    extrapolation_threshold: float = EXTRAPOLATION_THRESHOLD,
 ) -> xr.Dataset:
     """Compare two fits (recipes, architectures) at budgets C: does B beat A, and by how much compute?
 
@@ -594,40 +654,180 @@ def compare_fits(
     smaller one). Per pair: ``loss_opt_a``, ``loss_opt_b`` (compute-optimal loss at C), ``b_better`` (L*_B < L*_A),
     and ``compute_multiplier`` = C_A / C, where C_A is the budget A needs, spent optimally, to reach L*_B(C): B is
     worth ``compute_multiplier`` times its compute in A's recipe (> 1: B is better; +inf: A never gets there, its
-    floor is above L*_B(C)). ``prob_b_better`` over ``compute`` is P(B beats A at C).
+    floor is above L*_B(C)).
 
-    Only meaningful when both losses are on the same scale (same evaluation data and tokenizer).
+    A pair where either draw has no interior optimum (NaN, :func:`compute_optimal` warns) is left out of every
+    probability and quantile, not counted for either side; ``valid`` marks the pairs used. Over the valid pairs:
+    ``prob_b_better`` = P(B beats A at C) and ``prob_a_never`` = P(B reaches a loss A never reaches), the share of
+    infinite multipliers. :func:`comparison_summary` gives quantiles that treat +inf as +inf and quantiles of the
+    finite part.
+
+    Checks (each also recorded in ``attrs["warnings"]``):
+
+    - **Scale** (``check_scale``): a ``ValueError`` when the results' ``attrs["evaluation"]`` differ, or when the
+      two fits' median law losses at the centre of the overlap of their data differ by more than
+      :data:`SCALE_RATIO_LIMIT` (different units, tokenizer or evaluation set).
+    - **Extrapolation**: ``extrapolation_{a,b}_{N,D}`` over ``compute``, the decades from each fit's data to the
+      median optimal allocation, and ``extrapolation_{a,b}_C``, the decades from each fit's largest k·N·D to the
+      budget; an :class:`~bayescale.extrapolation.ExtrapolationWarning` past
+      ``extrapolation_threshold``.
+    - **Snapshots**: a warning when a fit has several points per run (checkpoints, or isoFLOP points cut from one
+      long run) but iid noise: its intervals are too narrow (docs/noise.md), and so are the comparison's.
+
+    Results without fitted data (:func:`bayescale.batch.select_fit`) skip the scale and extrapolation checks, with a
+    warning.
 
     References
     ----------
     The compute-equivalent gain of a recipe is the usual way of stating algorithmic progress, e.g.
     Ho et al. 2024, "Algorithmic progress in language models", arXiv:2403.05812.
     """
+    from bayescale.noise import Noise
+
     law_a = planning_law(law_of(result_a, law_a, "plan"), "compare_fits")
     law_b = planning_law(law_of(result_b, law_b, "plan"), "compare_fits")
     budgets = _budgets(compute)
-    opt_a = compute_optimal(result_a, budgets, flops_per_param_token=flops_per_param_token, law=law_a)
-    opt_b = compute_optimal(result_b, budgets, flops_per_param_token=flops_per_param_token, law=law_b)
+    notes: list[str] = []
+    has_data = all("constant_data" in r.children for r in (result_a, result_b))
+    scale = _check_scale(result_a, result_b, law_a, law_b, SCALE_RATIO_LIMIT) if check_scale and has_data else {}
+    if not has_data:
+        notes.append("a result carries no fitted data (constant_data): scale and extrapolation were not checked")
+    for label, r in (("A", result_a), ("B", result_b)):
+        counts = _run_counts(r)
+        noise = Noise.from_attrs(r.attrs)
+        if counts and counts[1] < counts[0] and not (noise.run_effect or noise.correlation):
+            notes.append(f"fit {label} has {counts[0]} points from {counts[1]} runs but noise {noise.spec!r}: points "
+                         "of one run are counted as independent measurements, so its intervals (and this comparison's) "
+                         "are too narrow; refit with noise='run+ou' (docs/noise.md)")
+    optima = []
+    for label, r, law in (("A", result_a, law_a), ("B", result_b, law_b)):
+        with warnings.catch_warnings(record=True) as caught:  # NaN optima: reported once, below, per budget
+            warnings.simplefilter("always")
+            optima.append(compute_optimal(r, budgets, flops_per_param_token=flops_per_param_token, law=law))
+        notes += [f"fit {label}: {w.message}" for w in caught]
+    opt_a, opt_b = optima
     la = opt_a["loss_opt"].values.reshape(-1, budgets.size)
     lb = opt_b["loss_opt"].values.reshape(-1, budgets.size)
     rng = np.random.default_rng(rng_key)
     n = min(la.shape[0], lb.shape[0])
     ia, ib = rng.permutation(la.shape[0])[:n], rng.permutation(lb.shape[0])[:n]
     la, lb = la[ia], lb[ib]
+    valid = np.isfinite(la) & np.isfinite(lb)
     params_a = {k: v[ia] for k, v in _flat_params(result_a, law_a).items()}
+    # A NaN target would read as "never reached" (+inf) in the inverse: solve for valid pairs only.
+    target = np.where(valid, lb, np.nanmedian(lb) if np.isfinite(lb).any() else 1.0)
     mult = np.stack(
-        [_compute_for_loss(law_a, params_a, lb[:, j], flops_per_param_token) / c for j, c in enumerate(budgets)], axis=1
+        [_compute_for_loss(law_a, params_a, target[:, j], flops_per_param_token) / c for j, c in enumerate(budgets)],
+        axis=1,
     )
-    better = lb < la
+    mult = np.where(valid, mult, np.nan)
+    better = np.where(valid, lb < la, False)
+    n_valid = valid.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prob_better = np.where(n_valid > 0, better.sum(axis=0) / n_valid, np.nan)
+        prob_never = np.where(n_valid > 0, (valid & np.isinf(mult)).sum(axis=0) / n_valid, np.nan)
+    for j, c in enumerate(budgets):
+        if n_valid[j] < n:
+            notes.append(f"C = {c:.3g}: {n - n_valid[j]} of {n} pairs have no interior optimum in A or B and are left "
+                         "out of every probability and quantile")
+    extra = {}
+    if has_data:
+        for label, r, opt in (("a", result_a, opt_a), ("b", result_b, opt_b)):
+            med_n = opt["N_opt"].median(("chain", "draw")).values
+            med_d = opt["D_opt"].median(("chain", "draw")).values
+            decades = extrapolation(r, N=med_n, D=med_d)
+            # and the budget itself beyond the largest fitted run's k·N·D
+            const = r["constant_data"].to_dataset()
+            c_max = float(np.max(flops_per_param_token * const["N"].values * const["D"].values))
+            decades["C"] = np.maximum(0.0, np.log10(budgets / c_max))
+            for k, v in decades.items():
+                extra[f"extrapolation_{label}_{k}"] = ("compute", v)
+                worst = float(np.nanmax(v)) if np.isfinite(v).any() else np.nan
+                if worst > extrapolation_threshold:
+                    what = "budget C" if k == "C" else f"optimal {k}"
+                    notes.append(f"fit {label.upper()}'s {what} lies {worst:.2f} decades beyond its data "
+                                 f"(threshold {extrapolation_threshold:g}): the comparison covers the parameter "
+                                 "uncertainty only, not a change of the law's form out there")
+            warn_extrapolation(decades, extrapolation_threshold, what=f"compare_fits: fit {label.upper()}'s optimum")
+    for note in notes:
+        if "decades beyond" not in note:  # extrapolation warned above, as an ExtrapolationWarning
+            warnings.warn(note, stacklevel=2)
     return xr.Dataset(
         {
             "loss_opt_a": (("pair", "compute"), la),
             "loss_opt_b": (("pair", "compute"), lb),
+            "valid": (("pair", "compute"), valid),
             "b_better": (("pair", "compute"), better),
             "compute_multiplier": (("pair", "compute"), mult),
-            "prob_b_better": ("compute", better.mean(axis=0)),
+            "prob_b_better": ("compute", prob_better),
+            "prob_a_never": ("compute", prob_never),
+            "n_valid": ("compute", n_valid),
+            **extra,
         },
         coords={"compute": budgets, "pair": np.arange(n)},
         attrs={"law_a": law_a.id, "law_b": law_b.id, "flops_per_param_token": flops_per_param_token,
-               "pairing": f"independent random permutation, seed {rng_key}"},
+               "pairing": f"independent random permutation, seed {rng_key}", "warnings": notes,
+               "scale_check": scale},
     )
+
+
+def _quantiles_with_inf(values: np.ndarray, qs: list[float]) -> list[float]:
+    """Quantiles of the empirical distribution (the inverted CDF: the smallest value with at least a share q at or
+    below it), by sorting; +inf sorts last and stays +inf (np.quantile interpolates inf - inf into NaN)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    if v.size == 0:
+        return [np.nan] * len(qs)
+    return [float(v[min(v.size - 1, max(0, int(np.ceil(q * v.size)) - 1))]) for q in qs]
+
+
+def comparison_summary(cmp: xr.Dataset, prob: float = 0.9) -> "pd.DataFrame":
+    """Per budget: P(B beats A), P(B reaches a loss A never reaches), and the compute multiplier's median and central
+    ``prob`` interval twice: over all valid pairs with +inf kept as +inf (quantiles of the empirical distribution,
+    no interpolation, so a quantile in the infinite tail is inf, never NaN), and over the finite pairs only."""
+    import pandas as pd
+
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    qs = [(1 - prob) / 2, 0.5, (1 + prob) / 2]
+    rows = []
+    for c in cmp["compute"].values:
+        sel = cmp.sel(compute=c)
+        m = sel["compute_multiplier"].values[sel["valid"].values]
+        finite = m[np.isfinite(m)]
+        row = {"compute": float(c), "n_valid": int(sel["n_valid"]), "prob_b_better": float(sel["prob_b_better"]),
+               "prob_a_never": float(sel["prob_a_never"])}
+        row.update(zip(("low", "median", "high"), _quantiles_with_inf(m, qs)))
+        row.update(zip(("finite_low", "finite_median", "finite_high"),
+                       np.quantile(finite, qs) if finite.size else [np.nan] * 3))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.attrs["prob"] = prob
+    return table
+
+
+def format_comparison(cmp: xr.Dataset, prob: float = 0.9, names: tuple[str, str] = ("A", "B")) -> str:
+    """A plain-text rendering of a :func:`compare_fits` result: per budget, the probabilities and multiplier quantiles
+    of :func:`comparison_summary`, the extrapolation distances, then every warning of the comparison."""
+    table = comparison_summary(cmp, prob)
+    lines = [f"A = {names[0]} ({cmp.attrs['law_a']}), B = {names[1]} ({cmp.attrs['law_b']}); draws paired at random; "
+             f"compute multiplier = C_A / C, the budget A needs to reach B's optimal loss at C (> 1: B is better)"]
+    for _, r in table.iterrows():
+        c = r["compute"]
+        lines.append(f"C = {c:.3g}: P(B beats A) = {r['prob_b_better']:.3f}; "
+                     f"P(B reaches a loss A never reaches) = {r['prob_a_never']:.3f}")
+        lines.append(f"  compute multiplier, all pairs (inf = never): median {r['median']:.3g} "
+                     f"[{r['low']:.3g}, {r['high']:.3g}] ({prob:.0%})")
+        if r["prob_a_never"] == 1:
+            lines.append("  A never gets there in any pair: no finite multiplier")
+        elif r["prob_a_never"] > 0:
+            lines.append(f"  compute multiplier, the {1 - r['prob_a_never']:.0%} of pairs where A gets there: median "
+                         f"{r['finite_median']:.3g} [{r['finite_low']:.3g}, {r['finite_high']:.3g}]")
+        if "extrapolation_a_N" in cmp:
+            e = {k: float(cmp[f"extrapolation_{k}"].sel(compute=c)) for k in ("a_N", "a_D", "a_C", "b_N", "b_D", "b_C")}
+            lines.append(f"  beyond the data (decades): A: C {e['a_C']:.2f}, optimal N {e['a_N']:.2f}, D {e['a_D']:.2f}; "
+                         f"B: C {e['b_C']:.2f}, optimal N {e['b_N']:.2f}, D {e['b_D']:.2f}")
+        if int(r["n_valid"]) < cmp.sizes["pair"]:
+            lines.append(f"  {cmp.sizes['pair'] - int(r['n_valid'])} of {cmp.sizes['pair']} pairs without an "
+                         "interior optimum are left out")
+    lines += [f"warning: {w}" for w in cmp.attrs.get("warnings", [])]
+    return "\n".join(lines)

@@ -1,7 +1,8 @@
-"""Simulation-based calibration: the positive control passes, the mis-specified negative control fails.
+"""Simulation-based calibration: the positive control passes; every negative control fails, and the power is stated.
 
-The full study (every law in models/, 50-100 simulations each) is `benchmarks/sbc.py` and the slow test below
-(`make test-slow`); this file's fast version uses kaplan2020_n (4 sampled parameters, the quickest law to fit).
+The full study (every law and noise model in models/, as many simulations as a 90% power against a 30% too-narrow
+posterior needs) is `benchmarks/sbc.py` and the slow tests below (`make test-slow`); this file's fast versions use
+kaplan2020_n (4 sampled parameters, the quickest law to fit) and small designs.
 """
 
 from __future__ import annotations
@@ -10,13 +11,22 @@ import numpy as np
 import pytest
 
 import bayescale as bs
-from bayescale.calibration import check_calibration, default_design
+from bayescale.calibration import (
+    MAX_CONTRACTION,
+    check_calibration,
+    default_design,
+    format_verdict,
+    sbc_power,
+    simulations_for_power,
+)
 
 # 16 simulations in 4 bins: 4 expected per bin. A calibrated fit passes the chi-square test at the Bonferroni level
 # 0.01/4 with probability 0.99; seeds are fixed, so the outcome is deterministic, and the tolerance guards against a
 # seed that happens to sit in the 1% tail when numerics change. Thin=1 with 150 draws: autocorrelation makes ranks
 # slightly over-dispersed, which 16 simulations cannot detect (the benchmark thins by 2).
 FAST = dict(num_warmup=150, num_samples=150, thin=1, num_bins=4)
+# The cheaper setting of the negative controls: 12 points along N, 100 + 100 transitions.
+SMALL = dict(num_warmup=100, num_samples=100, thin=1, num_bins=4, design={"N": np.geomspace(5e7, 5e9, 12)})
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["fit_batch", "loop"])
@@ -29,32 +39,148 @@ def test_positive_control_passes(batched):
     assert ranks.shape == (16, 4) and ranks.min() >= 0 and ranks.max() <= 150
     # Normalised mean ranks of a calibrated fit are 0.5 ± 0.29/sqrt(16) = ±0.07; 0.25 is > 3 SE.
     assert np.all(np.abs(table["mean_rank"] - 0.5) < 0.25)
+    # The data inform the law's parameters and sigma: measured 0.09-0.22 (thresholds in bayescale.calibration).
+    assert np.all(table.loc[["N_c", "alpha_N", "sigma"], "contraction"] < 0.5)
+    assert set(table.attrs["power"]) == {"narrow_30", "wide_30", "shift_0.5"}
+    assert "PASSES (16 simulations" in format_verdict(table)
 
 
-def test_negative_control_fails():
-    # Data simulated with residuals 3x larger than the drawn sigma: the posterior of sigma sits at ~3 sigma_true, so the
-    # true sigma ranks at (or next to) 0 in every simulation. With 10 simulations in 4 bins, all in the first bin gives
-    # chi2 = 30 on 3 df, p ~ 1e-6, far below 0.01/4.
-    table = check_calibration("kaplan2020_n", num_simulations=10, misspecify="noise", rng_key=1, **FAST)
+def test_prior_returning_sampler_fails():
+    # Every "posterior" is fresh prior draws: ranks are uniform (a sampler that ignores the data passes the rank test),
+    # so only the contraction check can catch it. Its contraction is the IQR of 150 uniforms over 0.5, 1 ± 0.08 per
+    # simulation, ~1 ± 0.03 as a median of 16: far above 0.9.
+    table = check_calibration("kaplan2020_n", num_simulations=16, misspecify="prior", rng_key=0, **FAST)
+    assert table.attrs["uniform"] and table["uniform"].all()
+    assert not table.attrs["contracts"] and not table.attrs["passes"]
+    assert np.all(table["contraction"] > MAX_CONTRACTION)
+    assert table.attrs["mean_contraction"] > 0.95
+    assert "FAILS" in format_verdict(table)
+
+
+def test_narrow_posterior_fails():
+    # Fitted draws shrunk 0.25x around their mean. The test's power against that, per parameter at 32 simulations in
+    # 4 bins, is 0.80 (sbc_power), so all four parameters pass with probability 0.2^4 < 0.002; it is the rank test,
+    # not the contraction check, that must fail here.
+    table = check_calibration("kaplan2020_n", num_simulations=32, misspecify="narrow", distortion=0.25, rng_key=0,
+                              **SMALL)
+    assert table.attrs["distortion"] == 0.25
+    assert table.attrs["contracts"] and not table.attrs["uniform"] and not table.attrs["passes"]
+
+
+def test_data_from_another_law_fail():
+    # Data from the law with N replaced by N^1.25: the fitted exponent is 1.25x the true one, so alpha_N ranks low and
+    # N_c high in every simulation (measured p ~ 1e-3 and 1e-8 at 12 simulations against a threshold of 0.0025).
+    table = check_calibration("kaplan2020_n", num_simulations=12, misspecify="law", rng_key=0, **SMALL)
     assert not table.attrs["passes"]
-    assert not table.loc["sigma", "passes"] and table.loc["sigma", "mean_rank"] < 0.05
+    assert not table.loc["N_c", "uniform"] and table.loc["N_c", "mean_rank"] > 0.8
+    assert table.loc["alpha_N", "mean_rank"] < 0.3
+
+
+def test_wrong_sigma_control_fails():
+    # Residuals 3x larger than the drawn sigma: the posterior of sigma sits at ~3 sigma_true, so the true sigma ranks at
+    # (or next to) 0 in every simulation. With 10 simulations in 4 bins, all in the first bin gives chi2 = 30 on 3 df,
+    # p ~ 1e-6, far below 0.01/4. This control tests sigma only: 3·sigma·t residuals are the model with sigma' = 3 sigma.
+    table = check_calibration("kaplan2020_n", num_simulations=10, misspecify="sigma", rng_key=1, **FAST)
+    assert not table.attrs["passes"]
+    assert not table.loc["sigma", "uniform"] and table.loc["sigma", "mean_rank"] < 0.05
+
+
+def test_curve_and_hetero_noise_mechanics():
+    # Mechanics only (6 simulations detect nothing subtle): the noise parameters of run effects, OU residuals and a
+    # loss-level scale (all three in one model, one compilation) are simulated, fitted and ranked, on a curve design of
+    # 4 runs (N) x 4 checkpoints (D).
+    noise = "run+ou+hetero"
+    design = {"N": np.repeat(np.geomspace(5e7, 5e9, 4), 4), "D": np.tile(np.geomspace(1e9, 1e11, 4), 4),
+              "run": np.repeat(["a", "b", "c", "d"], 4)}
+    table = check_calibration("kaplan2020_nd", num_simulations=6, noise=noise, likelihood="normal", design=design,
+                              rng_key=0, num_warmup=100, num_samples=100, thin=1, num_bins=3)
+    extra = ["tau", "ell", "kappa"]
+    assert list(table.index) == ["N_c", "D_c", "alpha_N", "alpha_D", "sigma", *extra]
+    assert table.attrs["noise"] == noise and table.attrs["ranks"].shape == (6, 4 + 1 + len(extra))
+    assert table.attrs["passes"], table
+
+
+def test_power_of_the_rank_test():
+    # The audit of issue 18 measured, with 50 simulations, 100 draws, 5 bins and 7 parameters: 2x too narrow flagged
+    # 51%, 30% too narrow 6%, shifted by 0.5 sd 30%. 2000 trials give a Monte Carlo SE of at most 0.011; 0.04 is ~4 SE.
+    args = dict(n_parameters=7, num_trials=2000)
+    assert sbc_power(50, 100, 5, scale=0.5, **args) == pytest.approx(0.51, abs=0.04)
+    assert sbc_power(50, 100, 5, scale=0.7, **args) == pytest.approx(0.06, abs=0.03)
+    assert sbc_power(50, 100, 5, shift=0.5, **args) == pytest.approx(0.30, abs=0.04)
+    assert sbc_power(50, 100, 5, **args) <= 0.01 / 7 + 0.003  # false alarms at the Bonferroni level (3 SE)
+    # More simulations, more power; the default slow study's size reaches 90% against 30% too narrow.
+    s = simulations_for_power(0.9, n_draws=100, num_bins=10, n_parameters=8)
+    assert 150 <= s <= 300 and sbc_power(s, 100, 10, n_parameters=8, scale=0.7) >= 0.9
+    assert sbc_power(s - 50, 100, 10, n_parameters=8, scale=0.7) < 0.9
+    with pytest.raises(ValueError, match=r"scale must be > 0"):
+        sbc_power(10, 100, 5, n_parameters=1, scale=0.0)
+    with pytest.raises(ValueError, match=r"needs more than 100 simulations"):
+        simulations_for_power(0.99, n_draws=100, num_bins=5, n_parameters=8, maximum=100)
 
 
 def test_design_and_errors():
     design = default_design(bs.load_law("hoffmann2022"))
-    assert design["N"].size == 36 and np.unique(design["D"]).size == 6
+    assert design["N"].size == 36 and np.unique(design["D"]).size == 6 and "run" not in design
+    curves = default_design(bs.load_law("hoffmann2022"), "run+ou")
+    assert np.unique(curves["run"]).size == 6 and np.unique(curves["D"][curves["run"] == "r0"]).size == 6
     assert default_design(bs.load_law("kaplan2020_d"))["D"].size == 36
-    with pytest.raises(ValueError, match=r"misspecify 'prior': must be one of \[None, 'noise'\]"):
-        check_calibration("kaplan2020_n", misspecify="prior")
+    with pytest.raises(ValueError, match=r"misspecify 'noise': must be one of \[None, 'prior', 'narrow', 'law', 'sigma'\]"):
+        check_calibration("kaplan2020_n", misspecify="noise")
     with pytest.raises(ValueError, match=r"num_simulations must be a positive integer, got 0"):
         check_calibration("kaplan2020_n", num_simulations=0)
     with pytest.raises(ValueError, match=r"num_samples // thin = 2 draws give too few rank values for 5 bins"):
         check_calibration("kaplan2020_n", num_samples=10, thin=5, num_bins=5)
+    with pytest.raises(ValueError, match=r"noise='auto' depends on the data"):
+        check_calibration("kaplan2020_n", noise="auto")
+    with pytest.raises(ValueError, match=r"noise 'run\+ou' needs curves along 'D', and law 'kaplan2020_n' has inputs"):
+        check_calibration("kaplan2020_n", noise="run+ou")
+    with pytest.raises(ValueError, match=r"design lacks \['run'\]"):
+        check_calibration("kaplan2020_nd", noise="run+ou", design={"N": [1e8, 1e9], "D": [1e9, 1e10]})
+
+
+#: The slow study: every law and noise model at the size that detects a posterior 30% too narrow in one parameter
+#: with probability 0.9 (10 bins, 100 kept draws, Bonferroni over up to 8 parameters: 225 simulations), and the
+#: negative controls at the sizes where their failure is certain.
+SLOW_NOISE = [("student_t", "iid"), ("normal", "iid"), ("student_t", "hetero"), ("normal", "run+ou")]
+# Curve noise needs checkpoints along D: laws of one input, or without D, are studied with the other noise models.
+SLOW_CASES = [(law, lk, nz) for law in bs.list_laws() for lk, nz in SLOW_NOISE
+              if nz != "run+ou" or ("D" in bs.load_law(law).input_names and len(bs.load_law(law).input_names) > 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("law,likelihood,noise", SLOW_CASES, ids=[f"{a}-{b}-{c}" for a, b, c in SLOW_CASES])
+def test_sbc_every_law_and_noise(law, likelihood, noise):
+    sims = simulations_for_power(0.9, n_draws=100, num_bins=10, n_parameters=8)
+    table = check_calibration(law, num_simulations=sims, num_bins=10, likelihood=likelihood, noise=noise, rng_key=0)
+    assert table.attrs["passes"], format_verdict(table)
+    assert table.attrs["power"]["narrow_30"] >= 0.85
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("law", bs.list_laws())
-def test_sbc_every_law(law):
-    # The documented study (docs/validation.md): 50 simulations in 5 bins (10 expected per bin) per law.
-    assert check_calibration(law, num_simulations=50, rng_key=0).attrs["passes"]
-    assert not check_calibration(law, num_simulations=20, misspecify="noise", rng_key=0).attrs["passes"]
+@pytest.mark.parametrize("misspecify", ["prior", "narrow", "law", "sigma"])
+def test_sbc_negative_controls_every_law(law, misspecify):
+    # 100 simulations for the 0.5x-narrow posterior: per-parameter power 0.95 (sbc_power, 5 bins); 50 for the others,
+    # whose failures are gross (contraction ~1; ranks all at one end).
+    sims = 100 if misspecify == "narrow" else 50
+    assert not check_calibration(law, num_simulations=sims, misspecify=misspecify, rng_key=0).attrs["passes"]
+
+
+def test_coverage_standard_errors_are_clustered_by_dataset():
+    # benchmarks/curve_coverage.py: 20 datasets x 5 parameters whose intervals are covered or missed together (a whole
+    # dataset in or out) against the same share with independent misses. The clustered SE of the first is
+    # sqrt(0.9·0.1/19) = 0.069 (sd with ddof 1 over 20 datasets), ~sqrt(5)x the binomial 0.030 that treats 100 intervals as independent.
+    import runpy
+
+    import pandas as pd
+
+    pooled_coverage = runpy.run_path("benchmarks/curve_coverage.py")["pooled_coverage"]
+    together = np.repeat(np.arange(20) >= 2, 5)  # 18 of 20 datasets covered in every parameter
+    apart = np.tile(np.arange(5) > 0, 20) | np.repeat(np.arange(20) >= 10, 5)  # 90% covered, spread over datasets
+    rows = pd.DataFrame({"rep": np.tile(np.repeat(np.arange(20), 5), 2), "noise": ["together"] * 100 + ["apart"] * 100,
+                         "covered": np.r_[together, apart]})
+    table = pooled_coverage(rows)
+    assert table.loc["together", "coverage"] == pytest.approx(0.9) and table.loc["apart", "coverage"] == pytest.approx(0.9)
+    assert table.loc["together", "se_binomial"] == pytest.approx(0.030, abs=0.001)
+    assert table.loc["together", "se_clustered"] == pytest.approx(np.sqrt(0.9 * 0.1 / 19), abs=1e-9)
+    assert table.loc["apart", "se_clustered"] < table.loc["apart", "se_binomial"]
