@@ -11,7 +11,7 @@ from bayescale import _runtime
 
 _runtime.configure()
 
-from bayescale.data import DataError, load_runs  # noqa: E402
+from bayescale.data import DataError, FewPointsWarning, load_runs  # noqa: E402
 from bayescale.diagnostics import SamplingError, SamplingWarning  # noqa: E402
 from bayescale.inference import fit  # noqa: E402
 from bayescale.laws import Law, LawError, list_laws, load_law  # noqa: E402
@@ -74,6 +74,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DataError",
+    "FewPointsWarning",
     "ExtrapolationWarning",
     "FormulaError",
     "Law",

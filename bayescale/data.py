@@ -18,11 +18,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["load_runs", "DataError", "ALIASES", "check_identifiable"]
+__all__ = ["load_runs", "DataError", "FewPointsWarning", "ALIASES", "check_identifiable", "check_target"]
 
 
 class DataError(ValueError):
     """A run table that cannot be used as given."""
+
+
+class FewPointsWarning(UserWarning):
+    """No more points than parameters: the fit runs, and its posterior leans on the priors."""
 
 
 #: Canonical variable → (description, column names recognised without a mapping).
@@ -129,6 +133,7 @@ def load_runs(
     nonnegative: tuple[str, ...] | list[str] = (),
     check_units: bool = True,
     source: str | None = None,
+    target: str = "loss",
 ) -> xr.Dataset:
     """Validate a run table and return it as an :class:`xarray.Dataset` over the dimension ``point``.
 
@@ -150,6 +155,10 @@ def load_runs(
         is a perplexity). Set False for toy data.
     source
         Free text recorded in the dataset's attrs (file name by default).
+    target
+        Kind of the target column (mapped to ``loss``), as a law file's ``[target]`` declares it
+        (:data:`bayescale.laws.TARGET_KINDS`): ``"loss"`` (> 0, nats/token), ``"real"`` (any finite number, e.g. a
+        unigram-normalised loss), ``"unit_interval"`` (strictly between 0 and 1, e.g. accuracy).
 
     Returns
     -------
@@ -174,7 +183,8 @@ def load_runs(
     numeric_names = [n for n in mapping if n != "run"]
     for name in numeric_names:
         values[name] = _numeric(df, name, mapping[name])
-    for name in (*inputs, "loss"):
+    check_target(values["loss"], target, mapping["loss"])
+    for name in inputs:
         v = values[name]
         bad = v < 0 if name in nonnegative else v <= 0
         if bad.any():
@@ -190,7 +200,7 @@ def load_runs(
                     f"{values[name].max():g}, below {floor:g}. If it is in millions or billions, multiply it out; "
                     f"for toy data pass check_units=False"
                 )
-        if values["loss"].max() > _LOSS_CEILING:
+        if target == "loss" and values["loss"].max() > _LOSS_CEILING:
             rows = np.flatnonzero(values["loss"] > _LOSS_CEILING)
             raise DataError(
                 f"column {mapping['loss']!r} (loss) has values above {_LOSS_CEILING:g} at {_rows(rows)}: losses must be "
@@ -225,12 +235,38 @@ def load_runs(
             "data_hash": h.hexdigest(),
             "source": source or "in-memory table",
             "columns": ", ".join(f"{k}={v}" for k, v in mapping.items()),
+            "target": target,
         },
     )
     for name in values:
         ds[name].attrs["description"] = ALIASES.get(name, (name,))[0]
         ds[name].attrs["column"] = mapping[name]
     return ds
+
+
+def check_target(values: np.ndarray, kind: str, column: str = "loss") -> None:
+    """Check the target column against its kind (:data:`bayescale.laws.TARGET_KINDS`), with one error naming the
+    column and the rows: a loss must be > 0 (it is modelled on log scale), a unit-interval target strictly inside
+    (0, 1) (modelled on its logit); a real target only needs to be finite (checked when the column is read)."""
+    from bayescale.laws import TARGET_KINDS
+
+    if kind not in TARGET_KINDS:
+        raise DataError(f"target kind {kind!r}: must be one of {list(TARGET_KINDS)}")
+    values = np.asarray(values, dtype=float)
+    if kind == "loss":
+        bad, expected = values <= 0, "> 0"
+        hint = ("; a loss is modelled on log scale: for a target that can be negative declare [target] kind = "
+                "\"real\" in the law file")
+    elif kind == "unit_interval":
+        bad, expected = (values <= 0) | (values >= 1), "strictly between 0 and 1"
+        hint = "; a unit-interval target is modelled on its logit, which an accuracy of exactly 0 or 1 does not have"
+    else:
+        bad, expected, hint = ~np.isfinite(values), "finite", ""
+    if bad.any():
+        label = "loss" if kind == "loss" else f"target of kind {kind!r}"
+        examples = ", ".join(f"{x:g}" for x in values[bad][:3])
+        raise DataError(f"column {column!r} ({label}) must be {expected}: {_rows(np.flatnonzero(bad))} hold "
+                        f"{examples}{hint}")
 
 
 def round_sig(x: np.ndarray, digits: int = 2) -> np.ndarray:
@@ -243,7 +279,8 @@ def round_sig(x: np.ndarray, digits: int = 2) -> np.ndarray:
 
 
 def check_identifiable(ds: xr.Dataset, law, *, require: bool = True) -> None:
-    """Check that the data can identify the law: inputs present, enough distinct values, more points than parameters.
+    """Check that the data can identify the law: inputs present, enough distinct values, and warn
+    (:class:`FewPointsWarning`) when there are no more points than parameters.
 
     With ``require=False`` too few distinct values of an input only warns (:class:`UserWarning`): the priors then
     carry the parameters along that input (as when one loop count of three is held out for validation)."""
@@ -266,7 +303,9 @@ def check_identifiable(ds: xr.Dataset, law, *, require: bool = True) -> None:
             warnings.warn(message + "; fitting anyway, the priors carry those parameters", stacklevel=3)
     n_params = len(law.parameters) + 1  # + noise scale
     if ds.sizes["point"] <= n_params:
-        raise DataError(
-            f"too few points: {ds.sizes['point']}, but law {law.id!r} with noise has {n_params} parameters; "
-            f"at least {n_params + 1} points are needed"
-        )
+        # With proper priors the posterior exists for any number of points (Gadre et al. 2024 predict from 5 small
+        # runs): fit, warn, and let the summary say how much of each parameter the prior supplied.
+        warnings.warn(
+            f"few points: {ds.sizes['point']}, not more than the {n_params} parameters of law {law.id!r} with noise; "
+            f"fitting anyway, the priors carry what the data cannot identify (see the contraction and sd_ratio "
+            f"columns of bayescale.summary)", FewPointsWarning, stacklevel=3)

@@ -15,7 +15,7 @@ import xarray as xr
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_median, log_likelihood
 
 from bayescale import diagnostics
-from bayescale.data import DataError, check_identifiable, load_runs
+from bayescale.data import DataError, check_identifiable, check_target, load_runs
 from bayescale.laws import Law, load_law, published_table
 from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
@@ -95,6 +95,13 @@ def drop_before(ds: xr.Dataset, min_tokens: float, axis: str = "D") -> xr.Datase
     out = ds.isel(point=np.flatnonzero(keep))
     out.attrs = dict(ds.attrs) | {"min_tokens": json.dumps({"min_tokens": float(min_tokens), "dropped": int((~keep).sum())})}
     return out
+
+
+def check_target_noise(law: Law, noise: Noise) -> None:
+    """``"hetero"`` scales the noise with the log of the loss level, which only a positive loss has."""
+    if noise.heteroscedastic and law.target.kind != "loss":
+        raise ValueError(f"noise 'hetero' scales the noise with the loss level on log scale, which a target of kind "
+                         f"{law.target.kind!r} (law {law.id!r}) does not have; use 'iid', 'run' or 'ou' terms")
 
 
 def run_nuts(
@@ -271,13 +278,16 @@ def fit(
     """
     release_compiled()
     law = law if isinstance(law, Law) else load_law(law)
-    ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names)
+    ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names,
+                                                              target=law.target.kind)
     if min_tokens is not None:
         ds = drop_before(ds, min_tokens)
+    check_target(ds["loss"].values, law.target.kind, ds["loss"].attrs.get("column", "loss"))
     check_identifiable(ds, law, require=require_identifiable)
     check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     chain_method = resolve_chain_method(chain_method, num_chains)
     noise = Noise.parse(noise, ds)
+    check_target_noise(law, noise)
     prior_specs = resolve_priors(law, likelihood, priors, noise)
     stats = data_statistics(ds)
     spec = ModelSpec(law=law, priors=prior_specs, statistics=stats, likelihood=likelihood, noise=noise)
@@ -333,6 +343,7 @@ def fit(
         | {
             "priors": json.dumps({k: v.text for k, v in prior_specs.items()}),
             "likelihood": likelihood,
+            "target": law.target.kind,
             "noise": noise.to_json(),
             **({"min_tokens": ds.attrs["min_tokens"]} if "min_tokens" in ds.attrs else {}),
             "sampler": json.dumps(

@@ -3,7 +3,9 @@
 The likelihood is on log-loss: ``log y_i = log f(x_i; θ) + ε_i`` with ε Normal or Student-t. The observed site is the
 loss itself (an exp-transformed distribution), so log-likelihoods are densities of the loss and comparable across
 laws. Working in log space makes the noise relative (seed noise grows with the loss level) and matches the fitting
-practice of Hoffmann et al. 2022 and Besiroglu et al. 2024 (Huber on log residuals).
+practice of Hoffmann et al. 2022 and Besiroglu et al. 2024 (Huber on log residuals). A law whose ``[target]`` is not
+a positive loss (:class:`bayescale.laws.Target`) gets the same noise on its link scale instead: additive on the
+natural scale for a ``"real"`` target, on the logit for a ``"unit_interval"`` one.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
-from numpyro.distributions.transforms import ExpTransform
-
-from bayescale.laws import Law
+from bayescale.laws import Law, Target
 from bayescale.noise import Noise, linear_recurrence, noise_scale, ou_terms
 from bayescale.priors import Prior, parse_prior
 
@@ -75,7 +75,8 @@ def resolve_priors(
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood {likelihood!r}: must be one of {list(LIKELIHOODS)}")
     priors = {p.name: p.prior for p in law.parameters}
-    priors.update({n: parse_prior(NOISE_PRIORS[n]) for n in noise_names(likelihood, noise)})
+    # noise priors on the likelihood's scale: the defaults are for log-loss; a law of another target kind gives its own
+    priors.update({n: parse_prior(law.target.priors.get(n, NOISE_PRIORS[n])) for n in noise_names(likelihood, noise)})
     for name, text in (overrides or {}).items():
         if name not in priors:
             raise LawError(f"prior given for {name!r}, which is not a parameter; must be one of {sorted(priors)}")
@@ -93,13 +94,15 @@ def observe(
     structure: Mapping | None,
     statistics: Mapping[str, float],
     mask: jnp.ndarray | None = None,
+    target: Target = Target(),
 ) -> None:
     """The noise model around a law's log-mean ``mu`` (one value per point), inside a numpyro model: samples
     ``sigma`` (and ``nu``, ``kappa``, ``tau`` with ``z_run``, ``ell`` as the noise structure asks) from ``dists`` and
     observes ``loss`` with the exact likelihood (the conditional chain along each run for ``"ou"``), or, with
     ``loss=None``, simulates whole curves jointly. Shared by every model whose residuals are on log-loss: catalogue
     laws (:func:`build_model`) and schedule laws (:mod:`bayescale.schedules`). ``mask``: points to leave out of the
-    likelihood (padding in batched fits)."""
+    likelihood (padding in batched fits). ``target``: the law's target kind; ``mu`` and the noise are on its link scale
+    (log-loss by default, :class:`bayescale.laws.Target`), and ``loss`` is the observed value itself."""
     n = mu.shape[0]
     sigma = numpyro.sample("sigma", dists["sigma"])
     nu = numpyro.sample("nu", dists["nu"]) if likelihood == "student_t" else None
@@ -123,12 +126,15 @@ def observe(
                 eps = numpyro.sample("innovation", family(0.0, 1.0))
             order, inverse = structure["order"], structure["inverse"]
             w = linear_recurrence(phi[order], (root * eps)[order])[inverse]
-            numpyro.deterministic("loss", jnp.exp(loc + scale * w))
+            numpyro.deterministic("loss", target.inverse(loc + scale * w, jnp))
             return
-        w_obs = (jnp.log(loss) - loc) / scale
+        w_obs = (target.link(loss, jnp) - loc) / scale
         loc = loc + scale * phi * w_obs[structure["prev"]]
         scale = scale * root
-    likelihood_dist = dist.TransformedDistribution(family(loc, scale), ExpTransform())
+    # the observed site is the value itself (its density includes the link's Jacobian), so log-likelihoods of one
+    # table are comparable across laws; a real target needs no transform
+    transform = target.transform()
+    likelihood_dist = family(loc, scale) if transform is None else dist.TransformedDistribution(family(loc, scale), transform)
     if mask is not None:
         likelihood_dist = likelihood_dist.mask(mask)
     with numpyro.plate("point", n):
@@ -173,8 +179,8 @@ def build_model(spec: ModelSpec, structure: Mapping | None = None, *, batched: b
             stats, struct = per_fit["statistics"], {**(structure or {}), **per_fit["structure"]}
             dists = {n: p.traced_distribution(stats) if p.uses_data() else fixed[n] for n, p in spec.priors.items()}
         params = {name: numpyro.sample(name, dists[name]) for name in law.parameter_names}
-        mu = law.log_fn(params, log_inputs)
+        mu = law.link_fn(params, log_inputs)
         observe(mu, loss, dists, likelihood=spec.likelihood, noise=noise, structure=struct, statistics=stats,
-                mask=None if per_fit is None else per_fit["mask"])
+                mask=None if per_fit is None else per_fit["mask"], target=law.target)
 
     return model

@@ -35,9 +35,14 @@ def describe(draws: xr.Dataset | xr.DataArray, prob: float = 0.9, sample_dims=("
 
 
 def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
-    """Parameters of a fit: median, central ``prob`` interval, mean, sd, R-hat, bulk/tail ESS, published values.
+    """Parameters of a fit: median, central ``prob`` interval, mean, sd, R-hat, bulk/tail ESS, how much of each
+    parameter came from the prior, published values.
 
-    The number of divergent transitions and the sampler warnings are in ``table.attrs``.
+    ``sd_ratio`` is the posterior sd over the prior sd, both on the unconstrained scale NUTS samples in (log of an
+    amplitude, logit of a bounded parameter), and ``contraction`` = 1 − sd_ratio² (Schad, Betancourt & Vasishth 2021):
+    near 1 the data determined the parameter, near 0 (sd_ratio near 1) the prior alone did, as with few runs or a
+    parameter the data cannot see. NaN when the result has no prior draws. The number of divergent transitions and
+    the sampler warnings are in ``table.attrs``.
     """
     names = attr_json(result, "parameters") + attr_json(result, "noise_parameters")
     post = result["posterior"].to_dataset()
@@ -48,6 +53,10 @@ def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
     table.insert(2, "sd", [float(np.std(flat[n], ddof=1)) for n in names])
     diag = pd.DataFrame(attr_json(result, "diagnostics", {}).get("parameters", [])).set_index("parameter")
     table = table.join(diag[["rhat", "ess_bulk", "ess_tail"]])
+    if "contraction" in diag:
+        contraction = diag["contraction"].astype(float)
+        table["contraction"] = contraction
+        table["sd_ratio"] = np.sqrt(np.clip(1.0 - contraction, 0.0, None))
     if "references" in result.children:
         ref = result["references"].to_dataset()
         for source in ref["source"].values:

@@ -174,14 +174,14 @@ def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) 
     y = test["loss"].values
     post = result["posterior"].to_dataset()
     log_curve = draws_log_law(law, {n: post[n].values.reshape(-1) for n in law.parameter_names}, inputs)
-    curve = np.exp(log_curve)
+    curve = law.target.inverse(log_curve)
     # Runs seen in the fit (a curve's held-out tail) keep their run effect and continue from their last checkpoint.
     terms = noise_terms(result, law, log_curve, inputs, run=test["run"].values)
     key = jax.random.PRNGKey(rng_key)
-    pred = np.exp(log_curve + draw_noise(terms, key))
+    pred = law.target.inverse(log_curve + draw_noise(terms, key))
     q05, q25, q50, q75, q95 = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
     l05, l95 = np.quantile(curve, [0.05, 0.95], axis=0)
-    lp = log_density(terms, log_curve, y)
+    lp = log_density(terms, log_curve, y, law.target)
     lpd = scipy.special.logsumexp(lp, axis=0) - np.log(lp.shape[0])
     points = pd.DataFrame(
         {
