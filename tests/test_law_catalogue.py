@@ -7,6 +7,8 @@ import json
 import runpy
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,12 +87,19 @@ def simulate(law_id: str, sigma: float, seed: int) -> tuple[pd.DataFrame, str]:
     return pd.DataFrame({**x, "loss": y}), law.target.kind
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize("law_id", sorted(CASES))
-def test_formula_matches_numpy_reference(law_id):
+def test_formula_matches_numpy_reference(law_id, jit):
+    # float64 throughout: 1e-12 relative is a few hundred ulps, room for log-space vs linear evaluation order
     truth, _, reference = CASES[law_id]
     x = _inputs(law_id)
     law = bs.load_law(law_id)
-    np.testing.assert_allclose(np.asarray(law.predict(truth, **x)), reference(truth, **x), rtol=1e-12)
+    want = reference(truth, **x)
+    np.testing.assert_allclose(np.asarray(law.predict(truth, **x)), want, rtol=1e-12)
+    fn = jax.jit(law.link_fn) if jit else law.link_fn
+    with np.errstate(divide="ignore"):  # a proportion of 0 is log 0 = -inf, exact in log space
+        got = np.asarray(fn(truth, {n: jnp.log(v) for n, v in x.items()}))
+    np.testing.assert_allclose(got, law.target.link(want), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("law_id", sorted(CASES))

@@ -144,7 +144,7 @@ def test_fit_checks_a_loaded_dataset_against_the_law_target():
     ds = bs.load_runs({"N": np.geomspace(1e7, 1e9, 8), "loss": np.linspace(0.2, 1.4, 8)}, inputs=("N",),
                       target="real", check_units=False)
     with pytest.raises(DataError, match=r"target of kind 'unit_interval'\) must be strictly between 0 and 1: rows "
-                                        r"\[6, 7\]"):
+                                        r"\[5, 6, 7\]"):
         bs.fit(law, ds, num_chains=1, num_warmup=10, num_samples=10)
 
 
