@@ -123,7 +123,8 @@ def _load_table(args: argparse.Namespace, law):
     import bayescale as bs
 
     return bs.load_runs(
-        args.table, columns=_pairs(args.column, "--column"), inputs=law.input_names, check_units=not args.no_unit_check
+        args.table, columns=_pairs(args.column, "--column"), inputs=law.input_names, check_units=not args.no_unit_check,
+        target=law.target.kind,
     )
 
 

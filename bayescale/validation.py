@@ -265,7 +265,8 @@ def validate(
     from bayescale.inference import fit
 
     law = law if isinstance(law, Law) else load_law(law)
-    ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names)
+    ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names,
+                                                              target=law.target.kind)
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ValueError(f"methods {list(methods)}: each must be one of {list(METHODS)}")
