@@ -5,7 +5,7 @@ the interval covered them. Splits are built from the data (:func:`make_splits`),
 :func:`bayescale.fit` (and, when asked, the classic baseline :func:`bayescale.baseline.fit_baseline`), the held-out
 points are predicted with :func:`bayescale.predict` and scored:
 
-- ``abs_rel_err``: mean over held-out points of ``|median − y| / y`` (median of the posterior predictive);
+- ``abs_rel_err``: mean over held-out points of ``|median − y| / |y|`` (median of the posterior predictive);
 - ``r2``: 1 − Σ(y − median)² / Σ(y − ȳ)² over the held-out points (the R² that Ouro reports);
 - ``lpd``: mean log predictive density, ``log (1/S) Σ_s p(y | θ_s)`` with the fitted noise model (nats per point;
   higher is better; a density of the loss itself, so comparable across laws and methods);
@@ -13,7 +13,7 @@ points are predicted with :func:`bayescale.predict` and scored:
 - ``cover50``, ``cover90``: share of held-out points inside the central 50% / 90% predictive interval;
 - ``cover90_law``: share inside the 90% interval of the law curve alone (parameter uncertainty only; for the bootstrap
   this is the classic "bootstrap interval" of the prediction);
-- ``width90``: mean width of the 90% predictive interval relative to its median.
+- ``width90``: mean width of the 90% predictive interval relative to the absolute value of its median.
 
 References
 ----------
@@ -199,14 +199,14 @@ def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) 
         }
     )
     metrics = {
-        "abs_rel_err": float(np.mean(np.abs(q50 - y) / y)),
+        "abs_rel_err": float(np.mean(np.abs(q50 - y) / np.abs(y))),  # |y|: a real target may be negative
         "r2": float(1 - np.sum((y - q50) ** 2) / np.sum((y - y.mean()) ** 2)) if y.size > 1 else np.nan,
         "lpd": float(np.mean(lpd)),
         "crps": float(np.mean(points["crps"])),
         "cover50": float(np.mean((y >= q25) & (y <= q75))),
         "cover90": float(np.mean((y >= q05) & (y <= q95))),
         "cover90_law": float(np.mean((y >= l05) & (y <= l95))),
-        "width90": float(np.mean((q95 - q05) / q50)),
+        "width90": float(np.mean((q95 - q05) / np.abs(q50))),
     }
     return metrics, points
 

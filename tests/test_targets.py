@@ -127,6 +127,17 @@ def test_real_target_fit_recovers_and_predicts(real_fit):
     assert np.isfinite(bs.loo(result).elpd)
 
 
+def test_validate_scores_a_real_target(real_fit):
+    # held-out scoring on the natural scale: errors relative to |y| (the target is negative), coverage of the 4
+    # largest sizes. Tiny sampler settings: only that the pipeline runs and gives sane numbers is tested here.
+    law, _ = real_fit
+    ds = bs.load_runs(_table(law, TRUTH_REAL, sigma=0.01), inputs=("N",), target="real", check_units=False)
+    table = bs.validate(law, ds, "largest", by="N", holdout=4,
+                        fit_kwargs=dict(num_chains=1, num_warmup=150, num_samples=150, num_prior_samples=100))
+    row = table.iloc[0]
+    assert row["n_test"] == 4 and 0 < row["abs_rel_err"] < 0.05 and row["width90"] > 0 and np.isfinite(row["lpd"])
+
+
 def test_real_target_refused_where_only_losses_make_sense(real_fit):
     law, result = real_fit
     with pytest.raises(LawError, match=r"compute_optimal needs a law of a positive loss \(target kind 'loss'\); law "
