@@ -29,6 +29,7 @@ import arviz_stats as azs  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bayescale as bs  # noqa: E402
+from bayescale.batch import select_fit  # noqa: E402
 from bayescale.datasets.sldbench import TASKS, load_task  # noqa: E402
 
 
@@ -73,7 +74,7 @@ def run_task(task: str, args, out: Path) -> list[dict]:
     if args.quick:  # a smoke run: the first group only (two for the multi-output task, to exercise fit_batch)
         datasets = dict(list(datasets.items())[: 2 if task == "domain_mixture" else 1])
     settings = dict(num_chains=args.num_chains, num_warmup=args.num_warmup, num_samples=args.num_samples,
-                    rng_key=args.seed, num_prior_samples=100 if args.quick else 1000)
+                    rng_key=args.seed)
     rows = []
     t0 = time.perf_counter()
     if task == "domain_mixture":
@@ -82,14 +83,14 @@ def run_task(task: str, args, out: Path) -> list[dict]:
         batch = bs.fit_batch(spec.law, list(datasets.values()), **settings)
         names = bs.load_law(spec.law).parameter_names
         for i, (group, ds) in enumerate(datasets.items()):
-            post = bs.select_fit(batch, i)["posterior"].to_dataset()[list(names)]
+            post = select_fit(batch, i)["posterior"].to_dataset()[list(names)]
             rhat = max(float(v) for v in azs.rhat(post).data_vars.values())
             print(f"{task} / {group}: max R-hat {rhat:.3f}; medians "
                   + ", ".join(f"{n} {float(post[n].median()):.3g}" for n in names))
             rows.append(dict(task=task, group=group, law=spec.law, points=int(ds.sizes["point"]), max_rhat=rhat))
     else:
         for group, ds in datasets.items():
-            result = bs.fit(spec.law, ds, **settings)
+            result = bs.fit(spec.law, ds, num_prior_samples=100 if args.quick else 1000, **settings)
             rows.append(report(task, group, result, ds, out))
     print(f"{task}: {len(datasets)} fit(s) in {time.perf_counter() - t0:.0f} s")
     return rows
