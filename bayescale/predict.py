@@ -19,7 +19,8 @@ from bayescale.results import attr_json, law_of
 __all__ = ["predict", "KINDS", "noise_terms", "log_density", "draw_noise"]
 
 #: ``law``: the law's value per posterior draw (the median loss of a new run at those inputs, since the noise is
-#: symmetric in log-loss; likewise on the link scale of other target kinds); ``predictive``: a new observed loss, with the fitted observation noise.
+#: symmetric in log-loss, and likewise on the link scale of other target kinds); ``predictive``: a new observed loss,
+#: with the fitted observation noise.
 KINDS = ("law", "predictive")
 
 
