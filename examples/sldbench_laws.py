@@ -74,7 +74,7 @@ def run_task(task: str, args, out: Path) -> list[dict]:
     if args.quick:  # a smoke run: the first group only (two for the multi-output task, to exercise fit_batch)
         datasets = dict(list(datasets.items())[: 2 if task == "domain_mixture" else 1])
     settings = dict(num_chains=args.num_chains, num_warmup=args.num_warmup, num_samples=args.num_samples,
-                    rng_key=args.seed)
+                    rng_key=args.seed, likelihood=spec.likelihood)
     rows = []
     t0 = time.perf_counter()
     if task == "domain_mixture":

@@ -33,6 +33,9 @@ class Task:
     nonnegative: tuple[str, ...] = ()
     #: input -> divisor applied before fitting (a dimensionless axis for laws that need one)
     scale: dict[str, float] = field(default_factory=dict)
+    #: likelihood to fit with: a dozen points per fit leave the Student-t's sigma free to collapse onto a few points
+    #: (docs/laws.md, lr sweeps), so the smallest tables use the Normal
+    likelihood: str = "student_t"
 
 
 #: The tasks, by name. ``domain_mixture`` is a multi-output task: one fit per (model size, validation domain), each
@@ -59,7 +62,8 @@ TASKS: dict[str, Task] = {
                     "Farseer: loss over parameters and tokens (404 rows, 4 exact duplicates dropped)"),
     "lr_sweep": Task("lr_sweep.csv", "caballero2023_bpl", {"x": "lr", "loss": "lm_loss"},
                      "learning-rate sweeps (Step Law runs, N = 5.4e8, D = 2.84e10): U-shaped loss over lr, per batch "
-                     "size", group="bsz", scale={"x": float(np.exp(np.mean(np.log([3.45e-4, 1.56e-2]))))}),
+                     "size", group="bsz", scale={"x": float(np.exp(np.mean(np.log([3.45e-4, 1.56e-2]))))},
+                     likelihood="normal"),
 }
 
 
