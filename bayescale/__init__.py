@@ -20,7 +20,7 @@ from bayescale.errors import (  # noqa: E402
     LawError,
     ResultError,
 )
-from bayescale.data import UnusualDataWarning, load_runs  # noqa: E402
+from bayescale.data import FewPointsWarning, UnusualDataWarning, load_runs  # noqa: E402
 from bayescale.diagnostics import ConvergenceWarning, SamplingError, SamplingWarning, convergence  # noqa: E402
 from bayescale.inference import fit  # noqa: E402
 from bayescale.settings import NUTS  # noqa: E402
@@ -94,6 +94,7 @@ __all__ = [
     "UnusualDataWarning",
     "convergence",
     "DataError",
+    "FewPointsWarning",
     "ExtrapolationWarning",
     "FormulaError",
     "Law",

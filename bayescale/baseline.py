@@ -42,7 +42,7 @@ from numpyro.distributions.transforms import biject_to
 
 from bayescale.data import check_identifiable, load_runs
 from bayescale.inference import data_statistics, log_inputs_of
-from bayescale.laws import Law, _positive_support, load_law
+from bayescale.laws import Law, _positive_support, load_law, require_loss_target
 from bayescale.results import law_data_attrs
 
 __all__ = ["fit_baseline", "point_estimate", "compare_intervals", "huber"]
@@ -177,6 +177,7 @@ def fit_baseline(
     Besiroglu et al. 2024, arXiv:2404.10102; Hoffmann et al. 2022, arXiv:2203.15556.
     """
     law = law if isinstance(law, Law) else load_law(law)
+    require_loss_target(law, "fit_baseline (Huber on log residuals)")
     ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names)
     check_identifiable(ds, law)
     if not (isinstance(delta, (int, float)) and delta > 0):

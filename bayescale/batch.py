@@ -27,7 +27,7 @@ from numpyro.infer.util import initialize_model
 from bayescale.data import check_identifiable, load_runs
 from bayescale.diagnostics import SamplingError, SamplingWarning
 from bayescale.inference import as_key, check_positive_ints, data_statistics, log_inputs_of
-from bayescale.laws import Law, load_law
+from bayescale.laws import Law, load_law, require_loss_target
 from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
 from bayescale.reparam import centres_of, describe_centring, plan_centring
@@ -135,6 +135,7 @@ def fit_batch(
     >>> result.posterior["alpha"].quantile([0.05, 0.95], dim=("chain", "draw"))  # one interval per fit
     """
     law = law if isinstance(law, Law) else load_law(law)
+    require_loss_target(law, "fit_batch")
     dss = _as_datasets(law, datasets, columns)
     check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):

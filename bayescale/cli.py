@@ -149,6 +149,7 @@ def _load_table(args: argparse.Namespace, law):
     return bs.load_runs(
         args.table, columns=_pairs(args.column, "--column"), inputs=law.input_names, check_units=not args.no_unit_check,
         allow_unusual=args.allow_unusual, loss_unit=args.loss_unit,
+        target=law.target.kind,
     )
 
 

@@ -20,12 +20,16 @@ import xarray as xr
 
 from bayescale.errors import DataError
 
-__all__ = ["load_runs", "DataError", "ALIASES", "check_identifiable", "plausibility_problems", "UnusualDataWarning",
-           "LOSS_UNITS"]
+__all__ = ["load_runs", "DataError", "FewPointsWarning", "ALIASES", "check_identifiable", "check_target",
+           "plausibility_problems", "UnusualDataWarning", "LOSS_UNITS"]
 
 
 class UnusualDataWarning(UserWarning):
     """Data outside the plausible ranges of :func:`plausibility_problems`, accepted with ``allow_unusual=True``."""
+
+
+class FewPointsWarning(UserWarning):
+    """No more points than parameters: the fit runs, and its posterior leans on the priors."""
 
 
 #: Canonical variable → (description, column names recognised without a mapping).
@@ -158,6 +162,7 @@ def load_runs(
     source: str | None = None,
     allow_unusual: bool = False,
     loss_unit: str = "nats",
+    target: str = "loss",
 ) -> xr.Dataset:
     """Validate a run table and return it as an :class:`xarray.Dataset` over the dimension ``point``.
 
@@ -186,6 +191,10 @@ def load_runs(
     loss_unit
         Unit of the loss column, one of :data:`LOSS_UNITS`: ``"bits"`` is multiplied by ln 2, ``"perplexity"`` is
         logged, so the model always sees nats per token.
+    target
+        Kind of the target column (mapped to ``loss``), as a law file's ``[target]`` declares it
+        (:data:`bayescale.laws.TARGET_KINDS`): ``"loss"`` (> 0, nats/token), ``"real"`` (any finite number, e.g. a
+        unigram-normalised loss), ``"unit_interval"`` (strictly between 0 and 1, e.g. accuracy).
 
     Returns
     -------
@@ -210,7 +219,8 @@ def load_runs(
     numeric_names = [n for n in mapping if n != "run"]
     for name in numeric_names:
         values[name] = _numeric(df, name, mapping[name])
-    for name in (*inputs, "loss"):
+    check_target(values["loss"], target, mapping["loss"])
+    for name in inputs:
         v = values[name]
         bad = v < 0 if name in nonnegative else v <= 0
         if bad.any():
@@ -222,7 +232,7 @@ def load_runs(
     values["loss"] = _loss_in_nats(values["loss"], loss_unit, mapping["loss"])
     unusual: list[str] = []
     if check_units:
-        unusual = plausibility_problems(values, mapping, loss_unit=loss_unit)
+        unusual = plausibility_problems(values, mapping, loss_unit=loss_unit, target=target)
         _report_unusual(unusual, allow_unusual)
     if "run" in mapping:
         run = df[mapping["run"]].astype(str).to_numpy()
@@ -255,6 +265,7 @@ def load_runs(
             "columns": ", ".join(f"{k}={v}" for k, v in mapping.items()),
             **({"loss_unit": loss_unit} if loss_unit != "nats" else {}),
             **({"unusual": "; ".join(unusual)} if unusual else {}),
+            "target": target,
         },
     )
     for name in values:
@@ -276,7 +287,7 @@ def _loss_in_nats(loss: np.ndarray, unit: str, column: str) -> np.ndarray:
 
 
 def plausibility_problems(values: Mapping[str, np.ndarray], mapping: Mapping[str, str] | None = None, *,
-                          loss_unit: str = "nats") -> list[str]:
+                          loss_unit: str = "nats", target: str = "loss") -> list[str]:
     """What in a run table looks like wrong units or swapped columns, as one sentence per problem (empty: none).
 
     The rules (their numbers come from a survey of public tables, docs/errors.md):
@@ -289,7 +300,8 @@ def plausibility_problems(values: Mapping[str, np.ndarray], mapping: Mapping[str
       of a weak model; a loss column named like ``ppl``/``perplexity``/``bits``/``bpb`` without ``loss_unit``.
 
     A loss in bits of a reasonable model (Chinchilla's losses are 3.0–4.9 bits) is indistinguishable by value from
-    nats of a weaker one; only the column name or ``loss_unit`` tells them apart.
+    nats of a weaker one; only the column name or ``loss_unit`` tells them apart. The loss rules apply to a target of
+    kind ``"loss"`` only (an accuracy or a normalised loss has its own range, checked by :func:`check_target`).
     """
     mapping = dict(mapping or {})
     col = lambda name: mapping.get(name, name)  # noqa: E731
@@ -323,7 +335,7 @@ def plausibility_problems(values: Mapping[str, np.ndarray], mapping: Mapping[str
                 f"median D/N is {np.median(ratio):.3g} tokens per parameter, above {_RATIO_CEILING:g}: column "
                 f"{col('N')!r} (N) looks like it is in thousands, millions or billions of parameters"
             )
-    if "loss" in values:
+    if "loss" in values and target == "loss":
         loss = values["loss"]
         if loss.max() > _LOSS_CEILING:
             rows = np.flatnonzero(loss > _LOSS_CEILING)
@@ -357,6 +369,29 @@ def _report_unusual(problems: list[str], allow: bool) -> None:
         return
     raise DataError("; ".join(problems) + ". If the data are real, load them with load_runs(..., allow_unusual=True) "
                     "(--allow-unusual); for toy data check_units=False (--no-unit-check)")
+def check_target(values: np.ndarray, kind: str, column: str = "loss") -> None:
+    """Check the target column against its kind (:data:`bayescale.laws.TARGET_KINDS`), with one error naming the
+    column and the rows: a loss must be > 0 (it is modelled on log scale), a unit-interval target strictly inside
+    (0, 1) (modelled on its logit); a real target only needs to be finite (checked when the column is read)."""
+    from bayescale.laws import TARGET_KINDS
+
+    if kind not in TARGET_KINDS:
+        raise DataError(f"target kind {kind!r}: must be one of {list(TARGET_KINDS)}")
+    values = np.asarray(values, dtype=float)
+    if kind == "loss":
+        bad, expected = values <= 0, "> 0"
+        hint = ("; a loss is modelled on log scale: for a target that can be negative declare [target] kind = "
+                "\"real\" in the law file")
+    elif kind == "unit_interval":
+        bad, expected = (values <= 0) | (values >= 1), "strictly between 0 and 1"
+        hint = "; a unit-interval target is modelled on its logit, which an accuracy of exactly 0 or 1 does not have"
+    else:
+        bad, expected, hint = ~np.isfinite(values), "finite", ""
+    if bad.any():
+        label = "loss" if kind == "loss" else f"target of kind {kind!r}"
+        examples = ", ".join(f"{x:g}" for x in values[bad][:3])
+        raise DataError(f"column {column!r} ({label}) must be {expected}: {_rows(np.flatnonzero(bad))} hold "
+                        f"{examples}{hint}")
 
 
 def round_sig(x: np.ndarray, digits: int = 2) -> np.ndarray:
@@ -369,7 +404,8 @@ def round_sig(x: np.ndarray, digits: int = 2) -> np.ndarray:
 
 
 def check_identifiable(ds: xr.Dataset, law, *, require: bool = True) -> None:
-    """Check that the data can identify the law: inputs present, enough distinct values, more points than parameters.
+    """Check that the data can identify the law: inputs present, enough distinct values, and warn
+    (:class:`FewPointsWarning`) when there are no more points than parameters.
 
     With ``require=False`` too few distinct values of an input only warns (:class:`UserWarning`): the priors then
     carry the parameters along that input (as when one loop count of three is held out for validation)."""
@@ -392,7 +428,9 @@ def check_identifiable(ds: xr.Dataset, law, *, require: bool = True) -> None:
             warnings.warn(message + "; fitting anyway, the priors carry those parameters", stacklevel=3)
     n_params = len(law.parameters) + 1  # + noise scale
     if ds.sizes["point"] <= n_params:
-        raise DataError(
-            f"too few points: {ds.sizes['point']}, but law {law.id!r} with noise has {n_params} parameters; "
-            f"at least {n_params + 1} points are needed"
-        )
+        # With proper priors the posterior exists for any number of points (Gadre et al. 2024 predict from 5 small
+        # runs): fit, warn, and let the summary say how much of each parameter the prior supplied.
+        warnings.warn(
+            f"few points: {ds.sizes['point']}, not more than the {n_params} parameters of law {law.id!r} with noise; "
+            f"fitting anyway, the priors carry what the data cannot identify (see the contraction and sd_ratio "
+            f"columns of bayescale.summary)", FewPointsWarning, stacklevel=3)

@@ -16,7 +16,7 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_median, log_likelihood
 
 from bayescale import diagnostics
 from bayescale.errors import check_rng_key
-from bayescale.data import DataError, check_identifiable, load_runs
+from bayescale.data import DataError, check_identifiable, check_target, load_runs
 from bayescale.laws import Law, load_law, published_table
 from bayescale.model import (ModelSpec, build_model, mass_structure, pointwise_terms, recover_run_effects,
                              resolve_priors)
@@ -100,6 +100,13 @@ def drop_before(ds: xr.Dataset, min_tokens: float, axis: str = "D") -> xr.Datase
     out = ds.isel(point=np.flatnonzero(keep))
     out.attrs = dict(ds.attrs) | {"min_tokens": json.dumps({"min_tokens": float(min_tokens), "dropped": int((~keep).sum())})}
     return out
+
+
+def check_target_noise(law: Law, noise: Noise) -> None:
+    """``"hetero"`` scales the noise with the log of the loss level, which only a positive loss has."""
+    if noise.heteroscedastic and law.target.kind != "loss":
+        raise ValueError(f"noise 'hetero' scales the noise with the loss level on log scale, which a target of kind "
+                         f"{law.target.kind!r} (law {law.id!r}) does not have; use 'iid', 'run' or 'ou' terms")
 
 
 def run_nuts(
@@ -327,15 +334,18 @@ def fit(
     """
     release_compiled()
     law = law if isinstance(law, Law) else load_law(law)
-    ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names)
+    ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names,
+                                                              target=law.target.kind)
     if min_tokens is not None:
         ds = drop_before(ds, min_tokens)
+    check_target(ds["loss"].values, law.target.kind, ds["loss"].attrs.get("column", "loss"))
     check_identifiable(ds, law, require=require_identifiable)
     check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples, num_starts=num_starts)
     if init not in INITS:
         raise ValueError(f"init {init!r}: must be one of {list(INITS)}")
     chain_method = resolve_chain_method(chain_method, num_chains)
     noise = Noise.parse(noise, ds)
+    check_target_noise(law, noise)
     prior_specs = resolve_priors(law, likelihood, priors, noise)
     stats = data_statistics(ds)
     log_inputs = log_inputs_of(ds, law)
@@ -409,6 +419,7 @@ def fit(
             "result_kind": "law",
             "priors": json.dumps({k: v.text for k, v in prior_specs.items()}),
             "likelihood": likelihood,
+            "target": law.target.kind,
             "noise": noise.to_json(),
             "centred": describe_centring(centring, centres),
             "pointwise": json.dumps(thinning if pointwise else {"kept": False}),

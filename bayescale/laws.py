@@ -32,7 +32,8 @@ from bayescale._formula import (
 from bayescale.errors import LawError
 from bayescale.priors import Prior, parse_prior
 
-__all__ = ["Law", "Parameter", "Input", "Published", "load_law", "list_laws", "law_search_path", "LawError"]
+__all__ = ["Law", "Parameter", "Input", "Published", "Target", "TARGET_KINDS", "load_law", "list_laws", "law_search_path",
+           "LawError", "require_loss_target"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,73 @@ class Published:
     data_hashes: tuple[str, ...] = ()
 
 
+#: What a law predicts (the ``[target]`` section of a law file), and the scale its likelihood works on:
+#: ``"loss"`` (the default): a positive loss, noise on log-loss (relative noise, the practice of Hoffmann et al. 2022);
+#: ``"real"``: any real number (a normalised loss, a log-ratio, a difference), additive noise on the natural scale;
+#: ``"unit_interval"``: a value strictly inside (0, 1) (accuracy, a rate), noise on its logit (logit-normal or
+#: logit-Student-t). The logit link keeps every prediction inside (0, 1) and lets the same noise structures (run
+#: effects, residuals correlated along a curve, Student-t tails) apply unchanged on the link scale; a Beta likelihood
+#: would fit i.i.d. accuracies equally well but has no correlated-curve form, and a binomial needs the number of test
+#: questions, which run tables rarely carry.
+TARGET_KINDS = ("loss", "real", "unit_interval")
+#: Noise parameters a ``[target]`` section may give a prior for (their scale depends on the target's units).
+_TARGET_NOISE = ("sigma", "nu", "tau", "ell", "kappa")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The kind of value a law predicts and the link between it and the scale of the likelihood.
+
+    ``link``: log (loss), identity (real) or logit (unit_interval); the law's mean is ``inverse(link_fn(...))``
+    where the noise is symmetric on the link scale (the median of a new observation). ``priors``: noise priors on the
+    link scale that replace :data:`bayescale.model.NOISE_PRIORS` (e.g. a residual sd in the target's own units).
+    """
+
+    kind: str = "loss"
+    description: str = ""
+    priors: Mapping[str, str] = field(default_factory=dict)
+
+    def link(self, y: Any, xp: Any = np) -> Any:
+        """The observed value on the likelihood's scale."""
+        if self.kind == "loss":
+            return xp.log(y)
+        if self.kind == "unit_interval":
+            return xp.log(y) - xp.log1p(-y)
+        return y
+
+    def inverse(self, eta: Any, xp: Any = np) -> Any:
+        """The value from the likelihood's scale (exp, identity or the logistic function)."""
+        if self.kind == "loss":
+            return xp.exp(eta)
+        if self.kind == "unit_interval":
+            return 1.0 / (1.0 + xp.exp(-eta))
+        return eta
+
+    def log_jacobian(self, y: Any) -> Any:
+        """log |d link / dy|: added to a density on the link scale to make it a density of the value itself, so that
+        log-likelihoods of the same data under different laws (and kinds) are comparable."""
+        y = np.asarray(y, dtype=float)
+        if self.kind == "loss":
+            return -np.log(y)
+        if self.kind == "unit_interval":
+            return -np.log(y) - np.log1p(-y)
+        return np.zeros_like(y)
+
+    def transform(self):
+        """The numpyro transform from the link scale to the value (None for ``"real"``)."""
+        from numpyro.distributions.transforms import ExpTransform, SigmoidTransform
+
+        return {"loss": ExpTransform(), "unit_interval": SigmoidTransform()}.get(self.kind)
+
+
+def require_loss_target(law: "Law", what: str) -> None:
+    """Raise :class:`LawError` when ``law`` does not predict a positive loss: ``what`` works on log-losses only
+    (compute-optimal planning minimises a loss; the Huber baseline fits log residuals)."""
+    if law.target.kind != "loss":
+        raise LawError(f"{what} needs a law of a positive loss (target kind 'loss'); law {law.id!r} predicts a "
+                       f"target of kind {law.target.kind!r}")
+
+
 @dataclass(frozen=True, eq=False)
 class Law:
     """A scaling law: formula, inputs, parameters with priors, citation, published constants.
@@ -89,6 +157,18 @@ class Law:
     #: The law file's [optimum]: (input, syntax tree) pairs, the value of a tuning input (learning rate, batch size)
     #: at which the loss is least for given other inputs. :meth:`at_optimum` substitutes them.
     optimum: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
+    #: What the law predicts (``[target]``; a positive loss by default) and, for other kinds, the law's value on the
+    #: natural scale, ``lin_fn(params, log_inputs)`` (a negative value has no log, so ``log_fn`` cannot carry it).
+    target: Target = field(default_factory=Target, compare=False)
+    lin_fn: Callable[[Mapping[str, Any], Mapping[str, Any]], Any] | None = field(default=None, compare=False, repr=False)
+
+    def link_fn(self, params: Mapping[str, Any], log_inputs: Mapping[str, Any]) -> Any:
+        """The law's value on the likelihood's scale (:meth:`Target.link`): log for a loss (``log_fn`` itself),
+        the value for a real target, its logit for a unit-interval target. Pure JAX."""
+        if self.target.kind == "loss":
+            return self.log_fn(params, log_inputs)
+        value = self.lin_fn(params, log_inputs)
+        return value if self.target.kind == "real" else jnp.log(value) - jnp.log1p(-value)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -117,7 +197,7 @@ class Law:
         if missing:
             raise LawError(f"law {self.id!r} needs inputs {missing}")
         log_inputs = {n: jnp.log(jnp.asarray(inputs[n], dtype=float)) for n in self.input_names}
-        return jnp.exp(self.log_fn(params, log_inputs))
+        return self.target.inverse(self.link_fn(params, log_inputs), jnp)
 
     @property
     def tuned_inputs(self) -> tuple[str, ...]:
@@ -136,7 +216,8 @@ class Law:
             id=f"{self.id} at optimal {', '.join(subst)}", title=self.title, inputs=inputs, parameters=self.parameters,
             log_fn=compile_log_formula(node, _positive_parameters(self.parameters), {i.name for i in inputs}),
             formula=self.formula, citation=self.citation, notes=self.notes, published=self.published,
-            source_text=None, expression=node,
+            source_text=None, expression=node, target=self.target,
+            lin_fn=_compile_linear(node, _positive_parameters(self.parameters), {i.name for i in inputs}),
         )
 
     def optimal_inputs(self, params: Mapping[str, Any], log_inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,6 +244,7 @@ class Law:
         priors: Mapping[str, str],
         title: str = "",
         citation: str = "",
+        target: str = "loss",
     ) -> "Law":
         """Build a law from a Python function ``fn(params: dict, **inputs) -> loss`` written with ``jax.numpy``.
 
@@ -177,14 +259,21 @@ class Law:
             Names of the inputs (run-table variables).
         priors
             Prior expression per parameter, e.g. ``{"E": "Uniform(0, min_loss)", "alpha": "LogNormal(-1, 0.5)"}``.
+        target
+            One of :data:`TARGET_KINDS`: what ``fn`` returns (a positive loss by default).
         """
         params = tuple(Parameter(n, parse_prior(t)) for n, t in priors.items())
         ins = tuple(Input(n) for n in inputs)
+        kind = _target_of({"kind": target}, "Law.from_function")
+
+        def lin_fn(p, log_inputs):
+            return fn(dict(p), **{k: jnp.exp(v) for k, v in log_inputs.items()})
 
         def log_fn(p, log_inputs):
-            return jnp.log(fn(dict(p), **{k: jnp.exp(v) for k, v in log_inputs.items()}))
+            return jnp.log(lin_fn(p, log_inputs))
 
-        return cls(id=id, title=title or id, inputs=ins, parameters=params, log_fn=log_fn, citation=citation)
+        return cls(id=id, title=title or id, inputs=ins, parameters=params, log_fn=log_fn, citation=citation,
+                   target=kind, lin_fn=lin_fn)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -225,7 +314,7 @@ def load_law(name: str | os.PathLike) -> Law:
 
 
 _TOP_KEYS = {"id", "title", "formula", "definitions", "optimum", "citation", "notes", "inputs", "parameters",
-             "published"}
+             "published", "target"}
 
 
 def _substitute(node, definitions: Mapping[str, Any]):
@@ -310,6 +399,7 @@ def parse_law_text(text: str, origin: str = "<string>") -> Law:
     check_law_tree(node, optimum, inputs, parameters, origin)
     positive = _positive_parameters(parameters)
     log_fn = compile_log_formula(node, positive, {i.name for i in inputs})
+    target = _target_of(data.get("target", {}), origin)
     published = []
     for source, spec in data.get("published", {}).items():
         values = {k: float(v) for k, v in spec.get("values", {}).items()}
@@ -336,6 +426,8 @@ def parse_law_text(text: str, origin: str = "<string>") -> Law:
         source_text=text,
         expression=node,
         optimum=tuple(optimum),
+        target=target,
+        lin_fn=_compile_linear(node, positive, {i.name for i in inputs}),
     )
 
 
@@ -416,6 +508,39 @@ def check_law_tree(node, optimum, inputs, parameters, origin: str) -> None:
                  + [f"inputs {unused_inputs}" if unused_inputs else ""])
         raise LawError(f"{origin}: {' and '.join(p for p in parts if p)} declared but not used by the formula, its "
                        "[definitions] or [optimum]; remove them or use them")
+def _target_of(spec: Any, origin: str) -> Target:
+    """The ``[target]`` section of a law file (absent: a positive loss), checked."""
+    if not isinstance(spec, Mapping):
+        raise LawError(f"{origin}: [target] must be a table such as kind = \"real\"")
+    unknown = sorted(set(spec) - {"kind", "description", "priors"})
+    if unknown:
+        raise LawError(f"{origin}: [target] has unknown keys {unknown}; must be among ['description', 'kind', 'priors']")
+    kind = spec.get("kind", "loss")
+    if kind not in TARGET_KINDS:
+        raise LawError(f"{origin}: [target] kind {kind!r}: must be one of {list(TARGET_KINDS)}")
+    priors = dict(spec.get("priors", {}))
+    bad = sorted(set(priors) - set(_TARGET_NOISE))
+    if bad:
+        raise LawError(f"{origin}: [target] priors for {bad}: only noise parameters {list(_TARGET_NOISE)} may be given")
+    try:
+        for text in priors.values():
+            parse_prior(str(text))
+    except FormulaError as err:
+        raise LawError(f"{origin}: [target] priors: {err}") from None
+    return Target(str(kind), str(spec.get("description", "")), {k: str(v) for k, v in priors.items()})
+
+
+def _compile_linear(node, positive_params: set[str], input_names: set[str]):
+    """``lin_fn(params, log_inputs) -> value`` on the natural scale (may be negative), from the same log-space
+    evaluation as :func:`bayescale._formula.compile_log_formula` (positive sub-terms are still summed in log space)."""
+    from bayescale._formula import _eval, _Value
+
+    def lin_fn(params, log_inputs):
+        env = {name: _Value(lin=value, positive=name in positive_params) for name, value in params.items()}
+        env.update({name: _Value(log=log_inputs[name]) for name in input_names})
+        return _eval(node, env).as_lin()
+
+    return lin_fn
 
 
 def _positive_parameters(parameters) -> set[str]:

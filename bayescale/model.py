@@ -3,7 +3,9 @@
 The likelihood is on log-loss: ``log y_i = log f(x_i; θ) + ε_i`` with ε Normal or Student-t. The observed site is the
 loss itself (an exp-transformed distribution), so log-likelihoods are densities of the loss and comparable across
 laws. Working in log space makes the noise relative (seed noise grows with the loss level) and matches the fitting
-practice of Hoffmann et al. 2022 and Besiroglu et al. 2024 (Huber on log residuals).
+practice of Hoffmann et al. 2022 and Besiroglu et al. 2024 (Huber on log residuals). A law whose ``[target]`` is not
+a positive loss (:class:`bayescale.laws.Target`) gets the same noise on its link scale instead: additive on the
+natural scale for a ``"real"`` target, on the logit for a ``"unit_interval"`` one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import ExpTransform
 
-from bayescale.laws import Law
+from bayescale.laws import Law, Target
 from bayescale.noise import Noise, collapsed_log_terms, linear_recurrence, noise_scale, ou_terms, run_effect_conditional
 from bayescale.priors import Prior, parse_prior
 from bayescale.reparam import auxiliary_name, plan_centring, sample_parameters
@@ -98,7 +100,8 @@ def resolve_priors(
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood {likelihood!r}: must be one of {list(LIKELIHOODS)}")
     priors = {p.name: p.prior for p in law.parameters}
-    priors.update({n: parse_prior(NOISE_PRIORS[n]) for n in noise_names(likelihood, noise)})
+    # noise priors on the likelihood's scale: the defaults are for log-loss; a law of another target kind gives its own
+    priors.update({n: parse_prior(law.target.priors.get(n, NOISE_PRIORS[n])) for n in noise_names(likelihood, noise)})
     for name, text in (overrides or {}).items():
         if name not in priors:
             raise LawError(f"prior given for {name!r}, which is not a parameter; must be one of {sorted(priors)}")
@@ -116,6 +119,7 @@ def observe(
     structure: Mapping | None,
     statistics: Mapping[str, float],
     mask: jnp.ndarray | None = None,
+    target: Target = Target(),
 ) -> None:
     """The noise model around a law's log-mean ``mu`` (one value per point), inside a numpyro model: samples
     ``sigma`` (and ``nu``, ``kappa``, ``tau`` with ``z_run``, ``ell`` as the noise structure asks) from ``dists`` and
@@ -124,13 +128,19 @@ def observe(
     :mod:`bayescale.noise`) the run effects and the OU path are integrated out (``_observe_collapsed``): no
     ``z_run``. Shared by every model whose residuals are on log-loss: catalogue laws (:func:`build_model`) and
     schedule laws (:mod:`bayescale.schedules`). ``mask``: points to leave out of the likelihood (padding in batched
-    fits)."""
+    fits). ``target``: the law's target kind; ``mu`` and the noise are on its link scale (log-loss by default,
+    :class:`bayescale.laws.Target`), and ``loss`` is the observed value itself."""
     n = mu.shape[0]
     sigma = numpyro.sample("sigma", dists["sigma"])
     nu = numpyro.sample("nu", dists["nu"]) if likelihood == "student_t" else None
     kappa = numpyro.sample("kappa", dists["kappa"]) if noise.heteroscedastic else None
     scale = noise_scale(sigma, mu, noise, kappa, statistics)
     if noise.collapses:
+        if target.kind != "loss":
+            from bayescale.errors import ArgumentError
+
+            raise ArgumentError(f"collapsed run effects (noise {noise.spec!r}) are built for a positive loss on log scale; "
+                                f"for a target of kind {target.kind!r} add '+latent' to the noise (run effects sampled)")
         _observe_collapsed(mu, loss, scale, nu, dists, noise=noise, structure=structure, mask=mask)
         return
     loc = mu
@@ -151,12 +161,15 @@ def observe(
                 eps = numpyro.sample("innovation", family(0.0, 1.0))
             order, inverse = structure["order"], structure["inverse"]
             w = linear_recurrence(phi[order], (root * eps)[order])[inverse]
-            numpyro.deterministic("loss", jnp.exp(loc + scale * w))
+            numpyro.deterministic("loss", target.inverse(loc + scale * w, jnp))
             return
-        w_obs = (jnp.log(loss) - loc) / scale
+        w_obs = (target.link(loss, jnp) - loc) / scale
         loc = loc + scale * phi * w_obs[structure["prev"]]
         scale = scale * root
-    likelihood_dist = dist.TransformedDistribution(family(loc, scale), ExpTransform())
+    # the observed site is the value itself (its density includes the link's Jacobian), so log-likelihoods of one
+    # table are comparable across laws; a real target needs no transform
+    transform = target.transform()
+    likelihood_dist = family(loc, scale) if transform is None else dist.TransformedDistribution(family(loc, scale), transform)
     if mask is not None:
         likelihood_dist = likelihood_dist.mask(mask)
     with numpyro.plate("point", n):
@@ -306,8 +319,8 @@ def build_model(spec: ModelSpec, structure: Mapping | None = None, *, batched: b
             dists = {n: p.traced_distribution(stats) if p.uses_data() else fixed[n] for n, p in spec.priors.items()}
         centres = spec.centres if per_fit is None else per_fit.get("centres")
         params = sample_parameters(law.parameter_names, dists, centring, centres)
-        mu = law.log_fn(params, log_inputs)
+        mu = law.link_fn(params, log_inputs)
         observe(mu, loss, dists, likelihood=spec.likelihood, noise=noise, structure=struct, statistics=stats,
-                mask=None if per_fit is None else per_fit["mask"])
+                mask=None if per_fit is None else per_fit["mask"], target=law.target)
 
     return model

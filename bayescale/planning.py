@@ -30,7 +30,7 @@ from bayescale.extrapolation import (
     observed_range,
     warn_extrapolation,
 )
-from bayescale.laws import Law
+from bayescale.laws import Law, require_loss_target
 from bayescale.results import law_of
 
 __all__ = [
@@ -208,7 +208,9 @@ def _compute_for_loss(law: Law, params: dict[str, np.ndarray], loss: np.ndarray,
 
 def planning_law(law: Law, what: str) -> Law:
     """The law of (N, D) that planning works with: ``law`` itself, or, for a law with tuning inputs that its file
-    gives an [optimum] for (learning rate, batch size), the law at those optima (:meth:`Law.at_optimum`)."""
+    gives an [optimum] for (learning rate, batch size), the law at those optima (:meth:`Law.at_optimum`).
+    Planning minimises a positive loss in log space: a law of another target kind is refused."""
+    require_loss_target(law, what)
     if law.optimum:
         law = law.at_optimum()
     if set(law.input_names) != {"N", "D"}:

@@ -175,7 +175,8 @@ def plot_curve_grid(
                     ax.plot(p[x][k], b[2], color=color, lw=1)
                     ax.plot(p[x][k], p["y"][k], ".", color="k" if label == "fitted" else color, ms=2)
                     inside.append(((p["y"][k] >= b[0]) & (p["y"][k] <= b[4])).mean())
-            ax.set_yscale("log")
+            if law.target.kind == "loss":  # other targets may be negative (or bounded): linear axis
+                ax.set_yscale("log")
             cover = f", 90% cover {np.mean(inside):.0%}" if inside else ""
             ax.set_title(f"{rows}={rv:.3g}, {cols}={cv:.3g}{cover}", fontsize=8)
             if i == row_values.size - 1:

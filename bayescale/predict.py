@@ -14,7 +14,7 @@ from bayescale.diagnostics import convergence_gate
 from bayescale.errors import ArgumentError
 from bayescale.extrapolation import EXTRAPOLATION_THRESHOLD, extrapolation, warn_extrapolation
 from bayescale.inference import as_key
-from bayescale.laws import Law
+from bayescale.laws import Law, Target
 from bayescale.noise import Noise, noise_scale
 from bayescale.contract import require
 from bayescale.results import attr_json, law_of
@@ -22,7 +22,8 @@ from bayescale.results import attr_json, law_of
 __all__ = ["predict", "KINDS", "noise_terms", "log_density", "draw_noise"]
 
 #: ``law``: the law's value per posterior draw (the median loss of a new run at those inputs, since the noise is
-#: symmetric in log-loss); ``predictive``: a new observed loss, with the fitted observation noise.
+#: symmetric in log-loss, and likewise on the link scale of other target kinds); ``predictive``: a new observed loss,
+#: with the fitted observation noise.
 KINDS = ("law", "predictive")
 
 
@@ -45,10 +46,11 @@ def _broadcast_inputs(law: Law, inputs: dict[str, Any]) -> dict[str, np.ndarray]
 
 
 def draws_log_law(law: Law, params: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> np.ndarray:
-    """log of the law at ``inputs`` for each draw: array (draws, points)."""
+    """The law at ``inputs`` for each draw on its likelihood's scale (:meth:`~bayescale.laws.Law.link_fn`: the log
+    of a loss, a real target itself, the logit of a unit-interval one): array (draws, points)."""
     with np.errstate(divide="ignore"):
         log_inputs = {n: jnp.asarray(np.log(v)) for n, v in inputs.items()}
-    one = jax.jit(jax.vmap(lambda p: law.log_fn(p, log_inputs)))
+    one = jax.jit(jax.vmap(lambda p: law.link_fn(p, log_inputs)))
     return np.asarray(one({k: jnp.asarray(v) for k, v in params.items()}))
 
 
@@ -98,7 +100,7 @@ def noise_terms(result: xr.DataTree, law: Law, log_mu: np.ndarray, x: dict[str, 
             at = {n: const[n].values[idx] for n in law.input_names}
             mu_last = draws_log_law(law, {n: post[n].values.reshape(-1) for n in law.parameter_names}, at)
             s_last = noise_scale(par["sigma"], mu_last, noise, par.get("kappa"), stats)
-            w_last = (np.log(obs["loss"].values[idx])[None, :] - mu_last - shift[:, js]) / s_last
+            w_last = (law.target.link(obs["loss"].values[idx])[None, :] - mu_last - shift[:, js]) / s_last
             gap = (np.log(x[noise.axis][js]) - np.log(t_obs[idx]))[None, :]
             shift[:, js] += scale[:, js] * np.exp(-gap / par["ell"]) * w_last
             scale[:, js] *= np.sqrt(-np.expm1(-2 * gap / par["ell"]))
@@ -130,12 +132,14 @@ def draw_noise(terms: NoiseTerms, key: jax.Array) -> np.ndarray:
     return out
 
 
-def log_density(terms: NoiseTerms, log_mu: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """log p(y | θ_s) per draw and point, a density of the loss itself (Jacobian 1/y included). A fresh run effect
-    is integrated out by 32-node Gauss-Hermite quadrature (exact for Normal noise up to rounding)."""
+def log_density(terms: NoiseTerms, log_mu: np.ndarray, y: np.ndarray, target: Target = Target()) -> np.ndarray:
+    """log p(y | θ_s) per draw and point, a density of the value itself (the link's Jacobian, 1/y for a loss,
+    included); ``log_mu`` and ``terms`` are on the link scale of ``target``. A fresh run effect is integrated out by
+    32-node Gauss-Hermite quadrature (exact for Normal noise up to rounding)."""
     import scipy.stats
 
-    log_y = np.log(y)[None, :]
+    log_y = target.link(np.asarray(y, dtype=float))[None, :]
+    jacobian = target.log_jacobian(y)[None, :]
     resid = log_y - log_mu - terms.shift
 
     def base(r):
@@ -145,10 +149,10 @@ def log_density(terms: NoiseTerms, log_mu: np.ndarray, y: np.ndarray) -> np.ndar
         return scipy.stats.norm.logpdf(z, scale=terms.scale)
 
     if not np.any(terms.run_sd > 0):
-        return base(resid) - log_y
+        return base(resid) + jacobian
     nodes, weights = np.polynomial.hermite_e.hermegauss(32)  # ∫ f(u) N(u; 0, 1) du ≈ Σ w f(node) / sqrt(2π)
     parts = np.stack([base(resid - terms.run_sd * t) for t in nodes])
-    return scipy.special.logsumexp(parts, axis=0, b=(weights / np.sqrt(2 * np.pi))[:, None, None]) - log_y
+    return scipy.special.logsumexp(parts, axis=0, b=(weights / np.sqrt(2 * np.pi))[:, None, None]) + jacobian
 
 
 @convergence_gate("predict")
@@ -214,7 +218,7 @@ def predict(
         log_mu = log_mu + draw_noise(noise_terms(result, law, log_mu, x, run), as_key(rng_key)[0])
     elif run is not None:
         raise ValueError("run= applies to kind='predictive' (the law curve is the same for every run)")
-    loss = np.exp(log_mu).reshape(chains, draws, -1)
+    loss = law.target.inverse(log_mu).reshape(chains, draws, -1)
     decades = extrapolation(result, **x) if "constant_data" in result.children else {}
     warn_extrapolation(decades, extrapolation_threshold, stacklevel=4)  # 4: the convergence gate adds a frame
     return xr.Dataset(

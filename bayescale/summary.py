@@ -61,13 +61,20 @@ def describe(draws: xr.Dataset | xr.DataArray, prob: float = 0.9, sample_dims=("
 
 
 def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
-    """Parameters of a fit: median, central ``prob`` interval, mean, sd, R-hat, bulk/tail ESS, published values.
+    """Parameters of a fit: median, central ``prob`` interval, mean, sd, R-hat, bulk/tail ESS, how much of each
+    parameter came from the prior, published values.
 
     Published values are columns only for constant sets fitted on the same data (:func:`matching_references`); the
     others are listed in ``table.attrs["published_elsewhere"]``. The number of divergent transitions, the sampler
     warnings and the convergence verdict (``converged``, ``convergence``) are in ``table.attrs``; so is
     ``multimodality``, a line saying how many distinct modes the start search found (``None`` for one), which R-hat
     cannot show because every chain starts around the best (:mod:`bayescale.init`).
+
+    ``sd_ratio`` is the posterior sd over the prior sd, both on the unconstrained scale NUTS samples in (log of an
+    amplitude, logit of a bounded parameter), and ``contraction`` = 1 − sd_ratio² (Schad, Betancourt & Vasishth 2021):
+    near 1 the data determined the parameter, near 0 (sd_ratio near 1) the prior alone did, as with few runs or a
+    parameter the data cannot see. NaN when the result has no prior draws. The number of divergent transitions and
+    the sampler warnings are in ``table.attrs``.
     """
     require(result, "summary", ("posterior",))
     names = attr_json(result, "parameters", []) + attr_json(result, "noise_parameters", [])
@@ -77,9 +84,15 @@ def summary(result: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:
     flat = {n: post[n].values.reshape(-1) for n in names}
     table.insert(1, "mean", [float(np.mean(flat[n])) for n in names])
     table.insert(2, "sd", [float(np.std(flat[n], ddof=1)) for n in names])
-    diag = pd.DataFrame(attr_json(result, "diagnostics", {}).get("parameters", []),
-                        columns=["parameter", "rhat", "ess_bulk", "ess_tail"]).set_index("parameter")
+    diag = pd.DataFrame(attr_json(result, "diagnostics", {}).get("parameters", []))
+    diag = diag.reindex(columns=["parameter", "rhat", "ess_bulk", "ess_tail",
+                                 *(c for c in diag.columns if c not in ("parameter", "rhat", "ess_bulk", "ess_tail"))])
+    diag = diag.set_index("parameter")
     table = table.join(diag[["rhat", "ess_bulk", "ess_tail"]])  # NaN where no sampler diagnostics (a bootstrap)
+    if "contraction" in diag:
+        contraction = diag["contraction"].astype(float)
+        table["contraction"] = contraction
+        table["sd_ratio"] = np.sqrt(np.clip(1.0 - contraction, 0.0, None))
     own, elsewhere = matching_references(result)
     if own:
         ref = result["references"].to_dataset()

@@ -5,7 +5,7 @@ the interval covered them. Splits are built from the data (:func:`make_splits`),
 :func:`bayescale.fit` (and, when asked, the classic baseline :func:`bayescale.baseline.fit_baseline`), the held-out
 points are predicted with :func:`bayescale.predict` and scored:
 
-- ``abs_rel_err``: mean over held-out points of ``|median − y| / y`` (median of the posterior predictive);
+- ``abs_rel_err``: mean over held-out points of ``|median − y| / |y|`` (median of the posterior predictive);
 - ``r2``: 1 − Σ(y − median)² / Σ(y − ȳ)² over the held-out points (the R² that Ouro reports);
 - ``lpd``: mean log predictive density, ``log (1/S) Σ_s p(y | θ_s)`` with the fitted noise model (nats per point;
   higher is better; a density of the loss itself, so comparable across laws and methods);
@@ -19,7 +19,7 @@ points are predicted with :func:`bayescale.predict` and scored:
 - ``cover50``, ``cover90``: share of held-out points inside the central 50% / 90% predictive interval;
 - ``cover90_law``: share inside the 90% interval of the law curve alone (parameter uncertainty only; for the bootstrap
   this is the classic "bootstrap interval" of the prediction);
-- ``width90``: mean width of the 90% predictive interval relative to its median.
+- ``width90``: mean width of the 90% predictive interval relative to the absolute value of its median.
 
 References
 ----------
@@ -205,16 +205,16 @@ def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) 
     y = test["loss"].values
     post = result["posterior"].to_dataset()
     log_curve = draws_log_law(law, {n: post[n].values.reshape(-1) for n in law.parameter_names}, inputs)
-    curve = np.exp(log_curve)
+    curve = law.target.inverse(log_curve)
     # Runs seen in the fit (a curve's held-out tail) keep their run effect and continue from their last checkpoint.
     terms = noise_terms(result, law, log_curve, inputs, run=test["run"].values)
     key = jax.random.PRNGKey(rng_key)
     log_pred = log_curve + draw_noise(terms, key)
     with np.errstate(over="ignore"):  # a Student-t draw far out overflows the loss scale; log_pred stays exact
-        pred = np.exp(log_pred)
+        pred = law.target.inverse(log_pred)
     q05, q25, q50, q75, q95 = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
     l05, l95 = np.quantile(curve, [0.05, 0.95], axis=0)
-    lp = log_density(terms, log_curve, y)
+    lp = log_density(terms, log_curve, y, law.target)
     lpd = scipy.special.logsumexp(lp, axis=0) - np.log(lp.shape[0])
     points = pd.DataFrame(
         {
@@ -233,7 +233,7 @@ def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) 
     )
     crps_mean, dominated = crps_score(log_pred, np.log(y))
     metrics = {
-        "abs_rel_err": float(np.mean(np.abs(q50 - y) / y)),
+        "abs_rel_err": float(np.mean(np.abs(q50 - y) / np.abs(y))),  # |y|: a real target may be negative
         "r2": float(1 - np.sum((y - q50) ** 2) / np.sum((y - y.mean()) ** 2)) if y.size > 1 else np.nan,
         "lpd": float(np.mean(lpd)),
         "crps": crps_mean,
@@ -241,7 +241,7 @@ def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) 
         "cover50": float(np.mean((y >= q25) & (y <= q75))),
         "cover90": float(np.mean((y >= q05) & (y <= q95))),
         "cover90_law": float(np.mean((y >= l05) & (y <= l95))),
-        "width90": float(np.mean((q95 - q05) / q50)),
+        "width90": float(np.mean((q95 - q05) / np.abs(q50))),
     }
     return metrics, points
 
@@ -300,7 +300,8 @@ def validate(
     from bayescale.inference import fit
 
     law = law if isinstance(law, Law) else load_law(law)
-    ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names)
+    ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names,
+                                                              target=law.target.kind)
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ValueError(f"methods {list(methods)}: each must be one of {list(METHODS)}")
