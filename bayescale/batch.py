@@ -26,12 +26,13 @@ from numpyro.infer.util import initialize_model
 
 from bayescale.data import check_identifiable, load_runs
 from bayescale.diagnostics import SamplingError, SamplingWarning
-from bayescale.inference import as_key, check_positive_ints, data_statistics, log_inputs_of
+from bayescale.inference import as_key, data_statistics, log_inputs_of
 from bayescale.laws import Law, load_law, require_loss_target
 from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
 from bayescale.reparam import centres_of, describe_centring, plan_centring
 from bayescale.results import versions
+from bayescale.settings import NUTS, median_start_settings
 
 __all__ = ["fit_batch", "select_fit"]
 
@@ -78,25 +79,27 @@ def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dic
     return stacked, n_runs
 
 
+#: Default sampler of :func:`fit_batch`: fewer, shorter chains than a single fit (a batch is for many small fits, as in
+#: simulation studies), chains from the prior median.
+BATCH_SAMPLER = NUTS(num_chains=2, num_warmup=500, num_samples=500, init="median")
+
+
 def fit_batch(
     law: Law | str,
     datasets: Sequence[Any],
     *,
+    sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
-    num_chains: int = 2,
-    num_warmup: int = 500,
-    num_samples: int = 500,
     likelihood: str = "student_t",
     noise: str | Noise = "auto",
     priors: Mapping[str, str] | None = None,
-    dense_mass: bool = True,
-    target_accept_prob: float = 0.9,
     batch_size: int | None = None,
     statistics: Mapping[str, float] | None = None,
     require_identifiable: bool = True,
     centre_amplitudes: bool = True,
     strict: bool = False,
     columns: Mapping[str, str] | None = None,
+    **sampler_options: Any,
 ) -> xr.DataTree:
     """Fit one law to each of many datasets with NUTS, as one compiled, vectorised computation.
 
@@ -107,8 +110,10 @@ def fit_batch(
     datasets
         Run tables, one per fit: datasets from :func:`~bayescale.data.load_runs`, or anything it accepts. They may
         differ in size; all must resolve to the same ``noise`` structure.
-    num_chains, num_warmup, num_samples, likelihood, noise, priors, dense_mass, target_accept_prob
-        As in :func:`bayescale.fit`; every fit gets the same settings.
+    sampler, **sampler_options, likelihood, noise, priors
+        As in :func:`bayescale.fit`; every fit gets the same settings. The default sampler is
+        :data:`BATCH_SAMPLER` (2 chains × 500 + 500, chains from the prior median: a multi-start MAP per fit is not
+        vectorised, so ``init="map"`` is refused).
     batch_size
         How many (fit, chain) pairs advance together in one vectorised step (``jax.lax.map``'s ``batch_size``);
         ``None``: all of them. Smaller batches wait less for the slowest chain in the batch.
@@ -137,7 +142,9 @@ def fit_batch(
     law = law if isinstance(law, Law) else load_law(law)
     require_loss_target(law, "fit_batch")
     dss = _as_datasets(law, datasets, columns)
-    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
+    settings = median_start_settings(sampler, sampler_options, "fit_batch", BATCH_SAMPLER)
+    num_chains, num_warmup, num_samples = settings.num_chains, settings.num_warmup, settings.num_samples
+    dense_mass, target_accept_prob = settings.dense_mass, settings.target_accept_prob
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     noises = [Noise.parse(noise, ds) for ds in dss]
@@ -188,7 +195,7 @@ def fit_batch(
     def one(index, chain_key):
         args = args_of(index)
         state = init_kernel(z0, num_warmup, dense_mass=mass_structure(dense_mass, spec), target_accept_prob=target_accept_prob,
-                            model_args=args, rng_key=chain_key)
+                            max_tree_depth=settings.max_tree_depth, model_args=args, rng_key=chain_key)
         state = jax.lax.fori_loop(0, num_warmup, lambda _, s: sample_kernel(s, model_args=args), state)
 
         def step(s, _):
@@ -231,11 +238,8 @@ def fit_batch(
         data_statistics=json.dumps(stats),
         n_points=json.dumps([int(ds.sizes["point"]) for ds in dss]),
         data_hashes=json.dumps([ds.attrs.get("data_hash", "") for ds in dss]),
-        sampler=json.dumps(dict(algorithm="NUTS (vmapped over fits and chains)", num_chains=num_chains,
-                                num_warmup=num_warmup, num_samples=num_samples, dense_mass=dense_mass,
-                                target_accept_prob=target_accept_prob, batch_size=batch_size, rng_key=key_record,
-                                init="median",
-                                x64=bool(jax.config.jax_enable_x64), device=str(jax.devices()[0].platform))),
+        sampler=settings.to_attrs(chain_method="vmapped over fits and chains", batch_size=batch_size, rng_key=key_record,
+                                  x64=bool(jax.config.jax_enable_x64), device=str(jax.devices()[0].platform)),
         versions=json.dumps(versions()),
     )
     _report(dt, law.id, strict)

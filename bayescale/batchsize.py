@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import arviz_base as azb
@@ -42,7 +43,8 @@ from scipy.optimize import isotonic_regression
 
 from bayescale import diagnostics
 from bayescale.data import DataError
-from bayescale.inference import as_key, check_positive_ints, run_nuts, sample_stats_of
+from bayescale.inference import as_key, run_nuts, sample_stats_of, sampler_record
+from bayescale.settings import NUTS, median_start_settings
 from bayescale.results import versions
 
 __all__ = [
@@ -277,15 +279,13 @@ def _table_hash(df: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()).hexdigest()
 
 
-def _sampler_attrs(kind, key_record, num_chains, num_warmup, num_samples, data_hash, extra) -> dict[str, Any]:
+def _sampler_attrs(kind, key_record, settings: NUTS, data_hash, extra) -> dict[str, Any]:
     return azb.make_attrs(inference_library=None) | {
         "kind": kind,
         "result_kind": kind,
         "data_hash": data_hash,
         "versions": json.dumps(versions()),
-        "sampler": json.dumps(dict(algorithm="NUTS", num_chains=num_chains, num_warmup=num_warmup,
-                                   num_samples=num_samples, rng_key=key_record, dense_mass=True,
-                                   device=str(jax.devices()[0].platform))),
+        "sampler": sampler_record(settings, key_record),
         **extra,
     }
 
@@ -296,12 +296,10 @@ def fit_critical_batch(
     levels=None,
     n_levels: int = 6,
     min_runs: int = 3,
+    sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
-    progress_bar: bool | None = None,
     strict: bool = False,
+    **sampler_options: Any,
 ) -> xr.DataTree:
     """Fit Kaplan's batch-size hyperbolae jointly over all loss levels with one critical batch B_crit(L).
 
@@ -322,8 +320,8 @@ def fit_critical_batch(
         Loss curves (columns ``run``, ``N``, ``B``, ``step``, ``loss``; passed through :func:`steps_to_loss` with
         ``levels``, ``n_levels``, ``min_runs``) or its output table (columns ``run``, ``N``, ``B``, ``cell``,
         ``level``, ``S``, ``slope``).
-    rng_key, num_chains, num_warmup, num_samples, progress_bar
-        NUTS settings (:func:`bayescale.inference.run_nuts`).
+    sampler, **sampler_options, rng_key
+        As in :func:`bayescale.fit`; chains start at the prior median.
     strict
         Raise :class:`~bayescale.diagnostics.SamplingError` on sampler trouble instead of warning.
 
@@ -338,7 +336,7 @@ def fit_critical_batch(
     ----------
     Kaplan et al. 2020, arXiv:2001.08361, Eq. 5.1-5.4 and Fig. 10, 18. McCandlish et al. 2018, arXiv:1812.06162.
     """
-    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
+    settings = median_start_settings(sampler, sampler_options, "this Kaplan fit")
     if isinstance(data, pd.DataFrame) and {"cell", "level", "S"} <= set(data.columns):
         table = data.copy()
         if "slope" not in table:
@@ -370,8 +368,7 @@ def fit_critical_batch(
     key, key_record = as_key(rng_key)
     k_fit, k_ppc = jax.random.split(key)
     kwargs = dict(n_runs=len(run_names), log_L_ref=log_L_ref, log_B_center=log_B_center)
-    mcmc = run_nuts(_hyperbola_model, *args, rng_key=k_fit, num_chains=num_chains, num_warmup=num_warmup,
-                    num_samples=num_samples, progress_bar=progress_bar, log_S=log_S, **kwargs)
+    mcmc = run_nuts(_hyperbola_model, *args, rng_key=k_fit, sampler=settings, log_S=log_S, **kwargs)
     post = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in post.items()}
     ppc = numpyro.infer.Predictive(_hyperbola_model, posterior_samples=flat, return_sites=["log_S"])(k_ppc, *args, **kwargs)
@@ -404,7 +401,7 @@ def fit_critical_batch(
                                                "alpha_B": ("source", [KAPLAN_BATCH["alpha_B"]])},
                                               coords={"source": ["kaplan2020"]}))
     dt.attrs["law_id"] = "kaplan2020_critical_batch"
-    dt.attrs.update(_sampler_attrs("critical_batch", key_record, num_chains, num_warmup, num_samples,
+    dt.attrs.update(_sampler_attrs("critical_batch", key_record, settings,
                                    _table_hash(table), {"L_ref": float(np.exp(log_L_ref))}))
     dists = _hyperbola_priors(log_B_center)
     dt.attrs["parameters"] = json.dumps(["B_star", "alpha_B", "B_ref", *(n for n in dists if n not in ("log_B_ref", "alpha_B"))])
@@ -514,13 +511,11 @@ def _loss_step_model(log_N, log_S, log_B, run, n_runs, center, num_iterations, l
 def fit_loss_steps(
     curves: pd.DataFrame,
     *,
+    sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
     num_iterations: int = 64,
-    progress_bar: bool | None = None,
     strict: bool = False,
+    **sampler_options: Any,
 ) -> xr.DataTree:
     """Fit L(N, S_min) = (N_c/N)^α_N + (S_c/S_min)^α_S with S_min = S/(1 + B_crit(L)/B), B_crit = B*/L^(1/α_B).
 
@@ -541,7 +536,7 @@ def fit_loss_steps(
     ----------
     Kaplan et al. 2020, arXiv:2001.08361, Eq. 5.6 (Table 3) with the adjustment Eq. 5.4.
     """
-    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
+    settings = median_start_settings(sampler, sampler_options, "this Kaplan fit")
     df = _check_curves(curves)
     if df["N"].nunique() < 2 or df["B"].nunique() < 3:
         raise DataError(f"L(N, S_min) needs >= 2 model sizes and >= 3 batch sizes; the curves have "
@@ -558,8 +553,7 @@ def fit_loss_steps(
     args = (jnp.asarray(logs["N"]), jnp.asarray(logs["step"]), jnp.asarray(logs["B"]), jnp.asarray(run_idx),
             n_runs, center, int(num_iterations))
     key, key_record = as_key(rng_key)
-    mcmc = run_nuts(_loss_step_model, *args, rng_key=key, num_chains=num_chains, num_warmup=num_warmup,
-                    num_samples=num_samples, progress_bar=progress_bar, log_loss=jnp.asarray(logs["loss"]))
+    mcmc = run_nuts(_loss_step_model, *args, rng_key=key, sampler=settings, log_loss=jnp.asarray(logs["loss"]))
     post = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     post["N_c"] = np.exp(center["log_N"] + post["a_N"] / post["alpha_N"])
     post["S_c"] = np.exp(center["log_S"] + post["a_S"] / post["alpha_S"])
@@ -573,7 +567,7 @@ def fit_loss_steps(
     ref = {k: ("source", [v]) for k, v in KAPLAN_BATCH.items()}
     dt["references"] = xr.DataTree(xr.Dataset(ref, coords={"source": ["kaplan2020"]}))
     dt.attrs["law_id"] = "kaplan2020_loss_steps"
-    dt.attrs.update(_sampler_attrs("loss_steps", key_record, num_chains, num_warmup, num_samples, _table_hash(df),
+    dt.attrs.update(_sampler_attrs("loss_steps", key_record, settings, _table_hash(df),
                                    {"center": json.dumps(center), "num_iterations": int(num_iterations)}))
     priors = _loss_step_priors(center)
     if not n_runs:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.errors import ArgumentError, DataError
+from bayescale.settings import add_sampler_arguments, sampler_from_args
 
 __all__ = ["main"]
 
@@ -57,12 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--noise", default="auto",
                    help="residual structure: auto (iid for final losses, run+ou for curves), iid, or run/ou/hetero joined by +")
     f.add_argument("--min-tokens", type=float, default=None, help="drop checkpoints with fewer tokens D than this")
-    f.add_argument("--chains", type=int, default=4)
-    f.add_argument("--warmup", type=int, default=1000)
-    f.add_argument("--samples", type=int, default=1000)
+    add_sampler_arguments(f)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--no-unit-check", action="store_true", help="accept implausible magnitudes (toy data)")
-    f.add_argument("--no-progress", action="store_true")
     f.add_argument("--no-pointwise", action="store_true",
                    help="leave out the draws x points groups (posterior predictive, pointwise log-likelihood)")
 
@@ -131,9 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--baseline", action="store_true", help="also fit the classic Huber + bootstrap baseline")
     v.add_argument("--bootstrap", type=int, default=200, help="baseline bootstrap resamples")
     v.add_argument("--column", action="append", metavar="NAME=COLUMN")
-    v.add_argument("--chains", type=int, default=4)
-    v.add_argument("--warmup", type=int, default=1000)
-    v.add_argument("--samples", type=int, default=1000)
+    add_sampler_arguments(v)
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--no-unit-check", action="store_true")
     v.add_argument("--out", default=None, help="figure file (.png, .pdf, .svg); the table is printed")
@@ -175,16 +171,13 @@ def _run(args: argparse.Namespace) -> int:
             result = bs.fit(
                 law,
                 ds,
+                sampler=sampler_from_args(args),
                 rng_key=args.seed,
-                num_chains=args.chains,
-                num_warmup=args.warmup,
-                num_samples=args.samples,
                 likelihood=args.likelihood,
                 noise=args.noise,
                 min_tokens=args.min_tokens,
                 priors=_pairs(args.prior, "--prior"),
                 strict=args.strict,
-                progress_bar=False if args.no_progress else None,
                 pointwise=not args.no_pointwise,
             )
         except bs.SamplingError as err:  # keep the draws: the user decides what to do with a flagged fit
@@ -206,8 +199,7 @@ def _run(args: argparse.Namespace) -> int:
             law, ds, args.split, by=args.by, holdout=args.holdout, min_train=args.min_train, max_folds=args.max_folds,
             fractions=tuple(args.fraction or (0.25, 0.5, 0.75)),
             methods=("bayes", "baseline") if args.baseline else ("bayes",), rng_key=args.seed,
-            fit_kwargs=dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples, progress_bar=False,
-                            noise=args.noise),
+            fit_kwargs=dict(sampler=sampler_from_args(args).replace(progress_bar=False), noise=args.noise),
             baseline_kwargs=dict(num_bootstrap=args.bootstrap),
         )
         print(table.drop(columns=["fold"]).to_string(index=False, float_format="%.4g"))

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-from numpyro.infer import MCMC, NUTS, Predictive, init_to_median, log_likelihood
+from numpyro.infer import MCMC, Predictive, init_to_median, log_likelihood
+from numpyro.infer import NUTS as NUTSKernel
 
 from bayescale import diagnostics
 from bayescale.errors import check_rng_key
@@ -21,9 +22,10 @@ from bayescale.laws import Law, load_law, published_table
 from bayescale.model import (ModelSpec, build_model, mass_structure, pointwise_terms, recover_run_effects,
                              resolve_priors)
 from bayescale.noise import Noise, curve_structure
-from bayescale.init import INITS, find_start
+from bayescale.init import find_start
 from bayescale.reparam import AUXILIARY_SUFFIX, auxiliary_name, centres_of, describe_centring, plan_centring
 from bayescale.results import law_data_attrs
+from bayescale.settings import CHAIN_METHODS, NUTS
 
 __all__ = ["draw_groups", "fit", "run_nuts", "sample_stats_of"]
 
@@ -113,31 +115,32 @@ def run_nuts(
     model,
     *args,
     rng_key: jax.Array,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
-    chain_method: str = "auto",
-    dense_mass: bool | list = True,
-    target_accept_prob: float = 0.9,
-    progress_bar: bool | None = None,
+    sampler: NUTS | None = None,
+    mass: bool | list | None = None,
     init_params: Any = None,
     **kwargs,
 ) -> MCMC:
-    """Run NUTS on any numpyro ``model(*args, **kwargs)`` with bayescale's sampler settings; return the MCMC object.
+    """Run NUTS on any numpyro ``model(*args, **kwargs)`` with the settings ``sampler`` (:class:`bayescale.NUTS`);
+    return the MCMC object.
 
-    ``fit`` and the special-purpose models (batch-size scans, schedule laws) share this one place, so they share
-    its defaults (dense mass matrix, median initialisation unless ``init_params`` gives each chain's unconstrained
-    start, e.g. from :func:`bayescale.init.find_start`; the recorded extra fields :data:`_EXTRA_FIELDS`).
-    Read results with ``mcmc.get_samples(group_by_chain=True)`` and ``mcmc.get_extra_fields(group_by_chain=True)``.
+    Every fit function (``fit``, schedule laws, the special-purpose models) runs NUTS here, so they share one kernel
+    set-up: ``mass`` overrides the mass-matrix structure (``sampler.dense_mass`` by default; e.g. dense over the
+    globals, diagonal over run effects, :func:`bayescale.model.mass_structure`); chains start at the prior median
+    unless ``init_params`` gives each chain's unconstrained start (:func:`bayescale.init.find_start`); the extra fields
+    :data:`_EXTRA_FIELDS` are recorded. Read results with ``mcmc.get_samples(group_by_chain=True)`` and
+    ``mcmc.get_extra_fields(group_by_chain=True)``.
     """
-    chain_method = resolve_chain_method(chain_method, num_chains)
-    if progress_bar is None:
-        progress_bar = sys.stderr.isatty()
-    kernel = NUTS(model, dense_mass=dense_mass, target_accept_prob=target_accept_prob, init_strategy=init_to_median)
+    settings = sampler or NUTS()
+    num_chains = settings.num_chains
+    chain_method = resolve_chain_method(settings.chain_method, num_chains)
+    progress_bar = sys.stderr.isatty() if settings.progress_bar is None else settings.progress_bar
+    kernel = NUTSKernel(model, dense_mass=settings.dense_mass if mass is None else mass,
+                        target_accept_prob=settings.target_accept_prob, max_tree_depth=settings.max_tree_depth,
+                        init_strategy=init_to_median)
     mcmc = MCMC(
         kernel,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
+        num_warmup=settings.num_warmup,
+        num_samples=settings.num_samples,
         num_chains=num_chains,
         chain_method=chain_method,
         progress_bar=progress_bar,
@@ -148,7 +151,13 @@ def run_nuts(
     return mcmc
 
 
-CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
+def sampler_record(settings: NUTS, key_record: Any, **extra: Any) -> str:
+    """``attrs["sampler"]`` of a result: the settings, the chain layout they resolved to, the key, float width and
+    device (one record for every fit function)."""
+    return settings.to_attrs(chain_method=resolve_chain_method(settings.chain_method, settings.num_chains),
+                             rng_key=key_record, x64=bool(jax.config.jax_enable_x64),
+                             device=str(jax.devices()[0].platform), **extra)
+
 
 
 def resolve_chain_method(chain_method: str, num_chains: int) -> str:
@@ -241,26 +250,19 @@ def fit(
     law: Law | str,
     data: Any,
     *,
+    sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
     likelihood: str = "student_t",
     noise: str | Noise = "auto",
     min_tokens: float | None = None,
     require_identifiable: bool = True,
     priors: Mapping[str, str] | None = None,
-    chain_method: str = "auto",
-    dense_mass: bool = True,
-    target_accept_prob: float = 0.9,
     num_prior_samples: int = 1000,
     pointwise: bool = True,
     centre_amplitudes: bool = True,
-    init: str = "map",
-    num_starts: int = 4,
-    progress_bar: bool | None = None,
     strict: bool = False,
     columns: Mapping[str, str] | None = None,
+    **sampler_options: Any,
 ) -> xr.DataTree:
     """Fit a scaling law to a run table with NUTS and return a self-describing result.
 
@@ -273,14 +275,19 @@ def fit(
         A :class:`~bayescale.laws.Law`, a catalogue id (``"hoffmann2022"``) or a path to a law file.
     data
         A validated dataset from :func:`~bayescale.data.load_runs`, or anything it accepts (DataFrame, CSV, Parquet).
+    sampler, **sampler_options
+        The sampler settings: a :class:`bayescale.NUTS` value (or a dict of its fields; ``None``: the defaults, 4
+        chains × 1000 warmup + 1000 draws, dense mass, target acceptance 0.9, chains started from a multi-start MAP),
+        with any of its fields given as keywords on top (``num_chains=2, num_samples=500``). ``chain_method`` "auto":
+        one chain per device when there are enough (on CPU, ``import bayescale`` sets up host devices), else
+        vectorised on an accelerator and sequential on CPU (docs/performance.md). ``dense_mass``: amplitudes and
+        exponents of a power law are strongly correlated; per-run effects stay diagonal
+        (:func:`bayescale.model.mass_structure`). ``init="map"``: L-BFGS-B from ``num_starts`` points (the prior
+        median and prior draws) to the posterior mode, then each chain at its own draw from the Laplace approximation
+        around the best mode; optima in distinct modes are recorded in ``attrs["init"]`` and reported by
+        :func:`bayescale.summary` (:mod:`bayescale.init`); ``"median"``: every chain at the prior median.
     rng_key
         Seed (int) or JAX PRNG key. The same key gives identical draws on the same machine and versions.
-    num_chains, num_warmup, num_samples
-        NUTS settings.
-    chain_method
-        ``"auto"`` (default): one chain per device when there are enough (on CPU, ``import bayescale`` sets up
-        host devices), else vectorised on an accelerator and sequential on CPU; or ``"parallel"``,
-        ``"sequential"``, ``"vectorized"`` as in numpyro (docs/performance.md compares them).
     likelihood
         ``"student_t"`` (default; robust to outlying points, like the Huber loss of the classic fit) or ``"normal"``.
     noise
@@ -295,10 +302,6 @@ def fit(
         are meant to carry the parameters along that input (e.g. leaving one of three loop counts out).
     priors
         Overrides, parameter name → prior expression, e.g. ``{"E": "Uniform(1.5, min_loss)"}``.
-    dense_mass
-        Adapt a dense mass matrix. Amplitudes and exponents of a power law are strongly correlated; on the Chinchilla
-        data a dense matrix cuts leapfrog steps per draw about 12-fold (docs/performance.md). Per-run effects stay
-        diagonal (:func:`bayescale.model.mass_structure`).
     pointwise
         Keep the per-point groups: posterior predictive, pointwise log-likelihood and prior predictive (what PPC bands,
         coverage checks and LOO read). Each holds draws × points numbers: above :data:`POINTWISE_MAX_VALUES` (5e6,
@@ -311,11 +314,6 @@ def fit(
         (:mod:`bayescale.reparam`); ``attrs["centred"]`` records the terms and centres. The posterior holds ``A`` as
         usual. On the Chinchilla data this cuts leapfrog steps per draw about 5-fold (docs/performance.md); ``False``
         samples every parameter as declared.
-    init, num_starts
-        Where chains start. ``"map"`` (default): L-BFGS-B from ``num_starts`` points (the prior median and prior
-        draws) to the posterior mode, then each chain at its own draw from the Laplace approximation around the best
-        mode; optima in distinct modes are recorded in ``attrs["init"]`` and reported by :func:`bayescale.summary`
-        (:mod:`bayescale.init`). ``"median"``: every chain at the prior median (numpyro's ``init_to_median``).
     strict
         Raise :class:`~bayescale.diagnostics.SamplingError` on sampler trouble instead of warning.
     columns
@@ -340,10 +338,9 @@ def fit(
         ds = drop_before(ds, min_tokens)
     check_target(ds["loss"].values, law.target.kind, ds["loss"].attrs.get("column", "loss"))
     check_identifiable(ds, law, require=require_identifiable)
-    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples, num_starts=num_starts)
-    if init not in INITS:
-        raise ValueError(f"init {init!r}: must be one of {list(INITS)}")
-    chain_method = resolve_chain_method(chain_method, num_chains)
+    settings = NUTS.coerce(sampler, **sampler_options)
+    num_chains, num_samples = settings.num_chains, settings.num_samples
+    chain_method = resolve_chain_method(settings.chain_method, num_chains)
     noise = Noise.parse(noise, ds)
     check_target_noise(law, noise)
     prior_specs = resolve_priors(law, likelihood, priors, noise)
@@ -358,22 +355,17 @@ def fit(
     k_fit, k_ppc, k_prior = jax.random.split(key, 3)
     loss = jnp.asarray(ds["loss"].values)
     start = None
-    if init == "map":  # its own key (folded from the seed), so the sampler's keys are those of init="median"
+    if settings.init == "map":  # its own key (folded from the seed), so the sampler's keys are those of init="median"
         labels = {auxiliary_name(a): a for a in (centring.amplitudes if centring is not None else ())}
         start = find_start(model, (log_inputs,), {"loss": loss}, rng_key=jax.random.fold_in(key, 1),
-                           num_chains=num_chains, num_starts=num_starts, labels=labels)
+                           num_chains=num_chains, num_starts=settings.num_starts, labels=labels)
 
     mcmc = run_nuts(
         model,
         log_inputs,
         rng_key=k_fit,
-        num_chains=num_chains,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        chain_method=chain_method,
-        dense_mass=mass_structure(dense_mass, spec),
-        target_accept_prob=target_accept_prob,
-        progress_bar=progress_bar,
+        sampler=settings,
+        mass=mass_structure(settings.dense_mass, spec),
         init_params=None if start is None else start.init_params,
         loss=loss,
     )
@@ -425,20 +417,7 @@ def fit(
             "pointwise": json.dumps(thinning if pointwise else {"kept": False}),
             "init": json.dumps(start.record if start is not None else {"method": "median"}),
             **({"min_tokens": ds.attrs["min_tokens"]} if "min_tokens" in ds.attrs else {}),
-            "sampler": json.dumps(
-                dict(
-                    algorithm="NUTS",
-                    num_chains=num_chains,
-                    num_warmup=num_warmup,
-                    num_samples=num_samples,
-                    chain_method=chain_method,
-                    dense_mass=dense_mass,
-                    target_accept_prob=target_accept_prob,
-                    rng_key=key_record,
-                    x64=bool(jax.config.jax_enable_x64),
-                    device=str(jax.devices()[0].platform),
-                )
-            ),
+            "sampler": sampler_record(settings, key_record),
         }
     )
     table, messages = diagnostics.diagnose(dt, spec.sampled_names, dists)

@@ -27,8 +27,7 @@ from numpyro.infer.util import initialize_model
 
 __all__ = ["INITS", "Start", "find_start", "describe_modes"]
 
-#: Initialisation methods of :func:`bayescale.fit`.
-INITS = ("map", "median")
+from bayescale.settings import INITS  # noqa: E402  (the initialisation methods, a field of bayescale.NUTS)
 
 #: Two optima are one mode when every coordinate differs by less than this many Laplace standard deviations (of the
 #: best mode): farther than 3 sd in some direction is outside the Laplace approximation's 99.7% range of that

@@ -39,8 +39,9 @@ import xarray as xr
 
 from bayescale import diagnostics
 from bayescale.data import DataError
-from bayescale.inference import as_key, check_positive_ints, draw_groups, release_compiled, run_nuts
+from bayescale.inference import as_key, draw_groups, release_compiled, run_nuts, sampler_record
 from bayescale.results import versions
+from bayescale.settings import NUTS, median_start_settings
 
 __all__ = [
     "KAPLAN2020_PER_TOKEN",
@@ -229,7 +230,7 @@ def assemble_result(
     coords: Mapping[str, Any],
     model_id: str,
     result_kind: str,
-    settings: Mapping[str, Any],
+    settings: NUTS,
     attrs: Mapping[str, Any],
     strict: bool,
     num_prior_samples: int = 500,
@@ -253,8 +254,7 @@ def assemble_result(
             "priors": json.dumps({k: repr(v) for k, v in priors.items()}),
             "likelihood": "normal",
             "versions": json.dumps(versions()),
-            "sampler": json.dumps(dict(algorithm="NUTS", **settings, rng_key=key_record,
-                                       x64=bool(jax.config.jax_enable_x64), device=str(jax.devices()[0].platform))),
+            "sampler": sampler_record(settings, key_record),
         }
         | dict(attrs)
     )
@@ -291,6 +291,10 @@ PER_TOKEN_PRIORS = {
 }
 
 
+#: Default sampler of :func:`fit_per_token`: target acceptance 0.95 for the funnel of the model-to-model scatter.
+PER_TOKEN_SAMPLER = NUTS(target_accept_prob=0.95, init="median")
+
+
 def _per_token_model(u, index, log_T, loss=None):
     p = {k: numpyro.sample(k, d) for k, d in PER_TOKEN_PRIORS.items()}
     with numpyro.plate("model", u.shape[0]):
@@ -304,13 +308,10 @@ def fit_per_token(
     data: pd.DataFrame,
     *,
     n_ref: float = N_REF,
+    sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
-    target_accept_prob: float = 0.95,
-    progress_bar: bool | None = None,
     strict: bool = False,
+    **sampler_options: Any,
 ) -> xr.DataTree:
     """Fit ``L(T) = a + b·T^(−c)`` to the per-token losses of several models, with a, b, c tied to log N.
 
@@ -321,6 +322,9 @@ def fit_per_token(
         At least 3 models of distinct sizes (a slope needs them) and 3 positions per model.
     n_ref
         Reference size: ``u = log10(N/n_ref)``, so ``a0`` is log a at ``n_ref``.
+    sampler, **sampler_options
+        As in :func:`bayescale.fit`; the default :data:`PER_TOKEN_SAMPLER` targets an acceptance of 0.95 (the
+        hierarchical scatter tau makes a funnel) and starts chains at the prior median.
 
     Returns
     -------
@@ -333,7 +337,7 @@ def fit_per_token(
     Kaplan et al. 2020, arXiv:2001.08361, Fig. 20.
     """
     table = _table(data, ("model", "N", "T", "loss"), "per-token")
-    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
+    settings = median_start_settings(sampler, sampler_options, "fit_per_token", PER_TOKEN_SAMPLER)
     sizes = table.groupby("model", sort=False)["N"].agg(["min", "max"])
     bad = sizes.index[sizes["min"] != sizes["max"]]
     if len(bad):
@@ -355,8 +359,7 @@ def fit_per_token(
     args = (u, jnp.asarray(index), jnp.asarray(np.log(table["T"].to_numpy(float))))
     key, key_record = as_key(rng_key)
     k_fit, k_rest = jax.random.split(key)
-    mcmc = run_nuts(_per_token_model, *args, rng_key=k_fit, num_chains=num_chains, num_warmup=num_warmup,
-                    num_samples=num_samples, target_accept_prob=target_accept_prob, progress_bar=progress_bar,
+    mcmc = run_nuts(_per_token_model, *args, rng_key=k_fit, sampler=settings,
                     loss=jnp.asarray(table["loss"].to_numpy(float)))
     point = np.arange(len(table))
     observed = xr.Dataset({"loss": ("point", table["loss"].to_numpy(float))}, coords={"point": point})
@@ -367,8 +370,7 @@ def fit_per_token(
         _per_token_model, args, mcmc, rng_key=k_rest, key_record=key_record, observed=observed, constant=constant,
         scalar_names=tuple(PER_TOKEN_PRIORS), priors=PER_TOKEN_PRIORS, dims=dims,
         coords={"model": models.astype(str), "point": point}, model_id="kaplan2020_per_token", result_kind="per_token",
-        settings=dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
-                      target_accept_prob=target_accept_prob, dense_mass=True),
+        settings=settings,
         attrs={"n_ref": float(n_ref), "law_formula": "a + b*T**(-c), log a|b|c = x0 + x1*log10(N/n_ref) + tau*z",
                "law_citation": "Kaplan et al. 2020, arXiv:2001.08361, Fig. 20"},
         strict=strict,
@@ -416,13 +418,10 @@ STEPS_LAW = "kaplan2020_per_token_steps"
 def fit_per_token_steps(
     data: pd.DataFrame,
     *,
+    sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
-    target_accept_prob: float = 0.9,
-    progress_bar: bool | None = None,
     strict: bool = False,
+    **sampler_options: Any,
 ) -> xr.DataTree:
     """Fit ``L(T, S) = a + b·T^(−c·S/(S + S_h)) + (S_c/S)^alpha_S`` to one model's per-token losses over steps.
 
@@ -437,9 +436,8 @@ def fit_per_token_steps(
     for col, need in (("T", 3), ("S", 4)):
         if table[col].nunique() < need:
             raise DataError(f"column {col!r}: needs at least {need} distinct values, got {table[col].nunique()}")
-    return fit(STEPS_LAW, table[["T", "S", "loss"]], rng_key=rng_key, num_chains=num_chains, num_warmup=num_warmup,
-               num_samples=num_samples, target_accept_prob=target_accept_prob, likelihood="normal", noise="iid",
-               progress_bar=progress_bar, strict=strict)
+    return fit(STEPS_LAW, table[["T", "S", "loss"]], sampler=sampler, rng_key=rng_key, likelihood="normal",
+               noise="iid", strict=strict, **sampler_options)
 
 
 def predict_per_token_steps(result: xr.DataTree, T: Sequence[float], S: Sequence[float]) -> xr.DataArray:

@@ -39,12 +39,13 @@ import xarray as xr
 
 from bayescale import diagnostics
 from bayescale._formula import FormulaError
-from bayescale.inference import as_key, draw_groups, release_compiled, run_nuts
+from bayescale.inference import as_key, draw_groups, release_compiled, run_nuts, sampler_record
 from bayescale.laws import LawError, Parameter, Published, law_search_path, read_law_toml
 from bayescale.model import LIKELIHOODS, NOISE_PRIORS, observe
 from bayescale.noise import Noise, curve_structure, linear_recurrence, ou_terms
 from bayescale.priors import Prior, parse_prior
 from bayescale.results import versions
+from bayescale.settings import NUTS, median_start_settings
 
 __all__ = [
     "FORMS",
@@ -547,19 +548,15 @@ def fit_schedule(
     curves: pd.DataFrame,
     schedules: Mapping[str, Any],
     *,
+    sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
     likelihood: str = "normal",
     noise: str | Noise = "run+ou",
     priors: Mapping[str, str] | None = None,
     max_block: int = 64,
-    dense_mass: bool = True,
-    target_accept_prob: float = 0.9,
     num_prior_samples: int = 500,
-    progress_bar: bool | None = None,
     strict: bool = False,
+    **sampler_options: Any,
 ) -> xr.DataTree:
     """Fit a schedule law to the loss curves of several runs with NUTS.
 
@@ -572,6 +569,8 @@ def fit_schedule(
     ----------
     law
         A schedule law id (:func:`list_schedule_laws`), a TOML path or a :class:`ScheduleLaw`.
+    sampler, **sampler_options
+        As in :func:`bayescale.fit`; chains start at the prior median (:data:`bayescale.settings.MEDIAN_START`).
     curves
         Table with columns ``run``, ``step`` (1-based, after warmup), ``loss``.
     schedules
@@ -598,9 +597,8 @@ def fit_schedule(
     law = load_schedule_law(law)
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood {likelihood!r}: must be one of {list(LIKELIHOODS)}")
-    for name, value in dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
-                            max_block=max_block).items():
-        _check_int(name, value, 1)
+    settings = median_start_settings(sampler, sampler_options, "fit_schedule")
+    _check_int("max_block", max_block, 1)
     ds, scheds = _prepare(curves, schedules)
     noise = _noise_of(noise)
     structure = curve_structure(ds, noise)
@@ -617,9 +615,7 @@ def fit_schedule(
     key, key_record = as_key(rng_key)
     k_fit, k_ppc, k_prior = jax.random.split(key, 3)
     loss = jnp.asarray(ds["loss"].values)
-    mcmc = run_nuts(model, design, rng_key=k_fit, num_chains=num_chains, num_warmup=num_warmup,
-                    num_samples=num_samples, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
-                    progress_bar=progress_bar, loss=loss)
+    mcmc = run_nuts(model, design, rng_key=k_fit, sampler=settings, loss=loss)
     sampled = (*law.parameter_names, *noise_names)
     groups = draw_groups(model, (design,), mcmc, rng_key=(k_ppc, k_prior), observed={"loss": loss},
                          sampled_names=sampled, num_prior_samples=num_prior_samples)
@@ -646,9 +642,7 @@ def fit_schedule(
         "schedules": json.dumps({n: json.loads(scheds[n].to_json()) for n in names}),
         "data_statistics": json.dumps(stats), "priors": json.dumps({k: v.text for k, v in prior_specs.items()}),
         "likelihood": likelihood, "noise": noise.to_json(), "max_block": int(max_block),
-        "sampler": json.dumps(dict(algorithm="NUTS", num_chains=num_chains, num_warmup=num_warmup,
-                                   num_samples=num_samples, dense_mass=dense_mass,
-                                   target_accept_prob=target_accept_prob, rng_key=key_record)),
+        "sampler": sampler_record(settings, key_record),
         "versions": json.dumps(versions()),
     })
     dists = {name: p.distribution(stats) for name, p in prior_specs.items()}

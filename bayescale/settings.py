@@ -19,7 +19,7 @@ import numpy as np
 
 from bayescale.errors import ArgumentError
 
-__all__ = ["CHAIN_METHODS", "INITS", "NUTS", "SamplerSettingsError", "add_sampler_arguments", "sampler_from_args"]
+__all__ = ["CHAIN_METHODS", "INITS", "MEDIAN_START", "NUTS", "median_start_settings", "SamplerSettingsError", "add_sampler_arguments", "sampler_from_args"]
 
 #: How chains are laid out (numpyro's ``chain_method``, plus ``"auto"``: see :func:`bayescale.inference.run_nuts`).
 CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
@@ -160,3 +160,18 @@ def sampler_from_args(args: argparse.Namespace) -> NUTS:
     return NUTS(num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
                 target_accept_prob=args.target_accept, chain_method=args.chain_method,
                 max_tree_depth=args.max_tree_depth, init=args.init, progress_bar=False if args.no_progress else None)
+
+
+#: The default of fit functions whose chains start at the prior median (schedule laws, the special models).
+MEDIAN_START = NUTS(init="median")
+
+
+def median_start_settings(sampler: NUTS | Mapping[str, Any] | None, options: Mapping[str, Any], what: str,
+                          default: NUTS = MEDIAN_START) -> NUTS:
+    """The settings of a fit function that starts every chain at the prior median (``default`` when ``sampler`` is
+    None, ``options`` on top); a :class:`SamplerSettingsError` if ``init="map"`` is asked of it."""
+    settings = NUTS.coerce(default if sampler is None else sampler, **options)
+    if settings.init != "median":
+        raise SamplerSettingsError(f"{what} starts every chain at the prior median; init={settings.init!r} is not "
+                                   "available there (pass init='median' or leave it out)")
+    return settings

@@ -37,7 +37,8 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data import DataError
-from bayescale.inference import as_key, check_positive_ints, release_compiled, run_nuts
+from bayescale.inference import as_key, release_compiled, run_nuts
+from bayescale.settings import NUTS, median_start_settings
 from bayescale.pertoken import _band, _check_result, _draws, assemble_result
 
 __all__ = [
@@ -184,13 +185,10 @@ def fit_shape(
     data: pd.DataFrame,
     shape: Sequence[str] = ("aspect_ratio",),
     *,
+    sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
-    target_accept_prob: float = 0.9,
-    progress_bar: bool | None = None,
     strict: bool = False,
+    **sampler_options: Any,
 ) -> xr.DataTree:
     """Fit the L(N, D) baseline and a quadratic-in-log shape penalty jointly (see the module doc).
 
@@ -201,6 +199,8 @@ def fit_shape(
         variable in ``shape``, constant within a run.
     shape
         Shape variables to fit, a subset of :data:`SHAPE_VARIABLES`; each needs at least 3 distinct values over runs.
+    sampler, **sampler_options
+        As in :func:`bayescale.fit`; chains start at the prior median.
 
     Returns
     -------
@@ -241,7 +241,7 @@ def fit_shape(
     for col, need_n in (("N", 2), ("D", 2)):
         if table[col].nunique() < need_n:
             raise DataError(f"column {col!r}: the L(N, D) baseline needs at least {need_n} distinct values")
-    check_positive_ints(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
+    settings = median_start_settings(sampler, sampler_options, "fit_shape")
     release_compiled()
     runs = first.index.to_numpy().astype(str)
     run_index = pd.Categorical(table["run"].astype(str), categories=runs).codes
@@ -253,8 +253,7 @@ def fit_shape(
     args = (priors, jnp.asarray(log_N), jnp.asarray(log_D), log_x, jnp.asarray(run_index), len(runs), log_refs)
     key, key_record = as_key(rng_key)
     k_fit, k_rest = jax.random.split(key)
-    mcmc = run_nuts(_shape_model, *args, rng_key=k_fit, num_chains=num_chains, num_warmup=num_warmup,
-                    num_samples=num_samples, target_accept_prob=target_accept_prob, progress_bar=progress_bar,
+    mcmc = run_nuts(_shape_model, *args, rng_key=k_fit, sampler=settings,
                     loss=jnp.asarray(table["loss"].to_numpy(float)))
     point = np.arange(len(table))
     observed = xr.Dataset({"loss": ("point", table["loss"].to_numpy(float))}, coords={"point": point})
@@ -268,8 +267,7 @@ def fit_shape(
         _shape_model, args, mcmc, rng_key=k_rest, key_record=key_record, observed=observed, constant=constant,
         scalar_names=tuple(priors), priors=priors, dims={"z_run": ["run"]}, coords={"run": runs, "point": point},
         model_id=_MODEL_ID, result_kind="shape",
-        settings=dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
-                      target_accept_prob=target_accept_prob, dense_mass=True),
+        settings=settings,
         attrs={"shape": json.dumps(list(shape)), "N_ref": float(np.exp(log_refs[0])), "D_ref": float(np.exp(log_refs[1])),
                "law_formula": "(E + A/N**alpha + B/D**beta) * (1 + sum_x kappa_x*(ln x - ln opt_x)**2) * exp(tau*z_run)",
                "law_citation": "Kaplan et al. 2020, arXiv:2001.08361, Fig. 5 (penalty form: bayescale)"},
