@@ -13,7 +13,6 @@ Optima farther apart than :data:`MODE_SEPARATION` Laplace standard deviations co
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
