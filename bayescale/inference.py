@@ -378,7 +378,7 @@ def fit(
 
     groups["posterior"] = {k: v for k, v in groups["posterior"].items() if not k.endswith(AUXILIARY_SUFFIX)}
     keep, n_prior = pointwise_draws(num_chains, num_samples, num_prior_samples, ds.sizes["point"])
-    thinning = {} if keep.size == num_samples and n_prior == num_prior_samples else {
+    thinning = {} if not pointwise or (keep.size == num_samples and n_prior == num_prior_samples) else {
         "draws": keep.tolist(), "prior_draws": n_prior, "dtype": "float32", "max_values": POINTWISE_MAX_VALUES}
     point_dims = {"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]}
     coords = {"point": ds["point"].values, "run": structure["runs"]}

@@ -48,8 +48,10 @@ def test_large_fit_keeps_thinned_float32_pointwise_groups(monkeypatch):
     assert np.isfinite(table["median"]).all()
 
 
-def test_cli_no_pointwise_leaves_out_the_per_point_groups(tmp_path):
+def test_cli_no_pointwise_leaves_out_the_per_point_groups(tmp_path, monkeypatch):
     from bayescale.cli import main
+
+    monkeypatch.setattr(inference, "POINTWISE_MAX_VALUES", 1000)  # a size at which the groups would be thinned
 
     csv = tmp_path / "runs.csv"
     simulate_table("hoffmann2022", TRUTH, seed=3).to_csv(csv, index=False)
