@@ -292,8 +292,9 @@ def fit(
         Keep the per-point groups: posterior predictive, pointwise log-likelihood and prior predictive (what PPC bands,
         coverage checks and LOO read). Each holds draws × points numbers: above :data:`POINTWISE_MAX_VALUES` (5e6,
         e.g. 4,000 draws × 1,250 points) they are computed for evenly spaced draws only, the posterior predictive
-        and log-likelihood as float32, so that all three stay near 80 MB (``attrs["pointwise"]`` lists the draws kept; LOO from fewer draws is noisier). ``False`` leaves them
-        out (CLI ``--no-pointwise``) and draws the parameters' prior from their distributions.
+        and log-likelihood as float32, so that all three stay near 80 MB (``attrs["pointwise"]`` lists the draws
+        kept; LOO from fewer draws is noisier). ``False`` leaves them out (CLI ``--no-pointwise``) and draws the
+        parameters' prior from their distributions.
     centre_amplitudes
         Sample the amplitude of each power-law term (``A`` of ``A / N**alpha``, also ``A / (N + t1)**alpha`` and terms
         in [definitions]) at the data's geometric centre of its input, with the declared prior kept exactly

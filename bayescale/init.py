@@ -6,9 +6,9 @@ different basins: R-hat then reports the trouble but not its cause. Here the pos
 space is found from a few starts (the prior median and prior draws) with scipy's L-BFGS-B on the model's jit-compiled
 potential and gradient (:func:`bayescale.baseline._minimise`, shared with the classic fit), and every chain starts at
 an independent draw from the Laplace approximation around the best optimum (the inverse Hessian by central differences
-of the compiled gradient).
-Optima farther apart than :data:`MODE_SEPARATION` Laplace standard deviations count as distinct modes: the result records them (``attrs["init"]``) and
-:func:`bayescale.summary` reports them, because the chains, all started in the best basin, would not show them.
+of the compiled gradient). Optima farther apart than :data:`MODE_SEPARATION` Laplace standard deviations count as
+distinct modes: the result records them (``attrs["init"]``) and :func:`bayescale.summary` reports them, because the
+chains, all started in the best basin, would not show them.
 """
 
 from __future__ import annotations
