@@ -23,8 +23,8 @@ from typing import Any, Union
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["FormulaError", "Node", "PowerTerm", "parse_formula", "compile_log_formula", "compile_formula", "power_terms",
-           "FORMULA_FUNCTIONS"]
+__all__ = ["FormulaError", "Node", "PowerTerm", "parse_formula", "compile_log_formula", "compile_formula",
+           "power_terms", "FORMULA_FUNCTIONS"]
 
 
 class FormulaError(ValueError):

@@ -113,18 +113,16 @@ def _objective(law: Law, log_inputs: Mapping[str, Any], log_y: Any, delta: float
     return fun, residuals
 
 
-def _minimise(fun, starts: np.ndarray, w: Any, options: Mapping[str, Any] | None = None,
-              return_hess_inv: bool = False):
-    """L-BFGS-B from every start: (solutions, objective values), and L-BFGS-B's inverse-Hessian approximations with
-    ``return_hess_inv`` (used by :mod:`bayescale.init` to start NUTS chains around a mode)."""
-    sols, vals, hess = [], [], []
+def _minimise(
+    fun, starts: np.ndarray, w: Any, options: Mapping[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """L-BFGS-B from every start: (solutions, objective values). ``options``: scipy's L-BFGS-B options (default the
+    classic fit's; :mod:`bayescale.init` passes looser ones to find NUTS starts)."""
+    sols, vals = [], []
     for u0 in starts:
         res = scipy.optimize.minimize(fun, u0, args=(w,), jac=True, method="L-BFGS-B", options=options or _OPTIONS)
         sols.append(res.x)
         vals.append(res.fun if np.isfinite(res.fun) else np.inf)
-        hess.append(getattr(res, "hess_inv", None))
-    if return_hess_inv:
-        return np.asarray(sols), np.asarray(vals), hess
     return np.asarray(sols), np.asarray(vals)
 
 

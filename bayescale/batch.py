@@ -73,7 +73,8 @@ def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dic
             loss=_pad(ds["loss"].values.astype(float), n_points, 1.0),
             per_fit=dict(statistics={k: np.float64(v) for k, v in st.items()}, structure=struct,
                          mask=np.arange(n_points) < n,
-                         **({} if centres is None else {"centres": {k: np.float64(v) for k, v in centres[i].items()}})),
+                         **({} if centres is None else
+                            {"centres": {k: np.float64(v) for k, v in centres[i].items()}})),
         ))
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *per_fit)
     return stacked, n_runs

@@ -200,8 +200,9 @@ def draw_groups(
     groups with the same meaning.
 
     Large data (:func:`pointwise_draws`): when a per-point group would hold more than ``max_pointwise_values``
-    (default :data:`POINTWISE_MAX_VALUES`) numbers, it is computed for evenly spaced draws only, as float32; the
-    returned ``"pointwise"`` entry records the draws kept (and is empty when nothing was thinned)."""
+    (default :data:`POINTWISE_MAX_VALUES`) numbers, it is computed for evenly spaced draws only (those of
+    :func:`pointwise_draws`); the posterior predictive and log-likelihood are then stored as float32, the prior
+    predictive stays float64 (extreme prior draws overflow float32)."""
     k_ppc, k_prior = rng_key if isinstance(rng_key, tuple) else jax.random.split(rng_key)
     by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     # collapsed curve noise: the run effects were integrated out; draw them from their conditionals, so that the
@@ -226,14 +227,16 @@ def draw_groups(
         "log_likelihood": {s: np.asarray(loglik[s], dtype=dtype).reshape(*shape, -1) for s in sites},
         "sample_stats": sample_stats_of(mcmc),
         "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in sampled_names},
-        "prior_predictive": {s: np.asarray(prior[s], dtype=dtype)[None] for s in sites},
+        # float64 always: losses simulated from extreme prior draws overflow float32 (3.4e38)
+        "prior_predictive": {s: np.asarray(prior[s])[None] for s in sites},
     }
 
 
 #: Largest number of values (draws x points) a per-point group keeps at full size (float64, every draw). Above it,
-#: the group is computed for evenly spaced draws only and stored as float32 (:func:`pointwise_draws`). 5e6 values is
-#: 20 MB as float32, so the three per-point groups of a fit stay near 60 MB at any size of data; Chinchilla (4,000 draws
-#: x 240 points = 9.6e5) and tables up to 1,250 points at the default 4,000 draws are untouched.
+#: the group is computed for evenly spaced draws only (:func:`pointwise_draws`), the posterior predictive and
+#: log-likelihood as float32 (20 MB each at 5e6 values), the prior predictive as float64 (40 MB), so the per-point
+#: groups of a fit stay near 80 MB at any size of data; Chinchilla (4,000 draws x 240 points = 9.6e5) and tables up to
+#: 1,250 points at the default 4,000 draws are untouched.
 POINTWISE_MAX_VALUES = 5_000_000
 
 
@@ -305,9 +308,10 @@ def fit(
     pointwise
         Keep the per-point groups: posterior predictive, pointwise log-likelihood and prior predictive (what PPC bands,
         coverage checks and LOO read). Each holds draws × points numbers: above :data:`POINTWISE_MAX_VALUES` (5e6,
-        e.g. 4,000 draws × 1,250 points) they are computed for evenly spaced draws only, as float32, so that each stays
-        near 20 MB (``attrs["pointwise"]`` lists the draws kept; LOO from fewer draws is noisier). ``False`` leaves them
-        out (CLI ``--no-pointwise``) and draws the parameters' prior from their distributions.
+        e.g. 4,000 draws × 1,250 points) they are computed for evenly spaced draws only, the posterior predictive
+        and log-likelihood as float32, so that all three stay near 80 MB (``attrs["pointwise"]`` lists the draws
+        kept; LOO from fewer draws is noisier). ``False`` leaves them out (CLI ``--no-pointwise``) and draws the
+        parameters' prior from their distributions.
     centre_amplitudes
         Sample the amplitude of each power-law term (``A`` of ``A / N**alpha``, also ``A / (N + t1)**alpha`` and terms
         in [definitions]) at the data's geometric centre of its input, with the declared prior kept exactly
@@ -386,7 +390,7 @@ def fit(
 
     groups["posterior"] = {k: v for k, v in groups["posterior"].items() if not k.endswith(AUXILIARY_SUFFIX)}
     keep, n_prior = pointwise_draws(num_chains, num_samples, num_prior_samples, ds.sizes["point"])
-    thinning = {} if keep.size == num_samples and n_prior == num_prior_samples else {
+    thinning = {} if not pointwise or (keep.size == num_samples and n_prior == num_prior_samples) else {
         "draws": keep.tolist(), "prior_draws": n_prior, "dtype": "float32", "max_values": POINTWISE_MAX_VALUES}
     point_dims = {"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]}
     coords = {"point": ds["point"].values, "run": structure["runs"]}

@@ -6,14 +6,13 @@ different basins: R-hat then reports the trouble but not its cause. Here the pos
 space is found from a few starts (the prior median and prior draws) with scipy's L-BFGS-B on the model's jit-compiled
 potential and gradient (:func:`bayescale.baseline._minimise`, shared with the classic fit), and every chain starts at
 an independent draw from the Laplace approximation around the best optimum (the inverse Hessian by central differences
-of the compiled gradient).
-Optima farther apart than :data:`MODE_SEPARATION` Laplace standard deviations count as distinct modes: the result records them (``attrs["init"]``) and
-:func:`bayescale.summary` reports them, because the chains, all started in the best basin, would not show them.
+of the compiled gradient). Optima farther apart than :data:`MODE_SEPARATION` Laplace standard deviations count as
+distinct modes: the result records them (``attrs["init"]``) and :func:`bayescale.summary` reports them, because the
+chains, all started in the best basin, would not show them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,7 +76,8 @@ def find_start(
     num_starts
         Optimiser starts: the prior median and ``num_starts - 1`` prior draws.
     labels
-        Site name → name to report (a centred amplitude's auxiliary site → the parameter).
+        Sampled site → the parameter it stands for (a centred amplitude's auxiliary site → ``A``); such sites are left
+        out of the recorded optima, which hold the parameter itself.
     """
     from bayescale.baseline import _minimise
 
@@ -122,21 +122,16 @@ def find_start(
     else:
         draws = sols[best] + eps * _FALLBACK_JITTER
     # a Laplace draw may land where the potential is not finite (a bound of the prior): those chains start at the mode
-    ok = np.array([np.isfinite(fun(d, None)[0]) and fun(d, None)[0] < 1e299 for d in draws])
+    ok = np.array([fun(d, None)[0] < 1e299 for d in draws])  # fun returns 1e300 where the potential is not finite
     draws[~ok] = sols[best]
     init_params = jax.vmap(unravel)(jnp.asarray(draws))
 
     postprocess = info.postprocess_fn
-    labels = dict(labels or {})
+    skip = set(labels or {})  # sampled stand-ins (centred amplitudes): their parameters are deterministic sites
 
     def constrained(x: np.ndarray) -> dict[str, float]:
         values = postprocess(unravel(jnp.asarray(x)))
-        out = {}
-        for name, v in values.items():
-            v = np.asarray(v)
-            if v.ndim == 0 and not name.endswith("__centred"):
-                out[labels.get(name, name)] = float(v)
-        return out
+        return {name: float(v) for name, v in values.items() if np.ndim(v) == 0 and name not in skip}
 
     record = dict(
         method="map",

@@ -5,7 +5,7 @@ For a term ``A / N**alpha`` the data fix the term's value near the middle of the
 model sizes), which NUTS crosses in many small leapfrog steps even with a dense mass matrix (the ridge is straight only
 in the limit; its curvature changes with position). Sampling
 
-    a = log A + p · c,     with the term written ``A · base**p`` (``p = -alpha``) and ``c = mean(log base)`` over the data,
+    a = log A + p · c,   with the term written ``A · base**p`` (``p = -alpha``), ``c = mean(log base)`` over the data,
 
 in place of ``A`` removes the ridge: ``a`` is the log of the term at the data's geometric centre. The change of
 variables ``(log A, θ) → (a, θ)`` is a shift of ``log A`` by an amount that depends only on the other parameters θ, so
@@ -133,7 +133,8 @@ def centres_of(
     reference = _reference_values(centring, priors, statistics)
     out = {}
     for term in centring.terms:
-        lb = jnp.broadcast_to(centring.log_base(term, reference, log_inputs), jnp.shape(next(iter(log_inputs.values()))))
+        shape = jnp.shape(next(iter(log_inputs.values())))
+        lb = jnp.broadcast_to(centring.log_base(term, reference, log_inputs), shape)
         w = jnp.ones_like(lb) if mask is None else jnp.asarray(mask, dtype=lb.dtype)
         c = jnp.sum(jnp.where(w > 0, lb, 0.0) * w) / jnp.sum(w)
         c = jnp.where(jnp.isfinite(c), c, 0.0)

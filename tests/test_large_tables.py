@@ -27,7 +27,8 @@ def test_pointwise_draws_stay_within_the_limit():
 
 def test_large_fit_keeps_thinned_float32_pointwise_groups(monkeypatch):
     """A fit whose per-point groups would exceed the limit (lowered here to 3,000 values for a 36-point table) keeps
-    them for evenly spaced draws, labelled with the posterior's draw numbers, as float32; the posterior is whole."""
+    them for evenly spaced draws, labelled with the posterior's draw numbers, as float32 (the prior predictive as
+    float64); the posterior is whole."""
     monkeypatch.setattr(inference, "POINTWISE_MAX_VALUES", 3000)
     ds = bs.load_runs(simulate_table("hoffmann2022", TRUTH, seed=1))
     with warnings.catch_warnings():
@@ -41,13 +42,16 @@ def test_large_fit_keeps_thinned_float32_pointwise_groups(monkeypatch):
     assert dt["log_likelihood"]["loss"].dtype == np.float32
     assert dt["posterior_predictive"]["loss"].dtype == np.float32
     assert dt["prior_predictive"]["loss"].sizes["draw"] == record["prior_draws"] == 3000 // 36
+    assert dt["prior_predictive"]["loss"].dtype == np.float64  # extreme prior draws would overflow float32
     assert dt["posterior"].sizes["draw"] == 150
     table = bs.summary(dt)  # read-outs still work
     assert np.isfinite(table["median"]).all()
 
 
-def test_cli_no_pointwise_leaves_out_the_per_point_groups(tmp_path):
+def test_cli_no_pointwise_leaves_out_the_per_point_groups(tmp_path, monkeypatch):
     from bayescale.cli import main
+
+    monkeypatch.setattr(inference, "POINTWISE_MAX_VALUES", 1000)  # a size at which the groups would be thinned
 
     csv = tmp_path / "runs.csv"
     simulate_table("hoffmann2022", TRUTH, seed=3).to_csv(csv, index=False)
