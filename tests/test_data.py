@@ -369,7 +369,7 @@ def _points(k: int) -> pd.DataFrame:
     # 3 distinct values, cycling like D
     others = {name: np.array(values)[(i + i // 3) % 3] for name, values in {
         "E": [1.0, 8.0, 64.0], "V": [4096.0, 16384.0, 65536.0], "P": [1.0, 2.0, 4.0], "N_active": [0.02, 0.1, 0.3],
-        "D2": [1.0, 2.0, 4.0], "x": [0.1, 1.0, 10.0], "r1": [0.1, 0.2, 0.3], "r2": [0.1, 0.2, 0.3],
+        "D2": [1.0, 2.0, 4.0], "x": [0.1, 1.0, 10.0], "G": [1.0, 4.0, 16.0], "r1": [0.1, 0.2, 0.3], "r2": [0.1, 0.2, 0.3],
         "r3": [0.05, 0.1, 0.2], "r4": [0.2, 0.1, 0.3]}.items()}
     return pd.DataFrame({"N": N, "D": D, "T_m": T_m, "lr": lr, "batch_size": batch_size, "U_D": U_D, **others,
                          "loss": 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28})
