@@ -141,9 +141,15 @@ def test_design_and_errors():
 #: The slow study: every law and noise model at the size that detects a posterior 30% too narrow in one parameter
 #: with probability 0.9 (10 bins, 100 kept draws, Bonferroni over up to 8 parameters: 225 simulations), and the
 #: negative controls at the sizes where their failure is certain.
+# The laws of issue 17 (tests/test_law_catalogue.py) and the per-token law of (T, S) are not in the SBC study yet: its
+# default design (a log grid of N, D and [1, 100] for other inputs) does not fit their inputs (mixture shares, a
+# negative target, token positions), and each needs its own design. They are covered by simulated recovery only.
+from tests.test_law_catalogue import CASES as _NEW_LAWS  # noqa: E402
+
+SBC_LAWS = [law for law in bs.list_laws() if law not in _NEW_LAWS and law != "kaplan2020_per_token_steps"]
 SLOW_NOISE = [("student_t", "iid"), ("normal", "iid"), ("student_t", "hetero"), ("normal", "run+ou")]
 # Curve noise needs checkpoints along D: laws of one input, or without D, are studied with the other noise models.
-SLOW_CASES = [(law, lk, nz) for law in bs.list_laws() for lk, nz in SLOW_NOISE
+SLOW_CASES = [(law, lk, nz) for law in SBC_LAWS for lk, nz in SLOW_NOISE
               if nz != "run+ou" or ("D" in bs.load_law(law).input_names and len(bs.load_law(law).input_names) > 1)]
 
 
@@ -157,7 +163,7 @@ def test_sbc_every_law_and_noise(law, likelihood, noise):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("law", bs.list_laws())
+@pytest.mark.parametrize("law", SBC_LAWS)
 @pytest.mark.parametrize("misspecify", ["prior", "narrow", "law", "sigma"])
 def test_sbc_negative_controls_every_law(law, misspecify):
     # 100 simulations for the 0.5x-narrow posterior: per-parameter power 0.95 (sbc_power, 5 bins); 50 for the others,

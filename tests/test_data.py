@@ -371,7 +371,7 @@ def _points(k: int) -> pd.DataFrame:
     # 3 distinct values, cycling like D
     others = {name: np.array(values)[(i + i // 3) % 3] for name, values in {
         "E": [1.0, 8.0, 64.0], "V": [4096.0, 16384.0, 65536.0], "P": [1.0, 2.0, 4.0], "N_active": [0.02, 0.1, 0.3],
-        "D2": [1.0, 2.0, 4.0], "x": [0.1, 1.0, 10.0], "r1": [0.1, 0.2, 0.3], "r2": [0.1, 0.2, 0.3],
+        "D2": [1.0, 2.0, 4.0], "x": [0.1, 1.0, 10.0], "G": [1.0, 4.0, 16.0], "r1": [0.1, 0.2, 0.3], "r2": [0.1, 0.2, 0.3],
         "r3": [0.05, 0.1, 0.2], "r4": [0.2, 0.1, 0.3]}.items()}
     T = np.array([1.0, 16.0, 256.0])[i % 3]  # kaplan2020_per_token_steps: token position and optimizer step
     S = np.array([1e3, 1e4, 1e5])[(i + i // 3) % 3]

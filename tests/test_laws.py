@@ -19,7 +19,8 @@ from bayescale.laws import _positive_support, law_search_path, parse_law_text
 from bayescale.priors import DISTRIBUTIONS, parse_prior
 
 CATALOGUE = ["caballero2023_bpl", "chen2025_parscale", "clark2022_moe", "frantar2023_sparsity", "hoffmann2022",
-             "kaplan2020_d", "kaplan2020_n", "kaplan2020_nd", "kaplan2020_per_token_steps", "li2025_farseer",
+             "kaplan2020_d", "kaplan2020_n", "kaplan2020_nd", "kaplan2020_per_token_steps", "krajewski2024_finegrained",
+             "li2025_farseer",
              "muennighoff2023", "ouro2025", "steplaw2025", "tao2024_vocab", "ye2024_mixing"]
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -67,7 +68,7 @@ def test_load_catalogue_law(law_id):
     assert isinstance(law, bs.Law)
     assert law.source_text == path.read_text()
     assert law.title and law.citation and law.formula
-    assert set(law.input_names) <= {"N", "D", "T_m", "lr", "batch_size", "U_D", "E", "V", "P", "N_active", "D2", "x",
+    assert set(law.input_names) <= {"N", "D", "T_m", "lr", "batch_size", "U_D", "E", "V", "P", "N_active", "D2", "x", "G",
                                     "r1", "r2", "r3", "r4", "T", "S"} and law.input_names
     # every formula symbol (after [definitions] are substituted) is a parameter or an input, and every parameter is used
     node = law.expression

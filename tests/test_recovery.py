@@ -28,7 +28,7 @@ RECOVERED_ELSEWHERE = {"steplaw2025": "test_lr_bs.test_steplaw_recovery",
                        "muennighoff2023": "test_lr_bs.test_muennighoff_recovery",
                        **{law_id: "test_law_catalogue.test_recovery_of_new_laws" for law_id in (
                            "caballero2023_bpl", "chen2025_parscale", "clark2022_moe", "frantar2023_sparsity",
-                           "li2025_farseer", "tao2024_vocab", "ye2024_mixing")}}
+                           "krajewski2024_finegrained", "li2025_farseer", "tao2024_vocab", "ye2024_mixing")}}
 
 
 def test_every_catalogue_law_has_a_recovery_case():
