@@ -263,9 +263,12 @@ def select_fit(dt: xr.DataTree, i: int) -> xr.DataTree:
     out.attrs["batch_fit"] = i
     out.attrs["result_kind"] = "law_batch_member"
     diag = dt["fit_diagnostics"].to_dataset().isel(fit=i)
+    post = out["posterior"].to_dataset()
+    tail = azs.ess(post, method="tail")  # the batch keeps R-hat and bulk ESS per fit; tail ESS from this fit's draws
     out.attrs["diagnostics"] = json.dumps({
         "parameters": [{"parameter": str(p), "rhat": float(diag["rhat"].sel(parameter=p)),
-                        "ess_bulk": float(diag["ess_bulk"].sel(parameter=p))} for p in diag["parameter"].values],
+                        "ess_bulk": float(diag["ess_bulk"].sel(parameter=p)), "ess_tail": float(tail[str(p)])}
+                       for p in diag["parameter"].values],
         "divergences": int(diag["divergences"]),
     })
     centres = json.loads(out.attrs.pop("centres", "[]"))

@@ -236,11 +236,16 @@ def _run(args: argparse.Namespace) -> int:
         other = bs.load(args.fit_b)
         _banner(result, args)
         _banner(other, args)
-        with warnings.catch_warnings():  # format_comparison prints every warning of the comparison
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:  # format_comparison prints the comparison's warnings
+            warnings.simplefilter("always")
             cmp = compare_fits(result, other, args.compute, check_scale=not args.ignore_scale,
                                allow_unconverged=args.allow_unconverged)
         print(format_comparison(cmp, args.prob, names=(args.fit_a, args.fit_b)))
+        listed = [str(w) for w in cmp.attrs.get("warnings", [])]
+        _WARNINGS.extend(_one_line(w) for w in listed)  # printed above; --strict counts them
+        for w in caught:  # the others (a fit that did not converge, passed with --allow-unconverged), once each
+            if not any(str(w.message) in text or text in str(w.message) for text in listed):
+                _warn(str(w.message))
         return 0
     if args.command == "next":
         from bayescale.design import rank_next_experiments

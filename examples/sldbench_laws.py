@@ -33,9 +33,10 @@ from bayescale.batch import select_fit  # noqa: E402
 from bayescale.datasets.sldbench import TASKS, load_task  # noqa: E402
 
 
-def r_squared(result, ds) -> float:
+def r_squared(result, ds, allow_unconverged: bool = False) -> float:
     """R² of the posterior-median law curve at the fitted points (the SLDBench score, here in-sample)."""
-    pred = bs.predict(result, **{n: ds[n].values for n in json.loads(result.attrs["inputs"])})
+    pred = bs.predict(result, allow_unconverged=allow_unconverged,
+                      **{n: ds[n].values for n in json.loads(result.attrs["inputs"])})
     median = np.median(pred["loss"].values.reshape(-1, ds.sizes["point"]), axis=0)
     y = ds["loss"].values
     return float(1 - np.sum((y - median) ** 2) / np.sum((y - y.mean()) ** 2))
@@ -46,7 +47,10 @@ def report(task: str, group: str, result, ds, out: Path) -> dict:
     print(f"\n== {task} / {group}: law {result.attrs['law_id']}, {ds.sizes['point']} points, "
           f"target {result.attrs.get('target', 'loss')}")
     print(table[["median", "q0.05", "q0.95", "rhat", "ess_bulk", "sd_ratio"]].to_string(float_format=lambda v: f"{v:.4g}"))
-    r2, cover = r_squared(result, ds), bs.check_coverage(result)
+    verdict = bs.convergence(result)
+    if not verdict.converged:  # a smoke run (--quick) or a hard law: the numbers below are marked, not hidden
+        print("NOT CONVERGED (numbers below are not to be acted on): " + "; ".join(verdict.reasons))
+    r2, cover = r_squared(result, ds, allow_unconverged=not verdict.converged), bs.check_coverage(result)
     steps = float(result["sample_stats"]["n_steps"].mean())
     print(f"max R-hat {table['rhat'].max():.3f}, divergences {table.attrs['divergences']}, leapfrog steps per draw "
           f"{steps:.0f}, in-sample R² {r2:.4f}, 90% predictive coverage {cover:.2f}")

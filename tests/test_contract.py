@@ -97,7 +97,8 @@ def _check_works(readout: str, result: xr.DataTree, tmp_path) -> None:
     elif readout == "report":
         assert (tmp_path / "report" / "report.md").is_file()
     elif readout == "save":
-        assert value.attrs == result.attrs
+        # the file adds only its content checksum (bayescale.results: verified on load)
+        assert {k: v for k, v in value.attrs.items() if k != "content_sha256"} == result.attrs
         for group in result.children:
             xr.testing.assert_identical(value[group].to_dataset(), result[group].to_dataset())
 

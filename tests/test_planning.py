@@ -208,6 +208,6 @@ def test_cli_plan_compare(small, tmp_path, capsys):
     better = bs.save(_shift_e(small, -0.05), tmp_path / "better.nc")
     assert main(["compare", str(fit), str(better), "--compute", "5.76e23"]) == 0
     out = capsys.readouterr().out
-    assert "P(B beats A) = 1.000" in out and "compute multiplier of B over A" in out
+    assert "P(B beats A) = 1.000" in out and "compute multiplier, all pairs (inf = never): median" in out
     assert main(["plan", str(fit), "--compute", "5.76e23", "--at", "N=7e10"]) == 2
     assert "a proposed run needs exactly N and D" in capsys.readouterr().err

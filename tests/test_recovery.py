@@ -25,6 +25,7 @@ TRUTHS = {
 #: Laws whose inputs go beyond the N x D grid of this file (learning rate, batch size, unique tokens): their recovery
 #: tests live with their data preparation, named here so that a law without any recovery test still fails below.
 RECOVERED_ELSEWHERE = {"steplaw2025": "test_lr_bs.test_steplaw_recovery",
+                       "kaplan2020_per_token_steps": "test_pertoken.test_per_token_steps_recovers_its_truth",
                        "muennighoff2023": "test_lr_bs.test_muennighoff_recovery",
                        **{law_id: "test_law_catalogue.test_recovery_of_new_laws" for law_id in (
                            "caballero2023_bpl", "chen2025_parscale", "clark2022_moe", "frantar2023_sparsity",
