@@ -97,8 +97,12 @@ def _check_works(readout: str, result: xr.DataTree, tmp_path) -> None:
     elif readout == "report":
         assert (tmp_path / "report" / "report.md").is_file()
     elif readout == "save":
-        # the file adds only its content checksum (bayescale.results: verified on load)
-        assert {k: v for k, v in value.attrs.items() if k != "content_sha256"} == result.attrs
+        # the file adds only its content checksum (bayescale.results: verified on load); a result that was itself
+        # loaded from a file (the shared fits, when another worker built them) carries the older file's checksum
+        def without_checksum(attrs):
+            return {k: v for k, v in attrs.items() if k != "content_sha256"}
+
+        assert without_checksum(value.attrs) == without_checksum(result.attrs)
         for group in result.children:
             xr.testing.assert_identical(value[group].to_dataset(), result[group].to_dataset())
 
