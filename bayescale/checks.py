@@ -6,7 +6,6 @@ import numpy as np
 import xarray as xr
 
 from bayescale.contract import observed_name, require
-from bayescale.results import require_group
 
 __all__ = ["check_coverage", "check_reference"]
 
@@ -19,8 +18,8 @@ def check_coverage(result: xr.DataTree, prob: float = 0.9) -> float:
     """
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob}")
-    require(result, "check_coverage", ("observed_data",))
-    ppc = require_group(result, "posterior_predictive", "check_coverage")
+    require(result, "check_coverage", ("observed_data", "posterior_predictive"))
+    ppc = result["posterior_predictive"].to_dataset()
     name = observed_name(result)
     y = result["observed_data"][name].values
     draws = ppc[name].values.reshape(-1, y.size)

@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.contract import observed_name, require, run_labels
-from bayescale.results import require_group
+from bayescale.contract import observed_name, require, require_group, run_labels
 
 __all__ = ["GROUPS", "log_likelihood_by_run", "loo", "compare_laws", "predict_averaged"]
 
@@ -63,8 +62,7 @@ def loo(result: xr.DataTree, *, group: str = "run", pointwise: bool = True):
     import arviz_stats
 
     _check_group(group)
-    require(result, "loo", ("observed_data",))
-    require_group(result, "log_likelihood", "loo")
+    require(result, "loo", ("observed_data", "log_likelihood"))
     tree = log_likelihood_by_run(result) if group == "run" else result
     return arviz_stats.loo(tree, var_name=observed_name(result), pointwise=pointwise)
 

@@ -19,7 +19,8 @@ import xarray as xr
 
 from bayescale.errors import ResultError
 
-__all__ = ["READOUTS", "RESULT_KINDS", "ResultError", "ResultKind", "observed_name", "require", "result_kind", "run_labels"]
+__all__ = ["READOUTS", "RESULT_KINDS", "ResultError", "ResultKind", "observed_name", "require", "require_group", "result_kind",
+           "run_labels"]
 
 #: The generic read-outs of a result.
 READOUTS = ("summary", "predict", "plot_ppc", "loo", "check_coverage", "check_reference", "plan", "report", "save")
@@ -158,13 +159,19 @@ def require(result: Any, readout: str, groups: tuple[str, ...] = ()) -> str:
         hint = spec.instead.get(readout)
         raise ResultError(f"{readout} does not apply to a {kind!r} result (made by {spec.made_by})"
                           + (f"; use {hint}" if hint else ""))
-    missing = [g for g in groups if g not in result.children]
-    if missing:
-        raise ResultError(
-            f"{readout} needs the result's {missing[0]!r} group, which this {kind!r} result does not have"
-            + ("; refit with bayescale.fit(..., pointwise=True)" if kind == "law" else "")
-        )
+    for group in groups:
+        require_group(result, group, readout, kind)
     return kind
+
+
+def require_group(result: xr.DataTree, group: str, needed_by: str, kind: str | None = None) -> xr.Dataset:
+    """The group ``group`` of a result, or one :class:`ResultError` naming ``needed_by``, the group and the result's
+    kind (a bootstrap baseline, ``fit(..., pointwise=False)`` and a batch member lack the per-point groups)."""
+    if group not in result.children:
+        kind = kind or result_kind(result)
+        raise ResultError(f"{needed_by} needs the result's {group!r} group, which this {kind!r} result does not have"
+                          + ("; refit with bayescale.fit(..., pointwise=True)" if kind == "law" else ""))
+    return result[group].to_dataset()
 
 
 def observed_name(result: xr.DataTree) -> str:

@@ -15,8 +15,7 @@ from bayescale.checks import check_coverage  # noqa: E402
 from bayescale.data import round_sig  # noqa: E402
 from bayescale.diagnostics import convergence_checked  # noqa: E402
 from bayescale.predict import predict  # noqa: E402
-from bayescale.contract import require  # noqa: E402
-from bayescale.results import require_group  # noqa: E402
+from bayescale.contract import require, require_group  # noqa: E402
 from bayescale.results import law_of  # noqa: E402
 
 __all__ = ["plot_ppc", "plot_curve_grid"]
@@ -92,7 +91,7 @@ def plot_ppc(
     ax.legend(fontsize=7, ncol=2)
     ax.set_ylim(*_data_limits(y))  # from the data: bands of a poor fit may span far more than the losses do
 
-    draws = require_group(result, "posterior_predictive", "plot_ppc")["loss"].values.reshape(-1, y.size)
+    draws = result["posterior_predictive"]["loss"].values.reshape(-1, y.size)
     lo, med, hi = np.quantile(draws, [0.05, 0.5, 0.95], axis=0)
     inside = (y >= lo) & (y <= hi)
     ax2.errorbar(med, y, xerr=[med - lo, hi - med], fmt="none", ecolor="0.6", lw=0.6, zorder=1)

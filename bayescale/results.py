@@ -30,18 +30,6 @@ __all__ = ["save", "load", "provenance", "attr_json", "law_of", "check_destinati
 _PACKAGES = ("bayescale", "jax", "jaxlib", "numpyro", "arviz-base", "arviz-stats", "xarray", "numpy")
 
 
-def require_group(dt: xr.DataTree, group: str, needed_by: str) -> xr.Dataset:
-    """The group ``group`` of a result, or one clear :class:`~bayescale.contract.ResultError` naming the result's
-    kind when it has none (a bootstrap baseline; ``fit(..., pointwise=False)``; a batch member)."""
-    from bayescale.contract import ResultError, result_kind
-
-    if group not in dt.children:
-        kind = result_kind(dt)
-        raise ResultError(f"{needed_by} needs the result's {group!r} group, which this {kind!r} result does not have"
-                          + ("; refit with bayescale.fit(..., pointwise=True)" if kind == "law" else ""))
-    return dt[group].to_dataset()
-
-
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in _PACKAGES:
