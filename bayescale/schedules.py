@@ -10,13 +10,17 @@ the formula catalogue (one row of inputs → one loss) cannot express. This modu
   :func:`multi_power_loss`) and ``"annealing"`` (Tissue et al. 2024, :func:`annealing_loss`).
 - :func:`fit_schedule` fits a law to several runs' curves with NUTS (:func:`bayescale.inference.run_nuts`) under the
   curve noise model of :mod:`bayescale.noise` (run effect + Ornstein-Uhlenbeck residuals along ln step) and returns a
-  DataTree; :func:`predict_schedule` predicts a new schedule's whole curve with 50/90% bands.
-- :func:`simulate_schedule_curves` draws curves from a law at known constants (recovery tests, the example).
+  DataTree; :func:`predict_schedule` predicts a new schedule's whole curve with 50/90% bands, in bounded memory
+  (chunks of ``chunk_size`` elements), as a new run or as a branch of a fitted run (``branch_from``).
+- :func:`simulate_schedule_curves` draws curves from a law at known constants (recovery tests, the example), branches
+  of runs included.
 
 Conventions (docs/schedules.md): steps are 1-based, ``lr[s-1]`` is the learning rate η_s used at step ``s``; the
-first ``warmup_steps`` steps are warmup. Post-warmup steps are k = 1, 2, ... (global step ``warmup_steps + k``),
-η_0 is the LR of the last warmup step (η_1 when there is no warmup), and the drop of step k is ``η_{k−1} − η_k``.
-S1(s) = Σ_{i≤s} η_i includes the warmup area S_W (Luo's ``S1(t) + S_W``). Losses are evaluated only at logged steps.
+first ``warmup_steps`` steps are warmup; the drop of step k is ``η_{k−1} − η_k``; S1(s) = Σ_{i≤s} η_i includes the
+warmup area S_W (Luo's ``S1(t) + S_W``). How the warmup enters each law is the law file's ``convention``
+(:data:`CONVENTIONS`): the authors' code's (``"all_steps"`` for the multi-power law, ``"warmup_at_peak"`` for the
+annealing law), in which their published constants were fitted, or ``"post_warmup"``. Losses are evaluated only at
+logged steps.
 """
 
 from __future__ import annotations
@@ -48,8 +52,11 @@ from bayescale.results import versions
 from bayescale.settings import NUTS, median_start_settings
 
 __all__ = [
+    "AUTHORS_CONVENTION",
+    "CONVENTIONS",
     "FORMS",
     "LUO_SETUP",
+    "PREDICT_CHUNK",
     "TISSUE_TRUTH",
     "SCHEDULE_KINDS",
     "SCHEDULE_NOISE_PRIORS",
@@ -630,7 +637,8 @@ def fit_schedule(
     Model, on log-loss: ``log y_{r,s} = log L(s; θ, η_r) + u_r + σ·w_{r,s}`` with L the law evaluated on run r's
     whole LR sequence η_r, ``u_r ~ Normal(0, tau)`` a run effect and w an Ornstein-Uhlenbeck process along ln(step)
     within each run (:mod:`bayescale.noise`; exact conditional-chain likelihood): checkpoints of one curve are
-    correlated, and a curve counts as one run, not as independent points.
+    correlated, and a curve counts as one run, not as independent points. The law is evaluated in the convention
+    its file declares (:data:`CONVENTIONS`), recorded in ``attrs["convention"]``.
 
     Parameters
     ----------

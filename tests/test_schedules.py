@@ -252,12 +252,21 @@ def test_cross_schedule_prediction_covers_held_out_step_decay(mpl_fit):
     assert band.sel(quantile=0.5).values[-1] < band.sel(quantile=0.5).sel(step=12000, method="nearest").values - 0.05
 
 
-def test_annealing_law_recovery_and_prediction():
+@pytest.fixture(scope="module")
+def annealing_fit():
+    """The annealing law fitted to constant + cosine runs simulated at TISSUE_TRUTH; the WSD run (held out) is a
+    cooldown branching from the constant run at step 19200. 2 chains x 200/200."""
     law = S.load_schedule_law("tissue2024")
     sched = schedules_400m()
-    curves = S.simulate_schedule_curves(law, S.TISSUE_TRUTH, sched, checkpoints=12, seed=4)
+    curves = S.simulate_schedule_curves(law, S.TISSUE_TRUTH, sched, checkpoints=12, seed=4, branches={"wsd": "constant"})
     result = S.fit_schedule(law, curves[curves["run"].isin(["constant", "cosine"])], sched, rng_key=0,
                             num_chains=2, num_warmup=200, num_samples=200)
+    return law, sched, curves, result
+
+
+def test_annealing_law_recovery_and_prediction(annealing_fit):
+    law, sched, curves, result = annealing_fit
+    assert result.attrs["convention"] == "warmup_at_peak"
     post = result["posterior"].to_dataset()
     for name, value in S.TISSUE_TRUTH.items():
         lo, hi = np.quantile(post[name].values, [0.005, 0.995])
@@ -268,6 +277,71 @@ def test_annealing_law_recovery_and_prediction():
     band = S.predict_schedule(result, sched["wsd"], held["step"].to_numpy())["loss_band"]
     obs = held["loss"].to_numpy()
     assert np.mean((obs >= band.sel(quantile=0.05).values) & (obs <= band.sel(quantile=0.95).values)) >= 0.8
+
+
+def test_branch_prediction_is_conditioned_on_the_fitted_run(annealing_fit):
+    law, sched, curves, result = annealing_fit
+    held = curves[curves["run"] == "wsd"]
+    steps, obs = held["step"].to_numpy(), held["loss"].to_numpy()
+    branch = S.predict_schedule(result, sched["wsd"], steps, branch_from="constant", rng_key=2)
+    fresh = S.predict_schedule(result, sched["wsd"], steps, rng_key=2)
+    const_steps = curves.loc[curves["run"] == "constant", "step"].to_numpy()
+    assert branch.attrs["branch_step"] == 19200 and branch.attrs["branch_from"] == "constant"
+    assert branch.attrs["conditioned_on_step"] == const_steps[const_steps <= 19200].max()
+    width = {name: (p["loss_band"].sel(quantile=0.95) - p["loss_band"].sel(quantile=0.05)).values
+             for name, p in (("branch", branch), ("fresh", fresh))}
+    # the fresh band carries a new run's offset (tau: posterior ~ its HalfNormal(0.01) prior with two runs) and a
+    # stationary OU residual; the branch knows the run's effect and its residual at step 18540, so its band is
+    # narrower everywhere and far narrower near the branch (measured: 0.20x at the first point, 0.35x on average)
+    assert np.all(width["branch"] < width["fresh"]) and width["branch"].mean() < 0.6 * width["fresh"].mean()
+    assert width["branch"][0] < 0.4 * width["fresh"][0]
+    lo, hi = branch["loss_band"].sel(quantile=0.05).values, branch["loss_band"].sel(quantile=0.95).values
+    assert np.mean((obs >= lo) & (obs <= hi)) >= 0.8  # 90% band over 12 correlated points of one run
+
+
+# ---------------------------------------------------------------------------------------------------------
+# memory: chunked prediction
+def test_chunked_prediction_matches_whole_and_bounds_arrays(mpl_fit, monkeypatch):
+    result, _, sched = mpl_fit
+    steps = np.arange(2200, 24001, 700)
+    whole = S.predict_schedule(result, sched["step"], steps, rng_key=1, chunk_size=10**9)
+    sizes = []
+    evaluate = S._evaluate_chunk
+
+    def spy(form, draws, rows):
+        sizes.append(next(iter(draws.values())).shape[0] * rows["drop"].size)  # draws × steps × terms of this chunk
+        return evaluate(form, draws, rows)
+
+    monkeypatch.setattr(S, "_evaluate_chunk", spy)
+    small = S.predict_schedule(result, sched["step"], steps, rng_key=1, chunk_size=3000)
+    assert len(sizes) > 10 and max(sizes) <= 3000
+    np.testing.assert_allclose(small["law"], whole["law"], rtol=1e-12)
+    np.testing.assert_allclose(small["loss"], whole["loss"], rtol=1e-12)
+    assert small.attrs["convention"] == "all_steps" and small.attrs["chunk_size"] == 3000
+
+
+# ---------------------------------------------------------------------------------------------------------
+# branches in the simulator
+def test_simulated_branch_shares_its_parent_run_effect_and_path():
+    sched = schedules_400m()
+    # no OU noise: the branch's log-residual is its parent's run effect exactly
+    curves = S.simulate_schedule_curves(MPL, TRUTH, sched, checkpoints=6, sigma=0.0, tau=0.05, seed=1,
+                                        branches={"wsd": "constant"})
+    resid = {r: np.log(part["loss"].to_numpy()) - np.log(MPL.loss(TRUTH, sched[r], part["step"].to_numpy()))
+             for r, part in curves.groupby("run")}
+    np.testing.assert_allclose(resid["wsd"], resid["constant"][0], atol=1e-12)
+    assert np.ptp(resid["constant"]) < 1e-12 and abs(resid["cosine"][0] - resid["constant"][0]) > 1e-3
+    assert curves.loc[curves["run"] == "wsd", "step"].min() > 19200  # logged after the branch point only
+    # a nearly frozen OU path (ell huge): the branch continues its parent's residual at the branch point
+    curves = S.simulate_schedule_curves(MPL, TRUTH, sched, checkpoints=6, sigma=0.05, tau=0.0, ell=1e6, seed=1,
+                                        branches={"wsd": "constant"})
+    resid = {r: np.log(part["loss"].to_numpy()) - np.log(MPL.loss(TRUTH, sched[r], part["step"].to_numpy()))
+             for r, part in curves.groupby("run")}
+    np.testing.assert_allclose(resid["wsd"], resid["constant"][-1], atol=1e-3)
+    with pytest.raises(ValueError, match=r"branches 'wsd' -> 'nope': both must be runs"):
+        S.simulate_schedule_curves(MPL, TRUTH, sched, branches={"wsd": "nope"})
+    with pytest.raises(ValueError, match=r"branch 'cosine' of run 'constant': the schedule's LR differs .* at step 2161"):
+        S.simulate_schedule_curves(MPL, TRUTH, sched, branches={"cosine": "constant"})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -295,6 +369,36 @@ def test_fit_schedule_errors():
         S.fit_schedule(MPL, ok, sched, priors={"D": "Uniform(0, 1)"})
     with pytest.raises(ValueError, match="not a fit_schedule result"):
         S.predict_schedule(bs.schedules.xr.DataTree(), sched["a"])
+
+
+def test_convention_errors():
+    with pytest.raises(ValueError, match=r"convention 'authors' for form 'multi_power': must be one of \['all_steps'"):
+        S.multi_power_loss(TRUTH, np.full(10, 1e-3), [5], convention="authors")
+    with pytest.raises(ValueError, match=r"convention 'all_steps' for form 'annealing': must be one of"):
+        S.annealing_loss(S.TISSUE_TRUTH, np.full(10, 1e-3), [5], convention="all_steps")
+    with pytest.raises(bs.LawError, match=r"convention 'all_steps' for form 'annealing': must be one of \['warmup_at_peak'"):
+        S.parse_schedule_law('id = "x"\nschedule_law = "annealing"\nconvention = "all_steps"\n[fixed]\nlam = 0.99\n'
+                             '[parameters.L0]\nprior = "Uniform(0, 1)"')
+    # a file without convention is read as "post_warmup", what results saved before conventions existed used
+    text = MPL.source_text.replace('convention = "all_steps"\n', "")
+    assert S.parse_schedule_law(text).convention == "post_warmup"
+    with pytest.raises(ValueError, match="learning rate falls to 0 at step 3"):
+        S._mpl_blocks(S.schedule_from_array([0.0, 1e-4, 0.0, 1e-4, 1e-4], warmup_steps=3), np.array([5]), 1, "all_steps")
+
+
+def test_branch_prediction_errors(mpl_fit):
+    result, _, sched = mpl_fit
+    with pytest.raises(ValueError, match=r"branch_from 'nope' is not a run of the fit; must be one of"):
+        S.predict_schedule(result, sched["wsd"], branch_from="nope")
+    with pytest.raises(ValueError, match="the run has 2160 warmup steps, the schedule 100"):
+        S.predict_schedule(result, S.lr_schedule("constant", total_steps=24000, peak_lr=3e-4, warmup_steps=100),
+                           branch_from="constant")
+    with pytest.raises(ValueError, match="differs from the run's at step 2161, inside or right after the warmup"):
+        S.predict_schedule(result, sched["cosine"], branch_from="constant")
+    with pytest.raises(ValueError, match=r"step 2500 is at or before step \d+, the last checkpoint of run 'constant'"):
+        S.predict_schedule(result, sched["step"], [2500, 20000], branch_from="constant")
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        S.predict_schedule(result, sched["step"], chunk_size=0)
 
 
 # ---------------------------------------------------------------------------------------------------------
