@@ -10,8 +10,10 @@ convention, max_block 64) is saved once; its posterior is then tiled to each dra
 /proc/self/status (``VmHWM``, reset just before the prediction through /proc/self/clear_refs), next to the RSS just
 before the prediction (imports, the loaded fit: ``rss_before_mb``) and the process's peak while loading
 (``peak_loading_mb``, from ``resource.getrusage``).
-The unchunked case (``chunk_size`` above draws x steps x terms) is run only at small draw counts: it grows linearly,
-by 8 bytes x steps x terms per draw and per temporary, and at the default draws it needs tens of GB.
+Two comparisons at small draw counts: ``one jitted chunk`` (``chunk_size`` above draws x steps x terms: XLA fuses the
+elementwise work into the sum on CPU, so even this stays small) and ``eager (before)``, the evaluation predict_schedule
+used before chunking (an eager ``jax.vmap`` over draws of the whole design), which materialises draws x steps x terms
+float64 arrays (~16 MB per draw per temporary here) and needs tens of GB at the default draws.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ def _reset_peak() -> None:
         f.write("5")
 
 
+def law_names(result) -> list[str]:
+    return json.loads(result.attrs["parameters"])
+
+
 def child(path: str, draws: int, chunk_size: int) -> None:
     """Load the fit, tile its draws, predict the long cosine curve; print one JSON line."""
     import numpy as np
@@ -66,6 +72,20 @@ def child(path: str, draws: int, chunk_size: int) -> None:
     loading, before = _rss_mb(), _status_mb("VmRSS")
     _reset_peak()
     t0 = time.perf_counter()
+    if chunk_size == 0:  # the evaluation before chunking: one eager vmap over draws of the whole design
+        import jax
+
+        steps = np.unique(np.linspace(2161, TOTAL, 500).round().astype(np.int64))
+        design = S._design("multi_power", [schedule], [steps], {}, int(result.attrs["max_block"]),
+                           result.attrs["convention"])
+        post = result["posterior"].to_dataset()
+        draws_ = {n: jax.numpy.asarray(post[n].values.reshape(-1)) for n in law_names(result)}
+        np.asarray(jax.vmap(lambda p: S._mean_multi_power(p, design))(draws_))
+        print(json.dumps(dict(draws=draws, steps=int(steps.size), terms=int(design["drop"].shape[1]), chunk_size=0,
+                              rss_before_mb=round(before), peak_loading_mb=round(loading),
+                              peak_rss_mb=round(_status_mb("VmHWM")), seconds=round(time.perf_counter() - t0, 1),
+                              final_median=float("nan"))))
+        return
     pred = S.predict_schedule(result, schedule, chunk_size=chunk_size)
     blocks = S._mpl_blocks(schedule, pred["step"].values, int(result.attrs["max_block"]), result.attrs["convention"])
     print(json.dumps(dict(draws=draws, steps=int(pred.sizes["step"]), terms=int(blocks["g"].size),
@@ -77,7 +97,9 @@ def child(path: str, draws: int, chunk_size: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--draws", type=int, nargs="+", default=[4000])
+    parser.add_argument("--draws", type=int, nargs="*", default=[4000])
+    parser.add_argument("--eager-draws", type=int, nargs="*", default=[10, 20],
+                        help="draw counts for the evaluation before chunking (one eager vmap; grows ~1 GB per 8 draws)")
     parser.add_argument("--unchunked-draws", type=int, nargs="*", default=[50, 100, 200])
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -97,14 +119,15 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "fit.nc")
         bs.save(result, path)
-        cases = [(d, S.PREDICT_CHUNK) for d in args.draws] + [(d, 10**15) for d in args.unchunked_draws]
+        cases = ([(d, S.PREDICT_CHUNK) for d in args.draws] + [(d, 10**15) for d in args.unchunked_draws]
+                 + [(d, 0) for d in args.eager_draws])
         for draws, chunk in cases:
             out = subprocess.run([sys.executable, __file__, "--child", path, str(draws), str(chunk)],
                                  capture_output=True, text=True, env=os.environ | {"PYTHONWARNINGS": "ignore"})
             if out.returncode:
                 raise SystemExit(out.stderr[-2000:])
             row = json.loads(out.stdout.strip().splitlines()[-1])
-            row["mode"] = "chunked" if chunk == S.PREDICT_CHUNK else "unchunked"
+            row["mode"] = {S.PREDICT_CHUNK: "chunked", 0: "eager (before)"}.get(chunk, "one jitted chunk")
             rows.append(row)
             print(row, flush=True)
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; peak RSS of one process each")
