@@ -10,13 +10,17 @@ the formula catalogue (one row of inputs → one loss) cannot express. This modu
   :func:`multi_power_loss`) and ``"annealing"`` (Tissue et al. 2024, :func:`annealing_loss`).
 - :func:`fit_schedule` fits a law to several runs' curves with NUTS (:func:`bayescale.inference.run_nuts`) under the
   curve noise model of :mod:`bayescale.noise` (run effect + Ornstein-Uhlenbeck residuals along ln step) and returns a
-  DataTree; :func:`predict_schedule` predicts a new schedule's whole curve with 50/90% bands.
-- :func:`simulate_schedule_curves` draws curves from a law at known constants (recovery tests, the example).
+  DataTree; :func:`predict_schedule` predicts a new schedule's whole curve with 50/90% bands, in bounded memory
+  (chunks of ``chunk_size`` elements), as a new run or as a branch of a fitted run (``branch_from``).
+- :func:`simulate_schedule_curves` draws curves from a law at known constants (recovery tests, the example), branches
+  of runs included.
 
 Conventions (docs/schedules.md): steps are 1-based, ``lr[s-1]`` is the learning rate η_s used at step ``s``; the
-first ``warmup_steps`` steps are warmup. Post-warmup steps are k = 1, 2, ... (global step ``warmup_steps + k``),
-η_0 is the LR of the last warmup step (η_1 when there is no warmup), and the drop of step k is ``η_{k−1} − η_k``.
-S1(s) = Σ_{i≤s} η_i includes the warmup area S_W (Luo's ``S1(t) + S_W``). Losses are evaluated only at logged steps.
+first ``warmup_steps`` steps are warmup; the drop of step k is ``η_{k−1} − η_k``; S1(s) = Σ_{i≤s} η_i includes the
+warmup area S_W (Luo's ``S1(t) + S_W``). How the warmup enters each law is the law file's ``convention``
+(:data:`CONVENTIONS`): the authors' code's (``"all_steps"`` for the multi-power law, ``"warmup_at_peak"`` for the
+annealing law), in which their published constants were fitted, or ``"post_warmup"``. Losses are evaluated only at
+logged steps.
 """
 
 from __future__ import annotations
@@ -48,8 +52,11 @@ from bayescale.results import versions
 from bayescale.settings import NUTS, median_start_settings
 
 __all__ = [
+    "AUTHORS_CONVENTION",
+    "CONVENTIONS",
     "FORMS",
     "LUO_SETUP",
+    "PREDICT_CHUNK",
     "TISSUE_TRUTH",
     "SCHEDULE_KINDS",
     "SCHEDULE_NOISE_PRIORS",
@@ -73,9 +80,10 @@ SCHEDULE_KINDS = ("constant", "cosine", "wsd", "step")
 LUO_SETUP = dict(total_steps=24000, peak_lr=3e-4, warmup_steps=2160)
 
 #: Simulator truth for the annealing law (chosen, not published; LAWS.md gives no constants): the least-squares fit
-#: of the annealing law (lam = 0.999) to the noiseless multi-power-law curves of the 400M model (published constants,
-#: LUO_SETUP) under constant, cosine and WSD (20% linear decay) schedules to 3e-5; largest deviation 0.015 nats.
-TISSUE_TRUTH = dict(L0=2.35404146, A=0.67520172, alpha=0.41540254, C=0.53854471)
+#: (in nats, 200 steps per curve) of the annealing law (lam = 0.999, convention "warmup_at_peak") to the noiseless
+#: multi-power-law curves of the 400M model (published constants, convention "all_steps", LUO_SETUP) under constant,
+#: cosine and WSD (20% linear decay) schedules to 3e-5; largest deviation 0.028 nats.
+TISSUE_TRUTH = dict(L0=2.67331998, A=0.63545864, alpha=0.74514865, C=0.52790118)
 DECAY_SHAPES = ("linear", "exponential", "cosine")
 
 #: Noise priors of curve fits (log-loss units). sigma and ell as for `fit` (bayescale.model.NOISE_PRIORS). tau, the
@@ -220,11 +228,43 @@ def schedule_from_array(lr: Any, *, warmup_steps: int = 0) -> Schedule:
 
 # ---------------------------------------------------------------------------------------------------------
 # The two laws as JAX functions of (params, lr sequence, evaluation steps)
-def _drops(lr: jnp.ndarray, warmup_steps: int) -> jnp.ndarray:
-    """η_{k−1} − η_k for post-warmup steps k = 1..K, with η_0 the last warmup step's LR (η_1 without warmup)."""
+#: How the warmup enters each form, as a law file declares it in ``convention`` (docs/schedules.md, "Conventions"):
+#:
+#: - multi-power law, ``"all_steps"`` (Luo et al.'s code, which fitted their published constants): the loss-reduction
+#:   sum runs over every step from the second on, the warmup ramp included, where η_{k−1} − η_k is negative and raises
+#:   the loss; ``"post_warmup"`` (their paper's Eq. as written): only post-warmup steps, η_0 the last warmup LR.
+#: - annealing law, ``"warmup_at_peak"`` (Tissue et al.'s code): warmup steps count at the LR of the last warmup step
+#:   (the peak) in S1 and have no drop; ``"post_warmup"``: S1 sums the warmup's actual LRs. S2 is the same in both.
+#:
+#: A law file without ``convention`` means ``"post_warmup"``, what bayescale used before conventions existed (results
+#: saved then reload and predict unchanged).
+CONVENTIONS: dict[str, tuple[str, ...]] = {
+    "multi_power": ("all_steps", "post_warmup"),
+    "annealing": ("warmup_at_peak", "post_warmup"),
+}
+#: The convention of each form's authors' code (the one their published constants belong to).
+AUTHORS_CONVENTION = {"multi_power": "all_steps", "annealing": "warmup_at_peak"}
+
+
+def _check_convention(form: str, convention: str, where: str = "convention") -> str:
+    if convention not in CONVENTIONS[form]:
+        raise ValueError(f"{where} {convention!r} for form {form!r}: must be one of {list(CONVENTIONS[form])}")
+    return convention
+
+
+def _drop_terms(lr: Any, warmup_steps: int, convention: str) -> tuple[Any, Any]:
+    """The multi-power law's loss-reduction terms: 0-based global index g of each term's step and its drop
+    η_{g−1} − η_g (numpy or JAX arrays alike).
+
+    ``"all_steps"``: g = 1..n−1, the previous step's LR (the first step has no term). ``"post_warmup"``: the post-warmup
+    steps g = W..n−1, the previous LR of the first being the last warmup step's (its own without warmup, a zero drop).
+    """
+    xp = np if isinstance(lr, np.ndarray) else jnp
+    if convention == "all_steps":
+        return xp.arange(1, lr.size), lr[:-1] - lr[1:]
     post = lr[warmup_steps:]
     first = lr[warmup_steps - 1 : warmup_steps] if warmup_steps > 0 else lr[:1]
-    return jnp.concatenate([first, post[:-1]]) - post
+    return warmup_steps + xp.arange(post.size), xp.concatenate([first, post[:-1]]) - post
 
 
 def _G(x, C, beta):
@@ -232,25 +272,29 @@ def _G(x, C, beta):
     return -jnp.expm1(-beta * jnp.log1p(C * x))
 
 
-def multi_power_loss(params: Mapping[str, Any], lr: Any, steps: Any, *, warmup_steps: int = 0) -> jnp.ndarray:
+def multi_power_loss(params: Mapping[str, Any], lr: Any, steps: Any, *, warmup_steps: int = 0,
+                     convention: str = "all_steps") -> jnp.ndarray:
     """The multi-power law at logged steps, exactly (every step's LR drop), in JAX.
 
-    L(s) = L0 + A·S1(s)^(−α) − B·Σ_{k=1}^{t} (η_{k−1} − η_k)·G(η_k^(−γ)·S_k(t)),  G(x) = 1 − (C x + 1)^(−β),
+    L(s) = L0 + A·S1(s)^(−α) − B·Σ_k (η_{k−1} − η_k)·G(η_k^(−γ)·S_k(s)),  G(x) = 1 − (C x + 1)^(−β),
 
-    with t = s − warmup_steps the post-warmup step, S1(s) = Σ_{i≤s} η_i (the warmup area S_W included) and
-    S_k(t) = Σ_{τ=k}^{t} η_τ, all from one cumulative sum. The sum is a masked (steps × post-warmup steps) matrix:
-    memory 8·len(steps)·K bytes; :func:`fit_schedule` can merge distant terms (``max_block``) for long curves.
+    with S1(s) = Σ_{i≤s} η_i (the warmup area S_W included) and S_k(s) = Σ_{τ=k}^{s} η_τ, all from one cumulative sum.
+    The sum runs over steps k = 2..s (``convention="all_steps"``, the default: the authors' code, whose published
+    constants assume it; warmup's rising LR enters as negative drops) or over the post-warmup steps only, with η of
+    the last warmup step before the first (``"post_warmup"``, the paper's Eq. 3 as written); see :data:`CONVENTIONS`.
+    The sum is a masked (steps × terms) matrix: memory 8·len(steps)·n bytes; :func:`fit_schedule` can merge distant
+    terms (``max_block``) for long curves.
 
     References
     ----------
     Luo et al. 2025, "A Multi-Power Law for Loss Curve Prediction Across Learning Rate Schedules", arXiv:2503.12811.
     """
+    _check_convention("multi_power", convention)
     lr = jnp.asarray(lr, dtype=float)
     s = jnp.asarray(steps) - 1  # 0-based global index of each evaluation step
     cum0 = jnp.concatenate([jnp.zeros(1), jnp.cumsum(lr)])
-    drop = _drops(lr, warmup_steps)
-    g = warmup_steps + jnp.arange(drop.size)  # 0-based global index of post-warmup step k
-    eta = lr[warmup_steps:]
+    g, drop = _drop_terms(lr, warmup_steps, convention)
+    eta = lr[g]
     seen = g[None, :] <= s[:, None]
     S_k = jnp.where(seen, cum0[s + 1][:, None] - cum0[g][None, :], 0.0)
     x = jnp.where(seen, eta[None, :] ** (-params["gamma"]) * S_k, 0.0)
@@ -258,22 +302,35 @@ def multi_power_loss(params: Mapping[str, Any], lr: Any, steps: Any, *, warmup_s
     return params["L0"] + params["A"] * cum0[s + 1] ** (-params["alpha"]) - reduction
 
 
-def annealing_areas(lr: Any, steps: Any, *, warmup_steps: int = 0, lam: float = 0.999) -> tuple[jnp.ndarray, jnp.ndarray]:
+@jax.jit
+def _momentum(lam: jnp.ndarray, drop: jnp.ndarray) -> jnp.ndarray:
+    """m_k = λ·m_{k−1} + drop_k; compiled as one program (op-by-op, the scan over 24000 steps compiles ~7x slower)."""
+    return linear_recurrence(jnp.full(drop.shape, lam), drop)
+
+
+def annealing_areas(lr: Any, steps: Any, *, warmup_steps: int = 0, lam: float = 0.999,
+                    convention: str = "warmup_at_peak") -> tuple[jnp.ndarray, jnp.ndarray]:
     """S1 (forward area, warmup included) and S2 (annealing area with momentum) of Tissue et al. at logged steps.
 
-    m_k = λ·m_{k−1} + (η_{k−1} − η_k) over post-warmup steps (m_0 = 0) by a linear recurrence
+    S1(s) = Σ_{i≤s} η_i, where under ``"warmup_at_peak"`` (the default, Tissue et al.'s code) every warmup step counts
+    at the LR of the last warmup step; under ``"post_warmup"`` at its own LR. m_k = λ·m_{k−1} + (η_{k−1} − η_k) over
+    post-warmup steps (m_0 = 0, η_0 the last warmup LR) by a linear recurrence
     (:func:`bayescale.noise.linear_recurrence`), S2(t) = Σ_{k≤t} m_k by a cumulative sum; 0 at warmup steps.
     """
+    _check_convention("annealing", convention)
     lr = jnp.asarray(lr, dtype=float)
     s = jnp.asarray(steps) - 1
-    drop = _drops(lr, warmup_steps)
-    m = linear_recurrence(jnp.full(drop.shape, lam), drop)
+    _, drop = _drop_terms(lr, warmup_steps, "post_warmup")
+    m = _momentum(jnp.asarray(lam, dtype=float), drop)
     S2 = jnp.concatenate([jnp.zeros(warmup_steps + 1), jnp.cumsum(m)])[s + 1]
+    if convention == "warmup_at_peak" and warmup_steps > 0:
+        lr = jnp.concatenate([jnp.full(warmup_steps, lr[warmup_steps - 1]), lr[warmup_steps:]])
     return jnp.cumsum(lr)[s], S2
 
 
 def annealing_loss(
-    params: Mapping[str, Any], lr: Any, steps: Any, *, warmup_steps: int = 0, lam: float = 0.999
+    params: Mapping[str, Any], lr: Any, steps: Any, *, warmup_steps: int = 0, lam: float = 0.999,
+    convention: str = "warmup_at_peak",
 ) -> jnp.ndarray:
     """The annealing law L(s) = L0 + A·S1^(−α) − C·S2 at logged steps (see :func:`annealing_areas`).
 
@@ -281,30 +338,35 @@ def annealing_loss(
     ----------
     Tissue et al. 2024, "Scaling Law with Learning Rate Annealing", arXiv:2408.11029.
     """
-    S1, S2 = annealing_areas(lr, steps, warmup_steps=warmup_steps, lam=lam)
+    S1, S2 = annealing_areas(lr, steps, warmup_steps=warmup_steps, lam=lam, convention=convention)
     return params["L0"] + params["A"] * S1 ** (-params["alpha"]) - params["C"] * S2
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Designs: the data-only arrays the laws need at each logged point (computed once, outside jit)
-def _mpl_terms(schedule: Schedule, steps: np.ndarray, max_block: int) -> dict[str, np.ndarray]:
-    """Per point: S1 and the (possibly merged) loss-reduction terms (drop, η, S_k(t)) padded to one width.
+def _mpl_blocks(schedule: Schedule, steps: np.ndarray, max_block: int, convention: str) -> dict[str, np.ndarray]:
+    """The (possibly merged) loss-reduction terms of a run logged at ``steps``, as 1-D arrays over blocks.
 
-    Terms are the post-warmup steps with a non-zero drop. With ``max_block`` > 1, the terms between two consecutive
-    logged steps are merged into blocks counted back from the later logged step with sizes 1, 2, 4, ... capped at
-    ``max_block`` steps, so the terms nearest each logged step, where G changes fastest, stay (nearly) single. A block
-    enters with its summed drop and the |drop|-weighted means of η and of the cumulative LR before it: exact for
-    ``max_block=1``, a midpoint rule otherwise (error measured in docs/schedules.md).
+    Terms are the steps of :func:`_drop_terms` with a non-zero drop. With ``max_block`` > 1, the terms between two
+    consecutive logged steps are merged into blocks counted back from the later logged step with sizes 1, 2, 4, ...
+    capped at ``max_block`` steps, so the terms nearest each logged step, where G changes fastest, stay (nearly)
+    single. A block enters with its summed drop and the |drop|-weighted means of η and of the cumulative LR before it:
+    exact for ``max_block=1``, a midpoint rule otherwise (error measured in docs/schedules.md). Returns ``g`` (the
+    block's last 0-based step: a logged step at index ≥ g sees it), ``drop``, ``log_eta``, ``cum`` per block and
+    ``cum0`` (the cumulative LR, 0 first) to evaluate rows with :func:`_mpl_rows`.
     """
-    lr, w = schedule.lr, schedule.warmup_steps
+    lr = schedule.lr
     cum0 = np.concatenate([[0.0], np.cumsum(lr)])
-    drop = np.asarray(_drops(jnp.asarray(lr), w))
-    g = w + np.arange(drop.size)
-    idx = steps - 1
+    g, drop = _drop_terms(lr, schedule.warmup_steps, convention)
+    idx = np.unique(steps - 1)
     keep = (drop != 0) & (g <= idx.max())
     g, drop = g[keep], drop[keep]
+    if np.any(lr[g] <= 0):
+        at = int(g[np.argmax(lr[g] <= 0)]) + 1
+        raise ValueError(f"the learning rate falls to 0 at step {at} (in the warmup): the multi-power law raises each "
+                         "step's LR to the power -gamma; start the warmup at 0 and keep it rising")
     bounds: list[tuple[int, int]] = []  # blocks as [start, stop) ranges into g
-    for lo, hi in zip(np.r_[-1, np.unique(idx)][:-1], np.unique(idx)):
+    for lo, hi in zip(np.r_[-1, idx][:-1], idx):
         first, end = np.searchsorted(g, lo, side="right"), np.searchsorted(g, hi, side="right")
         size = 1
         while end > first:
@@ -318,32 +380,36 @@ def _mpl_terms(schedule: Schedule, steps: np.ndarray, max_block: int) -> dict[st
     cw = lambda a: np.concatenate([[0.0], np.cumsum(a)])  # noqa: E731  (block sums from prefix sums)
     block_sum = lambda a: (cw(a)[stops] - cw(a)[starts]) if starts.size else np.zeros(0)  # noqa: E731
     w_sum = block_sum(weight)
-    d_b = block_sum(drop)
-    eta_b = block_sum(weight * lr[g]) / w_sum
-    c_b = block_sum(weight * cum0[g]) / w_sum
-    g_b = g[stops - 1] if starts.size else np.zeros(0, dtype=np.int64)
-    seen = g_b[None, :] <= idx[:, None]
-    return dict(
-        S1=cum0[idx + 1],
-        drop=np.where(seen, d_b[None, :], 0.0),
-        log_eta=np.where(seen, np.log(np.where(eta_b > 0, eta_b, 1.0))[None, :], 0.0),
-        S=np.where(seen, cum0[idx + 1][:, None] - c_b[None, :], 0.0),
-    )
+    return dict(g=g[stops - 1] if starts.size else np.zeros(0, dtype=np.int64), drop=block_sum(drop),
+                log_eta=np.log(block_sum(weight * lr[g]) / w_sum) if starts.size else np.zeros(0),
+                cum=block_sum(weight * cum0[g]) / w_sum if starts.size else np.zeros(0), cum0=cum0)
+
+
+def _mpl_rows(blocks: Mapping[str, np.ndarray], steps: np.ndarray, width: int | None = None) -> dict[str, np.ndarray]:
+    """Per logged step: S1 and the block terms it sees (drop, log η, S_k(t)), zero beyond them, padded to ``width``."""
+    idx = steps - 1
+    seen = blocks["g"][None, :] <= idx[:, None]
+    total = blocks["cum0"][idx + 1]
+    rows = dict(S1=total, drop=np.where(seen, blocks["drop"][None, :], 0.0),
+                log_eta=np.where(seen, blocks["log_eta"][None, :], 0.0),
+                S=np.where(seen, total[:, None] - blocks["cum"][None, :], 0.0))
+    if width is not None and width > blocks["g"].size:  # zero terms contribute nothing
+        for key in ("drop", "log_eta", "S"):
+            rows[key] = np.pad(rows[key], ((0, 0), (0, width - blocks["g"].size)))
+    return rows
 
 
 def _design(form: str, schedules: Sequence[Schedule], steps: Sequence[np.ndarray], fixed: Mapping[str, float],
-            max_block: int) -> dict[str, jnp.ndarray]:
+            max_block: int, convention: str) -> dict[str, jnp.ndarray]:
     """Concatenated per-point arrays for runs (``steps[r]`` are run r's logged steps)."""
     if form == "annealing":
-        parts = [annealing_areas(sc.lr, st, warmup_steps=sc.warmup_steps, lam=fixed["lam"]) for sc, st in zip(schedules, steps)]
+        parts = [annealing_areas(sc.lr, st, warmup_steps=sc.warmup_steps, lam=fixed["lam"], convention=convention)
+                 for sc, st in zip(schedules, steps)]
         return {"S1": jnp.concatenate([p[0] for p in parts]), "S2": jnp.concatenate([p[1] for p in parts])}
-    terms = [_mpl_terms(sc, st, max_block) for sc, st in zip(schedules, steps)]
-    width = max(1, max(t["drop"].shape[1] for t in terms))
-    pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))  # noqa: E731  (zero terms contribute nothing)
-    out = {"S1": jnp.asarray(np.concatenate([t["S1"] for t in terms]))}
-    for key in ("drop", "log_eta", "S"):
-        out[key] = jnp.asarray(np.concatenate([pad(t[key]) for t in terms]))
-    return out
+    blocks = [_mpl_blocks(sc, st, max_block, convention) for sc, st in zip(schedules, steps)]
+    width = max(1, max(b["g"].size for b in blocks))
+    rows = [_mpl_rows(b, st, width) for b, st in zip(blocks, steps)]
+    return {key: jnp.asarray(np.concatenate([r[key] for r in rows])) for key in ("S1", "drop", "log_eta", "S")}
 
 
 def _mean_multi_power(p: Mapping[str, Any], d: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
@@ -366,7 +432,8 @@ FORMS: dict[str, tuple[Callable, tuple[str, ...]]] = {
 # Law files
 @dataclass(frozen=True, eq=False)
 class ScheduleLaw:
-    """A schedule law read from ``models/schedule_laws/<id>.toml``: form, priors, fixed constants, citation."""
+    """A schedule law read from ``models/schedule_laws/<id>.toml``: form, priors, fixed constants, citation, and the
+    ``convention`` (:data:`CONVENTIONS`) in which its formula is evaluated and its published constants were fitted."""
 
     id: str
     title: str
@@ -378,6 +445,7 @@ class ScheduleLaw:
     notes: str = ""
     published: tuple[Published, ...] = ()
     source_text: str = ""
+    convention: str = "post_warmup"
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -393,12 +461,14 @@ class ScheduleLaw:
     def loss(self, params: Mapping[str, Any], schedule: Schedule, steps: Any) -> np.ndarray:
         """The law's loss at ``steps`` of ``schedule`` for one parameter set (exact)."""
         steps = _check_steps(steps, schedule, "steps")
+        common = dict(warmup_steps=schedule.warmup_steps, convention=self.convention)
         if self.form == "multi_power":
-            return np.asarray(multi_power_loss(params, schedule.lr, steps, warmup_steps=schedule.warmup_steps))
-        return np.asarray(annealing_loss(params, schedule.lr, steps, warmup_steps=schedule.warmup_steps, **self.fixed))
+            return np.asarray(multi_power_loss(params, schedule.lr, steps, **common))
+        return np.asarray(annealing_loss(params, schedule.lr, steps, **common, **self.fixed))
 
 
-_LAW_KEYS = {"id", "title", "schedule_law", "formula", "citation", "notes", "parameters", "fixed", "published"}
+_LAW_KEYS = {"id", "title", "schedule_law", "convention", "formula", "citation", "notes", "parameters", "fixed",
+             "published"}
 
 
 def schedule_law_folders() -> list[Path]:
@@ -433,6 +503,9 @@ def parse_schedule_law(text: str, origin: str = "<string>") -> ScheduleLaw:
     if form not in FORMS:
         raise LawError(f"{origin}: schedule_law {form!r}: must be one of {list(FORMS)}")
     fn, fixed_names = FORMS[form]
+    convention = data.get("convention", "post_warmup")
+    if convention not in CONVENTIONS[form]:
+        raise LawError(f"{origin}: convention {convention!r} for form {form!r}: must be one of {list(CONVENTIONS[form])}")
     fixed = {k: float(v) for k, v in data.get("fixed", {}).items()}
     if sorted(fixed) != sorted(fixed_names):
         raise LawError(f"{origin}: form {form!r} needs fixed constants {list(fixed_names)}, got {sorted(fixed)}")
@@ -451,7 +524,8 @@ def parse_schedule_law(text: str, origin: str = "<string>") -> ScheduleLaw:
     )
     return ScheduleLaw(id=str(data["id"]), title=str(data.get("title", data["id"])), form=form, parameters=parameters,
                        fixed=fixed, formula=str(data.get("formula", "")), citation=str(data.get("citation", "")),
-                       notes=str(data.get("notes", "")).strip(), published=published, source_text=text)
+                       notes=str(data.get("notes", "")).strip(), published=published, source_text=text,
+                       convention=convention)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -563,7 +637,8 @@ def fit_schedule(
     Model, on log-loss: ``log y_{r,s} = log L(s; θ, η_r) + u_r + σ·w_{r,s}`` with L the law evaluated on run r's
     whole LR sequence η_r, ``u_r ~ Normal(0, tau)`` a run effect and w an Ornstein-Uhlenbeck process along ln(step)
     within each run (:mod:`bayescale.noise`; exact conditional-chain likelihood): checkpoints of one curve are
-    correlated, and a curve counts as one run, not as independent points.
+    correlated, and a curve counts as one run, not as independent points. The law is evaluated in the convention
+    its file declares (:data:`CONVENTIONS`), recorded in ``attrs["convention"]``.
 
     Parameters
     ----------
@@ -610,7 +685,8 @@ def fit_schedule(
         if name not in prior_specs:
             raise LawError(f"prior given for {name!r}, which is not a parameter; must be one of {sorted(prior_specs)}")
         prior_specs[name] = parse_prior(text)
-    design = _design(law.form, [scheds[n] for n in names], _steps_by_run(ds, names), law.fixed, max_block)
+    design = _design(law.form, [scheds[n] for n in names], _steps_by_run(ds, names), law.fixed, max_block,
+                     law.convention)
     model = _build_model(law, prior_specs, stats, likelihood, noise, structure)
     key, key_record = as_key(rng_key)
     k_fit, k_ppc, k_prior = jax.random.split(key, 3)
@@ -636,7 +712,8 @@ def fit_schedule(
         dt["references"] = xr.DataTree(ref)
     dt.attrs.update(azb.make_attrs(inference_library=None) | {
         "law_id": law.id, "law_title": law.title, "law_formula": law.formula, "law_citation": law.citation,
-        "law_source": law.source_text, "schedule_law": law.form, "result_kind": "schedule_law", "fixed": json.dumps(dict(law.fixed)),
+        "law_source": law.source_text, "schedule_law": law.form, "convention": law.convention,
+        "result_kind": "schedule_law", "fixed": json.dumps(dict(law.fixed)),
         "n_points": int(ds.sizes["point"]), "n_runs": len(names),
         "parameters": json.dumps(list(law.parameter_names)), "noise_parameters": json.dumps(list(noise_names)),
         "schedules": json.dumps({n: json.loads(scheds[n].to_json()) for n in names}),
@@ -653,58 +730,172 @@ def fit_schedule(
 
 # ---------------------------------------------------------------------------------------------------------
 # Prediction
+#: Default ``chunk_size`` of :func:`predict_schedule`: at most 2^22 (draw × step × term) elements, 32 MB per float64
+#: array, evaluated at once (a few such temporaries live together inside the law's evaluation).
+PREDICT_CHUNK = 2**22
+
+
+def _evaluate_chunk(form: str, draws: Mapping[str, jnp.ndarray], rows: Mapping[str, jnp.ndarray]) -> np.ndarray:
+    """The law's mean for a chunk of draws (leading axis) at a chunk of rows: one compiled shape per prediction."""
+    if form not in _EVALUATORS:
+        _EVALUATORS[form] = jax.jit(jax.vmap(FORMS[form][0], in_axes=(0, None)))
+    return np.asarray(_EVALUATORS[form](draws, rows))
+
+
+_EVALUATORS: dict[str, Callable] = {}
+
+
+def _law_draws(form: str, draws: Mapping[str, np.ndarray], schedule: Schedule, steps: np.ndarray,
+               fixed: Mapping[str, float], max_block: int, convention: str, chunk_size: int) -> np.ndarray:
+    """The law's curve per posterior draw (draws × steps), in chunks of at most ``chunk_size`` (draw × step × term)
+    elements: the multi-power terms are 1-D over blocks and only a chunk's rows are built, so memory stays
+    O(chunk_size + draws × steps + terms) whatever the curve's length (docs/schedules.md, "Memory")."""
+    n_draws = next(iter(draws.values())).size
+    if form == "annealing":
+        rows = _design(form, [schedule], [steps], fixed, max_block, convention)
+        width, rows_of = 1, lambda sel: {k: v[sel] for k, v in rows.items()}  # noqa: E731
+    else:
+        blocks = _mpl_blocks(schedule, steps, max_block, convention)
+        width = max(1, blocks["g"].size)
+        rows_of = lambda sel: {k: jnp.asarray(v) for k, v in _mpl_rows(blocks, steps[sel], width).items()}  # noqa: E731
+    n_steps = min(steps.size, max(1, chunk_size // width))
+    n_sub = min(n_draws, max(1, chunk_size // (n_steps * width)))
+    out = np.empty((n_draws, steps.size))
+    for lo in range(0, steps.size, n_steps):
+        sel = np.minimum(np.arange(lo, lo + n_steps), steps.size - 1)  # the last chunk repeats its last step: one shape
+        rows = rows_of(sel)
+        for d0 in range(0, n_draws, n_sub):
+            pick = np.minimum(np.arange(d0, d0 + n_sub), n_draws - 1)
+            mu = _evaluate_chunk(form, {k: jnp.asarray(v[pick]) for k, v in draws.items()}, rows)
+            keep_d, keep_s = min(n_sub, n_draws - d0), min(n_steps, steps.size - lo)
+            out[d0 : d0 + keep_d, lo : lo + keep_s] = mu[:keep_d, :keep_s]
+    return out
+
+
+def _shared_steps(parent_lr: np.ndarray, parent_warmup: int, schedule: Schedule, where: str) -> int:
+    """The branch point of ``schedule`` from a run: the last step k up to which both have the same LRs (rtol 1e-12)."""
+    if parent_warmup != schedule.warmup_steps:
+        raise ValueError(f"{where}: the run has {parent_warmup} warmup steps, the schedule {schedule.warmup_steps}; "
+                         "a branch shares its run's whole prefix")
+    n = min(parent_lr.size, schedule.total_steps)
+    differs = ~np.isclose(schedule.lr[:n], parent_lr[:n], rtol=1e-12, atol=0.0)
+    k = int(np.argmax(differs)) if differs.any() else n
+    if k <= parent_warmup:
+        raise ValueError(f"{where}: the schedule's LR differs from the run's at step {k + 1}, inside or right after "
+                         f"the warmup ({parent_warmup} steps); a branch must share at least one post-warmup step")
+    return k
+
+
+def _branch_point(result: xr.DataTree, run: str, schedule: Schedule) -> tuple[int, int | None, float | None]:
+    """For a schedule branching from fitted run ``run``: the last step k it shares with the run (same warmup, same LR
+    at steps 1..k), and the run's last observed checkpoint at or before k with its loss (None if there is none)."""
+    const = result["constant_data"].to_dataset()
+    runs = [str(r) for r in const["run"].values]
+    if run not in runs:
+        raise ValueError(f"branch_from {run!r} is not a run of the fit; must be one of {runs}")
+    parent = const["lr"].sel(run=run).values
+    k = _shared_steps(parent[np.isfinite(parent)], int(const["warmup_steps"].sel(run=run)), schedule,
+                      f"branch_from {run!r}")
+    obs = result["observed_data"].to_dataset()
+    mine = (obs["point_run"].values.astype(str) == run) & (obs["step"].values <= k)
+    if not mine.any():
+        return k, None, None
+    last = np.flatnonzero(mine)[np.argmax(obs["step"].values[mine])]
+    return k, int(obs["step"].values[last]), float(obs["loss"].values[last])
+
+
 def predict_schedule(
     result: xr.DataTree,
     schedule: Any,
     steps: Any = None,
     *,
+    branch_from: str | None = None,
     rng_key: int | jax.Array = 0,
     max_block: int | None = None,
     levels: Sequence[float] = (0.5, 0.9),
+    chunk_size: int = PREDICT_CHUNK,
 ) -> xr.Dataset:
-    """Predict the whole loss curve of a new run under ``schedule`` from a :func:`fit_schedule` result.
+    """Predict the whole loss curve of a run under ``schedule`` from a :func:`fit_schedule` result.
 
     Returns a Dataset over (``sample``, ``step``): ``law`` (the law's curve per posterior draw: parameter
-    uncertainty) and ``loss`` (a new run's curve: law + fresh run effect ``u ~ N(0, tau)`` + OU residuals along ln
-    step with scale sigma), their central bands ``law_band`` / ``loss_band`` over ``quantile`` (for each level, the
-    (1 − level)/2 and (1 + level)/2 quantiles, and the median), and ``lr`` over ``step``.
-    ``steps`` defaults to every post-warmup step (thinned to at most 500); ``max_block`` defaults to the fit's.
+    uncertainty) and ``loss`` (the run's curve: law + run effect + OU residuals along ln step with scale sigma),
+    their central bands ``law_band`` / ``loss_band`` over ``quantile`` (for each level, the (1 − level)/2 and
+    (1 + level)/2 quantiles, and the median), and ``lr`` over ``step``.
+
+    Parameters
+    ----------
+    schedule
+        A :class:`Schedule`, spec dict or per-step LR array.
+    steps
+        Steps to predict; default every post-warmup step (after the conditioning checkpoint for a branch), thinned to
+        at most 500.
+    branch_from
+        ``None`` (default): a new run, with a fresh run effect u ~ N(0, tau) and a fresh OU path. A fitted run's name:
+        ``schedule`` branches from that run (e.g. a WSD cooldown started at step k of a constant-LR run): it must
+        have the run's warmup and LRs up to the branch point k (found as the last step whose LR equals the run's).
+        The prediction then keeps the run's posterior run effect and starts the OU path from the run's residual at its
+        last checkpoint at or before k (``conditioned_on_step`` in attrs); ``steps`` must lie after that checkpoint.
+        Later checkpoints of the run are not used: they follow the run's schedule, not the branch's.
+    max_block
+        Block merge of the multi-power sum (:func:`fit_schedule`); defaults to the fit's.
+    chunk_size
+        The most (draw × step × term) elements the law is evaluated on at once (default :data:`PREDICT_CHUNK`):
+        memory is bounded by it, not by draws × steps × terms (docs/schedules.md, "Memory").
     """
     if "schedule_law" not in result.attrs:
         raise ValueError("result is not a fit_schedule result (no 'schedule_law' attribute)")
     law = parse_schedule_law(result.attrs["law_source"], origin=f"result of {result.attrs['law_id']}")
+    convention = str(result.attrs.get("convention", law.convention))
     schedule = _as_schedule(schedule, "<prediction>")
-    if steps is None:
-        steps = np.unique(np.linspace(schedule.warmup_steps + 1, schedule.total_steps, 500).round().astype(np.int64))
-    steps = _check_steps(steps, schedule, "predict_schedule")
-    steps = np.unique(steps)
     if not all(0 < lv < 1 for lv in levels):
         raise ValueError(f"levels must lie in (0, 1), got {list(levels)}")
+    _check_int("chunk_size", chunk_size, 1)
     block = int(result.attrs.get("max_block", 1)) if max_block is None else _check_int("max_block", max_block, 1)
-    design = _design(law.form, [schedule], [steps], law.fixed, block)
+    noise = Noise.from_attrs(result.attrs)
+    anchor = branch_step = None
+    if branch_from is not None:
+        branch_step, anchor, anchor_loss = _branch_point(result, str(branch_from), schedule)
+    first = schedule.warmup_steps + 1 if anchor is None else anchor + 1
+    if steps is None:
+        if first > schedule.total_steps:
+            raise ValueError(f"branch_from {branch_from!r}: no step of the schedule lies after the run's checkpoint "
+                             f"at step {anchor}")
+        steps = np.unique(np.linspace(first, schedule.total_steps, 500).round().astype(np.int64))
+    steps = np.unique(_check_steps(steps, schedule, "predict_schedule"))
+    if anchor is not None and steps[0] <= anchor:
+        raise ValueError(f"predict_schedule: step {int(steps[0])} is at or before step {anchor}, the last checkpoint of "
+                         f"run {branch_from!r} before the branch: that part of the curve is the run's own (observed)")
     post = result["posterior"].to_dataset()
-    draws = {n: jnp.asarray(post[n].values.reshape(-1)) for n in law.parameter_names}
-    mean_fn = FORMS[law.form][0]
-    mu = np.asarray(jax.vmap(lambda p: mean_fn(p, design))(draws))
+    draws = {n: post[n].values.reshape(-1) for n in law.parameter_names}
+    eval_steps = steps if anchor is None else np.r_[anchor, steps]
+    mu_all = _law_draws(law.form, draws, schedule, eval_steps, law.fixed, block, convention, chunk_size)
+    mu = mu_all if anchor is None else mu_all[:, 1:]
     n_draws = mu.shape[0]
     key, _ = as_key(rng_key)
     k_u, k_eps = jax.random.split(key)
-    noise = Noise.from_attrs(result.attrs)
     sigma = post["sigma"].values.reshape(-1)[:, None]
     tau = post["tau"].values.reshape(-1)[:, None] if noise.run_effect else 0.0
     eps = np.asarray(jax.random.normal(k_eps, mu.shape))
     if result.attrs.get("likelihood") == "student_t":
         nu = post["nu"].values.reshape(-1)[:, None]
         eps = np.asarray(jax.random.t(k_eps, jnp.asarray(nu), mu.shape))
+    if branch_from is not None and noise.run_effect:
+        u = post["run_effect"].sel(run=str(branch_from)).values.reshape(-1, 1)
+    else:
+        u = np.asarray(jax.random.normal(k_u, (n_draws, 1))) * tau
     if noise.correlation:
         ell = jnp.asarray(post["ell"].values.reshape(-1))
-        dlog = jnp.asarray(np.r_[0.0, np.diff(np.log(steps))])
-        has_prev = jnp.asarray(np.arange(steps.size) > 0)
+        start = np.log(steps[0]) if anchor is None else np.log(anchor)
+        dlog = jnp.asarray(np.diff(np.log(steps), prepend=start))
+        has_prev = jnp.asarray((np.arange(steps.size) > 0) | (anchor is not None))
         phi, root = jax.vmap(lambda e: ou_terms(dlog, has_prev, e))(ell)
-        w = np.asarray(jax.vmap(linear_recurrence)(phi, root * eps))
+        innovation = np.asarray(root) * eps
+        if anchor is not None:  # the OU state at the run's checkpoint, per draw, carried into the first step
+            w_anchor = (np.log(anchor_loss) - np.log(mu_all[:, 0]) - u[:, 0]) / sigma[:, 0]
+            innovation[:, 0] += np.asarray(phi)[:, 0] * w_anchor
+        w = np.asarray(jax.vmap(linear_recurrence)(phi, jnp.asarray(innovation)))
     else:
         w = eps
-    u = np.asarray(jax.random.normal(k_u, (n_draws, 1))) * tau
     with np.errstate(invalid="ignore"):
         loss = np.exp(np.log(mu) + u + sigma * w)
     qs = sorted({0.5, *[round((1 - lv) / 2, 10) for lv in levels], *[round((1 + lv) / 2, 10) for lv in levels]})
@@ -714,12 +905,31 @@ def predict_schedule(
     )
     out["law_band"] = out["law"].quantile(qs, dim="sample")
     out["loss_band"] = out["loss"].quantile(qs, dim="sample")
-    out.attrs.update(law_id=law.id, schedule=schedule.to_json(), levels=json.dumps(list(levels)), max_block=block)
+    out.attrs.update(law_id=law.id, schedule=schedule.to_json(), levels=json.dumps(list(levels)), max_block=block,
+                     convention=convention, chunk_size=int(chunk_size))
+    if branch_from is not None:
+        out.attrs.update(branch_from=str(branch_from), branch_step=int(branch_step),
+                         conditioned_on_step=-1 if anchor is None else int(anchor))
     return out
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Simulator
+def _checkpoint_steps(start: int, total: int, n: int) -> np.ndarray:
+    """``n`` evenly spaced logged steps after step ``start`` up to ``total``."""
+    first = start + max(1, (total - start) // n)
+    return np.unique(np.linspace(first, total, n).round().astype(np.int64))
+
+
+def _ou_path(points: np.ndarray, ell: float, rng: np.random.Generator, start: float | None = None) -> np.ndarray:
+    """A standardised OU path along ln(step) at ``points``: stationary at the first point, or ``start`` there."""
+    phi = np.exp(-np.r_[np.inf, np.diff(np.log(points))] / ell)
+    b = np.sqrt(1 - phi**2) * rng.standard_normal(points.size)
+    if start is not None:
+        b[0] = start
+    return np.asarray(linear_recurrence(jnp.asarray(phi), jnp.asarray(b)))
+
+
 def simulate_schedule_curves(
     law: str | ScheduleLaw,
     truth: Mapping[str, float],
@@ -730,6 +940,7 @@ def simulate_schedule_curves(
     tau: float = 0.002,
     ell: float = 0.5,
     seed: int = 0,
+    branches: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Loss curves of runs under known schedules from a law at known constants: columns ``run, step, lr, loss``.
 
@@ -738,21 +949,43 @@ def simulate_schedule_curves(
     length ``ell``, the model :func:`fit_schedule` inverts. Defaults: sigma = 0.003 (a smoothed training-loss curve
     at loss ~3 deviates from the multi-power law fit by ~0.005-0.007 nats RMSE in Luo et al.'s repository, i.e.
     ~0.002 in log-loss), tau = 0.002 (run-to-run offset), ell = 0.5 (neighbouring checkpoints correlate).
+    The law is evaluated in the law file's ``convention``.
+
+    ``branches`` maps a run to the run it branches from (e.g. ``{"wsd": "constant"}``: a cooldown started from the
+    constant run): the branch shares its parent's LRs up to a step k (found from the schedules), its run effect and
+    its OU path up to k, then continues the path with its own innovations; it is logged at ``checkpoints`` evenly
+    spaced steps after k only (before k it is its parent).
     """
     law = load_schedule_law(law)
     missing = sorted(set(law.parameter_names) - set(truth))
     if missing:
         raise ValueError(f"truth lacks parameters {missing} of law {law.id!r}")
     _check_int("checkpoints", checkpoints, 2)
+    scheds = {str(n): _as_schedule(v, str(n)) for n, v in schedules.items()}
+    branches = {str(c): str(p) for c, p in (branches or {}).items()}
+    for child, parent in branches.items():
+        if child not in scheds or parent not in scheds or parent in branches:
+            raise ValueError(f"branches {child!r} -> {parent!r}: both must be runs of schedules "
+                             f"({sorted(scheds)}) and the parent must not itself be a branch")
+    branch_at = {c: _shared_steps(scheds[p].lr, scheds[p].warmup_steps, scheds[c], f"branch {c!r} of run {p!r}")
+                 for c, p in branches.items()}
     rng = np.random.default_rng(seed)
-    rows = []
-    for name, schedule in schedules.items():
-        schedule = _as_schedule(schedule, name)
-        first = schedule.warmup_steps + max(1, (schedule.total_steps - schedule.warmup_steps) // checkpoints)
-        steps = np.unique(np.linspace(first, schedule.total_steps, checkpoints).round().astype(np.int64))
-        mu = np.log(law.loss(truth, schedule, steps))
-        phi = np.exp(-np.r_[np.inf, np.diff(np.log(steps))] / ell)
-        w = np.asarray(linear_recurrence(jnp.asarray(phi), jnp.asarray(np.sqrt(1 - phi**2) * rng.standard_normal(steps.size))))
-        log_y = mu + tau * rng.standard_normal() + sigma * w
+    rows, state = [], {}
+    for name, schedule in scheds.items():
+        if name in branches:
+            continue
+        steps = _checkpoint_steps(schedule.warmup_steps, schedule.total_steps, checkpoints)
+        path = np.union1d(steps, [branch_at[c] for c, p in branches.items() if p == name]).astype(np.int64)
+        w = _ou_path(path, ell, rng)
+        u = tau * rng.standard_normal()
+        state[name] = (u, dict(zip(path.tolist(), w)))
+        log_y = np.log(law.loss(truth, schedule, steps)) + u + sigma * w[np.isin(path, steps)]
         rows.append(pd.DataFrame({"run": name, "step": steps, "lr": schedule.lr[steps - 1], "loss": np.exp(log_y)}))
+    for child, parent in branches.items():
+        schedule, k = scheds[child], branch_at[child]
+        steps = _checkpoint_steps(k, schedule.total_steps, checkpoints)
+        u, path = state[parent]
+        w = _ou_path(np.r_[k, steps], ell, rng, start=path[k])[1:]
+        log_y = np.log(law.loss(truth, schedule, steps)) + u + sigma * w
+        rows.append(pd.DataFrame({"run": child, "step": steps, "lr": schedule.lr[steps - 1], "loss": np.exp(log_y)}))
     return pd.concat(rows, ignore_index=True)

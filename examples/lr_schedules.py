@@ -1,12 +1,15 @@
 """Loss curves under learning-rate schedules: fit a schedule law on constant + cosine runs, predict the whole curve of
-a WSD and a step-decay run with 50/90% bands, and overlay the truth.
+a WSD and a step-decay run with 50/90% bands, and overlay the truth. The WSD run is a cooldown branching from the
+constant run at step 19200: it is predicted twice, as a new run and as a branch of the fitted constant run
+(``predict_schedule(..., branch_from="constant")``, conditioned on that run's effect and its last checkpoint).
 
     python examples/lr_schedules.py --out results/schedules                 # both laws (a few minutes on 2 CPU cores)
     python examples/lr_schedules.py --out results/schedules --quick         # tiny settings (smoke test)
 
 Data: simulated by bayescale.schedules.simulate_schedule_curves from the multi-power law at the published constants
-of Luo et al.'s 400M model (24000 steps, peak LR 3e-4, 2160 linear-warmup steps, final LR 3e-5), with a run effect
-and OU residuals along ln(step). Both laws are fitted to the same simulated runs: the multi-power law (the truth's
+of Luo et al.'s 400M model (24000 steps, peak LR 3e-4, 2160 linear-warmup steps, final LR 3e-5; the law file's
+convention, the authors' "all_steps"), with a run effect and OU residuals along ln(step); the WSD run shares the
+constant run's effect and residual path up to step 19200. Both laws are fitted to the same simulated runs: the multi-power law (the truth's
 form) and the annealing law of Tissue et al. 2024 (a different form: how well it transfers across schedules is the
 question).
 """
@@ -64,7 +67,8 @@ def main(argv: list[str] | None = None) -> Path:
     truth_law = load_schedule_law("luo2025_mpl")
     truth = truth_law.reference("luo2025_400M").values
     sched = schedules(24000, 2160)
-    curves = simulate_schedule_curves(truth_law, truth, sched, checkpoints=args.checkpoints, seed=args.seed)
+    curves = simulate_schedule_curves(truth_law, truth, sched, checkpoints=args.checkpoints, seed=args.seed,
+                                      branches={"wsd": "constant"})
     curves.to_csv(out / "schedule_curves.csv", index=False)
     train = curves[curves["run"].isin(TRAIN)]
     laws = [s.strip() for s in args.laws.split(",") if s.strip()]
@@ -93,11 +97,19 @@ def main(argv: list[str] | None = None) -> Path:
             ax.fill_between(steps, band.sel(quantile=0.05), band.sel(quantile=0.95), alpha=0.25, color="C0", label="90%")
             ax.fill_between(steps, band.sel(quantile=0.25), band.sel(quantile=0.75), alpha=0.45, color="C0", label="50%")
             ax.plot(steps, band.sel(quantile=0.5), color="C0", lw=1, label="predicted median")
+            if name == "wsd":  # the cooldown as a branch of the fitted constant run
+                branch = predict_schedule(result, sched[name], np.union1d(grid[grid > 19200], seen_steps),
+                                          branch_from="constant", rng_key=args.seed)
+                b_band = branch["loss_band"]
+                ax.fill_between(branch["step"], b_band.sel(quantile=0.05), b_band.sel(quantile=0.95), alpha=0.35,
+                                color="C2", label="90%, branch of constant")
             ax.plot(steps, truth_law.loss(truth, sched[name], steps), color="k", ls="--", lw=1, label="true law")
             ax.plot(seen["step"], seen["loss"], ".", color="C3", ms=4, label="simulated run (held out)")
             ax.set_title(f"{law_id}: {name} run, fitted on {'+'.join(TRAIN)}", fontsize=9)
             ax.set(xlabel="step", ylabel="loss",
                    ylim=(float(seen["loss"].min()) - 0.08, float(seen["loss"].quantile(0.9)) + 0.05))
+            if name == "wsd":  # the held-out cooldown is logged after the branch point only
+                ax.set_xlim(16000, 24000)
             ax.legend(fontsize=7)
             at = band.sel(step=seen_steps)
             obs = seen["loss"].to_numpy()
@@ -105,6 +117,12 @@ def main(argv: list[str] | None = None) -> Path:
             final = at.isel(step=-1)
             print(f"{law_id:<12} {name:<9} {obs[-1]:>10.4f} {float(final.sel(quantile=0.5)):>8.4f} "
                   f"[{float(final.sel(quantile=0.05)):.4f}, {float(final.sel(quantile=0.95)):.4f}] {cover:>6.2f}")
+            if name == "wsd":
+                at = b_band.sel(step=seen_steps)
+                cover = float(np.mean((obs >= at.sel(quantile=0.05).values) & (obs <= at.sel(quantile=0.95).values)))
+                final = at.isel(step=-1)
+                print(f"{law_id:<12} {'wsd|const':<9} {obs[-1]:>10.4f} {float(final.sel(quantile=0.5)):>8.4f} "
+                      f"[{float(final.sel(quantile=0.05)):.4f}, {float(final.sel(quantile=0.95)):.4f}] {cover:>6.2f}")
     fig.tight_layout()
     path = out / "schedule_prediction.png"
     fig.savefig(path, dpi=110)
