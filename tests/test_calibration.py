@@ -190,3 +190,19 @@ def test_coverage_standard_errors_are_clustered_by_dataset():
     assert table.loc["together", "se_binomial"] == pytest.approx(0.030, abs=0.001)
     assert table.loc["together", "se_clustered"] == pytest.approx(np.sqrt(0.9 * 0.1 / 19), abs=1e-9)
     assert table.loc["apart", "se_clustered"] < table.loc["apart", "se_binomial"]
+
+
+def test_sbc_benchmark_smoke(tmp_path):
+    # benchmarks/sbc.py with tiny settings: only the prior-returning sampler (no fit, so seconds), which must fail and
+    # so make the script exit 0; the CSV holds the row with its rank histogram.
+    import runpy
+
+    import pandas as pd
+
+    main = runpy.run_path("benchmarks/sbc.py")["main"]
+    out = tmp_path / "sbc.csv"
+    assert main(["--laws", "kaplan2020_n", "--noise", "student_t:iid", "--controls", "prior", "--no-positive",
+                 "--control-simulations", "12", "--bins", "4", "--out", str(out)]) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert (row["control"], row["simulations"], row["verdict"]) == ("prior", 12, "FAILS")
+    assert sum(int(c) for c in row["worst_histogram"].split()) == 12
