@@ -4,15 +4,17 @@ negative controls that must fail.
     PYTHONPATH=. python benchmarks/sbc.py                          # every law x noise model, the full study (long)
     PYTHONPATH=. python benchmarks/sbc.py --laws kaplan2020_n --noise student_t:iid --simulations 50
     PYTHONPATH=. python benchmarks/sbc.py --laws hoffmann2022 --noise normal:run+ou --controls --out sbc.csv
+    PYTHONPATH=. python benchmarks/sbc.py --laws hoffmann2022 --controls prior law --no-positive
 
 For every (law, likelihood:noise): the positive control (simulate from the fitted model; must pass) with as many
 simulations as a 90% power against a posterior 30% too narrow in one parameter needs (``--simulations power``, the
-default: 225 at 10 bins and 100 kept draws), or a given number. With ``--controls``, the negative controls of
-``bayescale.calibration`` (``prior``: a sampler that returns the prior; ``narrow``: posterior draws shrunk 0.5x;
-``law``: data from the law with every input raised to 1.25; ``sigma``: residuals 3x the drawn sigma), each of which must
-fail. Prints one row per study: the verdict, the number of simulations, the test's power against a posterior 30% too
-narrow, 30% too wide and shifted by 0.5 sd, the smallest p-value, and the mean and per-parameter contraction
-(posterior IQR / prior IQR in prior-quantile units). Exits non-zero if a positive control fails or a negative control
+default: 225 at 10 bins and 100 kept draws), or a given number. With ``--controls`` (optionally naming some), the
+negative controls of ``bayescale.calibration`` (``prior``: a sampler that returns the prior; ``narrow``: posterior
+draws shrunk 0.5x; ``law``: data from the law with every input raised to 1.25; ``sigma``: residuals 3x the drawn
+sigma), each of which must fail. Prints one row per study: the verdict, the number of simulations, the test's power against a posterior 30% too
+narrow, 30% too wide and shifted by 0.5 sd, the smallest p-value and the rank histogram of that parameter
+(``worst_histogram``, in the CSV), every parameter's p-value, and the mean and per-parameter contraction (posterior IQR
+/ prior IQR in prior-quantile units). Exits non-zero if a positive control fails or a negative control
 passes. Curve noise (``run+ou``) uses 6 runs x 6 checkpoints (``bayescale.calibration.default_design``) and needs a
 law of N and D. The table in docs/validation.md comes from this script.
 """
@@ -23,6 +25,7 @@ import argparse
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 
 import bayescale as bs
@@ -52,6 +55,11 @@ def study_row(law: str, likelihood: str, noise: str, control: str | None, sims: 
         "mean_contraction": round(a["mean_contraction"], 2),
         "contraction": " ".join(f"{n}={v:.2f}" for n, v in tab["contraction"].items()),
         "p_values": " ".join(f"{n}={v:.2g}" for n, v in tab["p_value"].items()),
+        # The rank histogram of the parameter with the smallest p-value: a one-sided excess is a biased posterior (or
+        # an unlucky draw of truths that the data barely inform), a U shape a too-narrow one or autocorrelated draws.
+        "worst_histogram": " ".join(str(c) for c in np.bincount(
+            np.floor(a["ranks"][:, list(tab.index).index(worst)] * args.bins / (a["n_draws"] + 1)).astype(int),
+            minlength=args.bins)),
         "uninformative": ",".join(a["uninformative"]), "divergences": a["divergences"], "rejected": a["rejected"],
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -64,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--simulations", default="power",
                    help="simulations of the positive control, or 'power': enough for 90%% power against a posterior "
                         "30%% too narrow")
-    p.add_argument("--controls", action="store_true", help="also run the negative controls (iid noise of the first "
-                                                           "--noise entry)")
+    p.add_argument("--controls", nargs="*", default=None, choices=list(CONTROL_SIMULATIONS),
+                   help="also run these negative controls (all four when given without names) for the first --noise "
+                        "entry")
+    p.add_argument("--no-positive", action="store_true", help="run only the negative controls")
     p.add_argument("--control-simulations", type=int, default=None, help="override CONTROL_SIMULATIONS")
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--samples", type=int, default=200)
@@ -87,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             sims = (simulations_for_power(0.9, n_draws=args.samples // args.thin, num_bins=args.bins,
                                           n_parameters=n_params)
                     if args.simulations == "power" else int(args.simulations))
-            studies = [(None, sims)]
-            if args.controls and entry == args.noise[0]:
-                studies += [(c, args.control_simulations or n) for c, n in CONTROL_SIMULATIONS.items()]
+            studies = [] if args.no_positive else [(None, sims)]
+            if args.controls is not None and entry == args.noise[0]:
+                studies += [(c, args.control_simulations or n) for c, n in CONTROL_SIMULATIONS.items()
+                            if not args.controls or c in args.controls]
             for control, n in studies:
                 row = study_row(law, likelihood, noise, control, n, args)
                 rows.append(row)
@@ -99,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if args.out:
         table.to_csv(args.out, index=False)
-    print(table.drop(columns=["contraction", "p_values"]).to_string(index=False))
+    print(table.drop(columns=["contraction", "p_values", "worst_histogram"]).to_string(index=False))
     print("all positive controls pass and all negative controls fail" if ok else "SBC FAILED", flush=True)
     return 0 if ok else 1
 

@@ -156,10 +156,23 @@ SLOW_CASES = [(law, lk, nz) for law in SBC_LAWS for lk, nz in SLOW_NOISE
 @pytest.mark.slow
 @pytest.mark.parametrize("law,likelihood,noise", SLOW_CASES, ids=[f"{a}-{b}-{c}" for a, b, c in SLOW_CASES])
 def test_sbc_every_law_and_noise(law, likelihood, noise):
+    # A calibrated fit fails one study in 100 by chance (family-wise alpha 0.01 over its parameters); over the 26 cases
+    # here that is a chance failure in ~23% of runs of the whole study (1 - 0.99^26). So a failure must replicate at
+    # an independent seed: false alarm 0.01^2 per case (0.3% over 26), power against a posterior 30% too narrow in
+    # one parameter 0.9^2 = 0.81 per case (>= 0.85^2 = 0.72 as asserted). docs/validation.md: kaplan2020_n's nu failed
+    # at seed 0 (p 0.0011, truths drawn 2.3 SE low for a parameter the data barely inform) and passed at seed 1.
     sims = simulations_for_power(0.9, n_draws=100, num_bins=10, n_parameters=8)
-    table = check_calibration(law, num_simulations=sims, num_bins=10, likelihood=likelihood, noise=noise, rng_key=0)
-    assert table.attrs["passes"], format_verdict(table)
-    assert table.attrs["power"]["narrow_30"] >= 0.85
+    verdicts = []
+    for seed in (0, 1):
+        table = check_calibration(law, num_simulations=sims, num_bins=10, likelihood=likelihood, noise=noise,
+                                  rng_key=seed)
+        assert table.attrs["power"]["narrow_30"] >= 0.85
+        assert table.attrs["contracts"], format_verdict(table)  # contraction does not fail by chance at this size
+        verdicts.append(format_verdict(table))
+        if table.attrs["passes"]:
+            break
+    else:
+        pytest.fail("fails at two independent seeds:\n" + "\n".join(verdicts))
 
 
 @pytest.mark.slow
@@ -190,3 +203,19 @@ def test_coverage_standard_errors_are_clustered_by_dataset():
     assert table.loc["together", "se_binomial"] == pytest.approx(0.030, abs=0.001)
     assert table.loc["together", "se_clustered"] == pytest.approx(np.sqrt(0.9 * 0.1 / 19), abs=1e-9)
     assert table.loc["apart", "se_clustered"] < table.loc["apart", "se_binomial"]
+
+
+def test_sbc_benchmark_smoke(tmp_path):
+    # benchmarks/sbc.py with tiny settings: only the prior-returning sampler (no fit, so seconds), which must fail and
+    # so make the script exit 0; the CSV holds the row with its rank histogram.
+    import runpy
+
+    import pandas as pd
+
+    main = runpy.run_path("benchmarks/sbc.py")["main"]
+    out = tmp_path / "sbc.csv"
+    assert main(["--laws", "kaplan2020_n", "--noise", "student_t:iid", "--controls", "prior", "--no-positive",
+                 "--control-simulations", "12", "--bins", "4", "--out", str(out)]) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert (row["control"], row["simulations"], row["verdict"]) == ("prior", 12, "FAILS")
+    assert sum(int(c) for c in row["worst_histogram"].split()) == 12
