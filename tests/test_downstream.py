@@ -15,6 +15,7 @@ import bayescale as bs
 from bayescale.datasets import olmo_ladder
 from bayescale.downstream import list_downstream_laws, load_downstream_law, predict_chained
 from bayescale.errors import ArgumentError, LawError
+from bayescale.laws import parse_law_text
 
 #: Step 1 truth: a task loss (bits per byte) of the ladder's magnitude, 1.14 at 1e8 parameters and 2e9 tokens, 0.53 at
 #: the target below.
@@ -23,8 +24,22 @@ LOSS_TRUTH = dict(E=0.4, A=60.0, alpha=0.3, B=200.0, beta=0.28)
 #: 12); accuracy 0.88 at the target's task loss of 0.53.
 SIGMOID_TRUTH = dict(c=0.25, k=10.0, L0=0.7)
 TARGET = dict(N=1e10, D=2e12)  # 0.7 decades beyond the largest N and D of step 1's data
-# 300 warmup steps: at 200 the step-1 fit's amplitude A ended at ESS 50 (the convergence gate's floor) at seed 0
-FAST = dict(num_chains=2, num_warmup=300, num_samples=200, progress_bar=False)
+# 400 draws per chain: at 200 the step-1 fit's exponent alpha ended at bulk ESS 41, below the convergence gate's 50
+REAL_STEP1 = """\
+id = "toy_real"
+formula = "E - A / N**alpha"
+[target]
+kind = "real"
+priors = { sigma = "HalfNormal(0.1)" }
+[inputs.N]
+[parameters.E]
+prior = "Normal(-1, 0.1)"
+[parameters.A]
+prior = "LogNormal(0, 1)"
+[parameters.alpha]
+prior = "LogNormal(log(0.3), 0.5)"
+"""
+FAST = dict(num_chains=2, num_warmup=300, num_samples=400, progress_bar=False)
 
 
 def _step1_table(seed: int = 0) -> pd.DataFrame:
@@ -52,7 +67,9 @@ def _truth_at_target() -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def fits():
-    step1 = bs.fit(bs.load_law("hoffmann2022"), bs.load_runs(_step1_table(), check_units=False), rng_key=0, **FAST)
+    # Normal noise: the data are Normal on log-loss, and without the Student-t tail index the 15-point fit mixes faster
+    step1 = bs.fit(bs.load_law("hoffmann2022"), bs.load_runs(_step1_table(), check_units=False), rng_key=0,
+                   likelihood="normal", **FAST)
     step2 = bs.fit(load_downstream_law("bhagia2024_sigmoid"),
                    bs.load_runs(_step2_table(), inputs=("L",), target="unit_interval", check_units=False),
                    rng_key=1, priors={"c": "Uniform(0.2, 0.3)"}, **FAST)
@@ -114,7 +131,7 @@ def test_chain_recovers_the_true_accuracy_beyond_the_data(fits):
     lo, mid, hi = _interval(out["loss"])
     assert lo < acc < hi, (lo, acc, hi)
     # 12 points at 1% noise pin the task loss to ~0.01 bits at the target and the sigmoid's slope there is ~2.5
-    # accuracy per bit: the median lands within 0.03 of the truth (measured 0.004 off at these seeds)
+    # accuracy per bit: the median lands within 0.03 of the truth
     assert abs(mid - acc) < 0.03
     assert out.attrs["step1_law_id"] == "hoffmann2022" and out.attrs["step2_law_id"] == "bhagia2024_sigmoid"
 
@@ -136,13 +153,13 @@ def test_chained_interval_is_wider_than_step2_alone_and_equal_without_step1_unce
     point = _point_mass(step1)
     fixed_loss = float(bs.predict(point, **TARGET)["loss"].values.reshape(-1)[0])
     alone = bs.predict(step2, L=fixed_loss)["loss"]
-    # step 1 known exactly: the chain is step 2 alone at step 1's value, draw for draw (400 draws each, paired by a
+    # step 1 known exactly: the chain is step 2 alone at step 1's value, draw for draw (800 draws each, paired by a
     # permutation, so the quantiles are of the same numbers)
     collapsed = predict_chained(point, step2, kind="law", **TARGET)["loss"]
     np.testing.assert_allclose(_interval(collapsed), _interval(alone), rtol=1e-9)
     width = lambda v: _interval(v)[2] - _interval(v)[0]  # noqa: E731
     # step 1's spread at the target (~0.01 bits) times the slope (~2.5 per bit) is comparable to step 2's own spread:
-    # measured ratio 1.9 at these seeds; 1.2 leaves room for Monte Carlo error of 400 draws (~5% on a 90% width)
+    # 1.2 leaves room for the Monte Carlo error of 800 draws (~5% on a 90% width)
     assert width(chained) > 1.2 * width(alone)
 
 
@@ -182,15 +199,14 @@ def test_unknown_kind_and_missing_inputs_are_refused(fits):
 def test_step1_values_step2_cannot_take_are_refused(fits):
     step1, step2 = fits
     # a step 1 of a real target (any sign) that predicts a negative value at the target
-    law = bs.Law.from_function(lambda p, N, D: p["E"] + 0 * N + 0 * D, id="toy_real", inputs=["N", "D"],
-                               priors={"E": "Normal(-0.5, 0.1)"}, target="real")
+    law = parse_law_text(REAL_STEP1)
     N = np.geomspace(1e8, 1e9, 6)
-    table = pd.DataFrame({"N": N, "D": 20 * N, "loss": -0.5 + 0.01 * np.arange(6)})
-    real = bs.fit(law, bs.load_runs(table, target="real", check_units=False), num_chains=1, num_warmup=50,
-                  num_samples=50, progress_bar=False, require_identifiable=False)
+    table = pd.DataFrame({"N": N, "loss": -1.0 - 0.01 * np.arange(6)})
+    real = bs.fit(law, bs.load_runs(table, inputs=("N",), target="real", check_units=False), num_chains=1,
+                  num_warmup=50, num_samples=50, progress_bar=False, require_identifiable=False)
     with pytest.raises(ArgumentError, match=r"step 1 law 'toy_real' predicts values step 2 law 'bhagia2024_sigmoid' "
                                             r"cannot take \(it needs finite values > 0 for input 'L'\)"):
-        predict_chained(real, step2, law=law, allow_unconverged=True, **TARGET)
+        predict_chained(real, step2, allow_unconverged=True, N=1e10)
 
 
 def test_ladder_table_refuses_an_unknown_task():
@@ -223,4 +239,6 @@ def test_olmo_ladder_example_runs_with_tiny_settings(tmp_path, capsys):
     assert list(table["target"]) == ["7B-4T", "13B-5T"] and (tmp_path / "t.csv").is_file()
     assert ((table["lo"] <= table["pred"]) & (table["pred"] <= table["hi"])).all()
     out = capsys.readouterr().out
-    assert "piqa_val" in out and "NOT CONVERGED" in out  # 2 x 50 + 50 draws: marked, not hidden
+    # 2 x 50 + 50 draws rarely converge: a fit that did not is marked in the output, not hidden
+    marked = table["unconverged"].fillna("").astype(str).str.len().gt(0).any()
+    assert "piqa_val" in out and ("NOT CONVERGED" in out) == marked
