@@ -125,7 +125,7 @@ def predict_chained(
     Examples
     --------
     >>> loss_fit = bs.fit(bs.load_law("hoffmann2022"), bpb_table)                           # doctest: +SKIP
-    >>> acc_fit = bs.fit(load_downstream_law("bhagia2024_sigmoid"), acc_table, noise="run")   # doctest: +SKIP
+    >>> acc_fit = bs.fit(load_downstream_law("bhagia2024_sigmoid"), acc_table, noise="run+latent")  # doctest: +SKIP
     >>> predict_chained(loss_fit, acc_fit, N=6.9e9, D=3.9e12)["loss"].quantile([0.05, 0.95])  # doctest: +SKIP
     """
     require(step1, "predict", ("posterior",))
