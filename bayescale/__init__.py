@@ -55,6 +55,7 @@ from bayescale.batchsize import (  # noqa: E402
     simulate_batch_scan,
     steps_to_loss,
 )
+from bayescale.downstream import predict_chained  # noqa: E402
 from bayescale.pertoken import (  # noqa: E402
     fit_per_token,
     fit_per_token_steps,
@@ -125,6 +126,7 @@ __all__ = [
     "plot_validation",
     "predict_averaged",
     "predict",
+    "predict_chained",
     "prob_below",
     "provenance",
     "rank_next_experiments",
