@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import jax
 import numpy as np
@@ -112,3 +113,28 @@ def test_batch_errors():
     curves = _curves(0, 3)
     with pytest.raises(ValueError, match="resolves to different structures"):
         fit_batch("hoffmann2022", [tables[0], curves])
+
+
+def test_sharded_batch_gives_the_same_draws():
+    """fit_batch sharded over 2 CPU host devices (jax.shard_map over the (fit, chain) pairs) gives the draws of the
+    unsharded batch with the same seed, bit for bit, when the lockstep groups have the same size (batch_size = pairs
+    per device): every pair has its own key, whichever device runs it. (Groups of another size differ in the last
+    bit of XLA's batched algebra, which NUTS turns into different draws: docs/performance.md.)"""
+    assert jax.local_device_count() >= 2  # import bayescale set up the host devices (bayescale/_runtime.py)
+    tables = [simulate_table("hoffmann2022", TRUTH, seed=s) for s in range(2)]
+    options = dict(num_chains=2, num_warmup=40, num_samples=40, rng_key=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplingWarning)  # 40 + 40 draws need not converge: only equality counts
+        sharded = fit_batch("hoffmann2022", tables, num_devices=2, **options)
+        single = fit_batch("hoffmann2022", tables, num_devices=1, batch_size=2, **options)
+    assert json.loads(sharded.attrs["sampler"])["num_devices"] == 2
+    assert json.loads(single.attrs["sampler"])["num_devices"] == 1
+    for name in ("E", "A", "alpha", "B", "beta", "sigma"):
+        np.testing.assert_array_equal(sharded.posterior[name].values, single.posterior[name].values)
+    np.testing.assert_array_equal(sharded.sample_stats["n_steps"].values, single.sample_stats["n_steps"].values)
+    # the two fits got different keys: the shards are not copies of one another
+    assert not np.array_equal(sharded.posterior["E"].values[0], sharded.posterior["E"].values[1])
+    with pytest.raises(bs.ArgumentError, match=r"num_devices=64 but there are \d+ cpu devices"):
+        fit_batch("hoffmann2022", tables, num_devices=64, **options)
+    with pytest.raises(bs.ArgumentError, match="num_devices must be a positive integer or None, got 0"):
+        fit_batch("hoffmann2022", tables, num_devices=0, **options)
