@@ -154,7 +154,9 @@ def fit_many(
     client
         A ``dask.distributed.Client`` of a running cluster (its workers need bayescale installed and the law files
         and data paths the jobs name). ``None``: a local cluster of ``n_workers`` processes (one thread each: JAX
-        uses the cores of a process itself) started for this call and closed after it.
+        uses the cores of a process itself) started for this call and closed after it. Worker processes are started
+        fresh and import the calling script's main module: a script needs ``if __name__ == "__main__":`` around its
+        work (as for Python's multiprocessing).
     out_dir
         A folder (created if missing) where each result is saved as ``<name>.nc`` (:func:`bayescale.save`, atomic)
         by this process as soon as it arrives, so an interrupted run loses only the fits still running. A job whose
@@ -214,8 +216,12 @@ def fit_many(
     own = client is None
     if own:
         workers = n_workers or max(1, min(os.cpu_count() or 1, len(todo)))
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+        try:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+        except Exception as err:  # e.g. a script without `if __name__ == "__main__":` (worker processes re-import it)
+            raise FitJobError(f"could not start a local Dask cluster of {workers} processes: {err} (a script that "
+                              "calls fit_many needs `if __name__ == \"__main__\":` around its work)") from None
         client = Client(cluster)
     try:
         futures = {client.submit(_run_job, jobs[i], key=f"bayescale-{names[i]}-{i}", pure=False): i
