@@ -79,7 +79,8 @@ class FitJob:
 
 def job_grid(laws: Sequence[Any], datasets: Mapping[str, Any], *, function: str = "fit",
              **options: Any) -> list[FitJob]:
-    """One :class:`FitJob` per (law, dataset) pair, named ``<law>__<dataset>``, all with the same ``options``.
+    """One :class:`FitJob` per (law, dataset) pair, named ``<law>__<dataset>`` (characters other than letters, digits,
+    ``.``, ``_`` and ``-`` replaced by ``_``), all with the same ``options``.
 
     ``datasets`` maps a name to a run table: datasets proper, the train parts of validation splits
     (:func:`bayescale.validation.make_splits`), or simulated replicates (for ``function="fit_batch"``, each value a
@@ -90,7 +91,8 @@ def job_grid(laws: Sequence[Any], datasets: Mapping[str, Any], *, function: str 
     for law, (data_name, data) in itertools.product(laws, datasets.items()):
         law_name = law if isinstance(law, str) else getattr(law, "id", "law")
         law_name = Path(law_name).stem if isinstance(law_name, str) and law_name.endswith(".toml") else law_name
-        jobs.append(FitJob(law, data, dict(options), name=f"{law_name}__{data_name}", function=function))
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{law_name}__{data_name}")  # a file name: "largest N" -> "largest_N"
+        jobs.append(FitJob(law, data, dict(options), name=name, function=function))
     return jobs
 
 
