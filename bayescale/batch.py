@@ -28,7 +28,7 @@ from numpyro.infer.util import initialize_model
 from bayescale.data import check_identifiable, load_runs
 from bayescale.errors import ArgumentError
 from bayescale.diagnostics import SamplingError, SamplingWarning
-from bayescale.inference import as_key, data_statistics, log_inputs_of, place
+from bayescale.inference import as_key, data_statistics, log_inputs_of, on_platform, place
 from bayescale.laws import Law, load_law, require_loss_target
 from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
@@ -292,7 +292,7 @@ def map_pairs(one, index: jax.Array, keys: jax.Array, devices: Sequence[jax.Devi
     repeats are dropped). Returns the outputs stacked along the pair axis, on the host."""
     n = int(index.shape[0])
     if len(devices) == 1:
-        with jax.default_device(devices[0]):
+        with on_platform(devices[0].platform):
             run = jax.jit(lambda idx, ks: jax.lax.map(lambda a: one(*a), (idx, ks), batch_size=batch_size or n))
             return jax.device_get(run(index, keys))
     per_device = -(-n // len(devices))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -155,7 +156,7 @@ def run_nuts(
     )
     if init_params is not None and num_chains == 1:  # numpyro takes one chain's start without the chain axis
         init_params = jax.tree_util.tree_map(lambda x: x[0], init_params)
-    with jax.default_device(jax.devices(placement.platform)[0]):
+    with on_platform(placement.platform):
         mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, init_params=init_params, **kwargs)
     mcmc.placement = placement
     _LAST_PLACEMENT.value = placement
@@ -182,6 +183,14 @@ def place(device: str, *, n_points: int, n_chains: int) -> Placement:
     finds); ``device="gpu"`` without a GPU raises one :class:`~bayescale._runtime.DeviceError`."""
     platform, reason = choose_platform(device, n_points=n_points, n_chains=n_chains, platforms=available_platforms())
     return Placement(device, platform, reason)
+
+
+def on_platform(platform: str):
+    """A context that runs JAX work on ``platform``: nothing to do on the default backend (no new device context, so
+    programs compiled before it are reused), else ``jax.default_device`` of that platform's first device."""
+    if platform == jax.default_backend():
+        return contextlib.nullcontext()
+    return jax.default_device(jax.devices(platform)[0])
 
 
 def data_size(args: tuple, kwargs: Mapping[str, Any]) -> int:
