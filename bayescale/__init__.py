@@ -48,6 +48,7 @@ from bayescale.calibration import check_calibration  # noqa: E402
 from bayescale.comparison import compare_laws, loo, predict_averaged  # noqa: E402
 from bayescale.validation import plot_validation, validate  # noqa: E402
 from bayescale.batch import fit_batch  # noqa: E402
+from bayescale.scaleout import FitJob, fit_many, job_grid  # noqa: E402  (Dask is imported only by fit_many)
 from bayescale.batchsize import (  # noqa: E402
     compute_frontier,
     fit_critical_batch,
@@ -114,6 +115,9 @@ __all__ = [
     "fit",
     "fit_baseline",
     "fit_batch",
+    "fit_many",
+    "FitJob",
+    "job_grid",
     "list_laws",
     "load",
     "load_law",

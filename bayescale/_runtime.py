@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bayescale.errors import ArgumentError
+
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 #: Compilations shorter than this are not written to the persistent cache (JAX's own default is 1 s, which would
@@ -68,3 +70,89 @@ def configure() -> None:
     if cache and jax.config.jax_compilation_cache_dir is None:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
+
+
+# --- Device policy -------------------------------------------------------------------------------------------------
+# NUTS is a loop of small, data-dependent steps: on an accelerator each leapfrog step pays a kernel-launch latency
+# that a small model never earns back, so a small fit is faster on the CPU even on a machine with a GPU, and the GPU
+# wins only when each step carries much work: many fits in lockstep (fit_batch) or large data.
+#
+# The crossovers below were MEASURED ELSEWHERE and NOT ON THIS PROJECT'S MACHINES (issue 15: one NVIDIA H200, jax
+# 0.11.2, numpyro 0.21, float64, against a 2-core x86 CPU); bayescale's own CI has no GPU. They are estimates from
+# those numbers, to be re-measured on the machine at hand (docs/performance.md, "Device policy"):
+# - single fits: the default Chinchilla fit (240 points) took 92 s on the H200 against 15 s on the CPU, about 0.8 ms
+#   per lockstep leapfrog step on the GPU whatever the size; the curve model's gradient on the CPU takes 0.66 ms at
+#   1e4 points and 3.6 ms at 1e5 (about linear), so the CPU's step costs more than the GPU's from 1-2e4 points on.
+# - batches: 1,000 fits of 36 points (2 chains x 500 + 500) took 106 s on the H200 (latency-bound: a single 10 + 10
+#   fit took 7.9 s warm), 20 such fits took 46 s batched on the CPU (2.3 s per fit), so the GPU's batch costs less
+#   from about 20-46 fits (40-92 chains in lockstep) on.
+
+#: Points (rows of the data) from which ``device="auto"`` runs a single fit on an accelerator (see the note above:
+#: measured elsewhere, not here).
+GPU_MIN_POINTS = 20_000
+#: Chains advancing in lockstep (fits x chains of a fit_batch) from which ``device="auto"`` runs them on an
+#: accelerator (measured elsewhere, not here).
+GPU_MIN_CHAINS = 64
+#: Platforms ``device="auto"`` counts as accelerators, in order of preference (JAX's platform names).
+ACCELERATOR_PLATFORMS = ("gpu", "tpu")
+
+
+class DeviceError(ArgumentError):
+    """A device was asked for that this machine does not have, or a device name that does not exist."""
+
+
+def available_platforms() -> tuple[str, ...]:
+    """The JAX platforms this process can run on: ``"cpu"`` always, then the accelerators JAX finds."""
+    import jax
+
+    found = ["cpu"]
+    for platform in ACCELERATOR_PLATFORMS:
+        try:
+            if jax.devices(platform):
+                found.append(platform)
+        except RuntimeError:  # JAX: "Unknown backend" / "Backend ... failed to initialize"
+            pass
+    return tuple(found)
+
+
+def choose_platform(requested: str, *, n_points: int, n_chains: int = 1,
+                    platforms: tuple[str, ...] | list[str] = ("cpu",)) -> tuple[str, str]:
+    """Where a sampler runs, and why: ``(platform, reason)``.
+
+    A pure function of the work and the platforms available (``available_platforms()`` in use), so that the policy
+    is tested without a GPU.
+
+    Parameters
+    ----------
+    requested
+        ``"auto"``, ``"cpu"`` or ``"gpu"`` (:attr:`bayescale.NUTS.device`).
+    n_points
+        Size of the data of one fit (the largest, for a batch).
+    n_chains
+        Chains that advance in lockstep: ``num_chains`` of a single fit, fits x chains of a batch.
+    platforms
+        The platforms available; ``"cpu"`` is assumed present.
+
+    Returns
+    -------
+    tuple of str
+        The JAX platform name and a short reason recorded in the result.
+    """
+    accelerators = [p for p in ACCELERATOR_PLATFORMS if p in platforms]
+    if requested == "cpu":
+        return "cpu", "forced: device='cpu'"
+    if requested == "gpu":
+        if "gpu" not in platforms:
+            raise DeviceError(f"device='gpu' but JAX finds no GPU here (platforms: {sorted(set(platforms) | {'cpu'})}); "
+                              "install JAX's CUDA wheels (pip install 'bayescale[cuda12]') or use device='auto' or 'cpu'")
+        return "gpu", "forced: device='gpu'"
+    if requested != "auto":
+        raise DeviceError(f"device {requested!r}: must be one of ['auto', 'cpu', 'gpu']")
+    if not accelerators:
+        return "cpu", "auto: no accelerator"
+    if n_chains >= GPU_MIN_CHAINS:
+        return accelerators[0], f"auto: {n_chains} chains in lockstep >= {GPU_MIN_CHAINS}"
+    if n_points >= GPU_MIN_POINTS:
+        return accelerators[0], f"auto: {n_points} points >= {GPU_MIN_POINTS}"
+    return "cpu", (f"auto: small fit ({n_points} points < {GPU_MIN_POINTS}, {n_chains} chains < {GPU_MIN_CHAINS}): "
+                   "NUTS on an accelerator is latency-bound")

@@ -20,13 +20,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro.infer import init_to_median
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
 
 from bayescale.data import check_identifiable, load_runs
+from bayescale.errors import ArgumentError
 from bayescale.diagnostics import SamplingError, SamplingWarning
-from bayescale.inference import as_key, data_statistics, log_inputs_of
+from bayescale.inference import as_key, data_statistics, log_inputs_of, on_platform, place
 from bayescale.laws import Law, load_law, require_loss_target
 from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
@@ -34,7 +36,7 @@ from bayescale.reparam import centres_of, describe_centring, plan_centring
 from bayescale.results import versions
 from bayescale.settings import NUTS, median_start_settings
 
-__all__ = ["fit_batch", "select_fit"]
+__all__ = ["devices_of", "fit_batch", "map_pairs", "select_fit"]
 
 #: R-hat above this (per fit, any parameter) or any divergence counts a fit as troubled in the batch's warning.
 RHAT_LIMIT = 1.01
@@ -95,6 +97,7 @@ def fit_batch(
     noise: str | Noise = "auto",
     priors: Mapping[str, str] | None = None,
     batch_size: int | None = None,
+    num_devices: int | None = None,
     statistics: Mapping[str, float] | None = None,
     require_identifiable: bool = True,
     centre_amplitudes: bool = True,
@@ -117,7 +120,14 @@ def fit_batch(
         vectorised, so ``init="map"`` is refused).
     batch_size
         How many (fit, chain) pairs advance together in one vectorised step (``jax.lax.map``'s ``batch_size``);
-        ``None``: all of them. Smaller batches wait less for the slowest chain in the batch.
+        ``None``: all of them. Smaller batches wait less for the slowest chain in the batch. With several devices,
+        per device.
+    num_devices
+        Devices of the chosen platform the (fit, chain) pairs are sharded over (``jax.shard_map`` over the pair axis:
+        each device runs its share in its own lockstep group, with no communication); ``None``: every device of the
+        platform (several GPUs; on CPU the host devices ``import bayescale`` sets up), ``1``: no sharding. The draws
+        do not depend on it: each pair has its own key. The platform is chosen by ``sampler.device``
+        (:func:`bayescale._runtime.choose_platform`: a batch of many chains goes to a GPU when there is one).
     centre_amplitudes
         As in :func:`bayescale.fit`: power-law amplitudes sampled at each fit's own data centre (computed from that
         fit's points and passed to the model per fit); ``attrs["centred"]`` lists the terms and ``attrs["centres"]``
@@ -148,6 +158,9 @@ def fit_batch(
     dense_mass, target_accept_prob = settings.dense_mass, settings.target_accept_prob
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    placement = place(settings.device, n_points=max(ds.sizes["point"] for ds in dss),
+                      n_chains=len(dss) * num_chains)
+    devices = devices_of(placement.platform, num_devices)
     noises = [Noise.parse(noise, ds) for ds in dss]
     if len({n.spec for n in noises}) > 1:
         kinds = sorted({n.spec for n in noises})
@@ -211,8 +224,7 @@ def fit_batch(
     n_fits = len(dss)
     index = jnp.repeat(jnp.arange(n_fits), num_chains)
     keys = jax.random.split(k_run, n_fits * num_chains)
-    run = jax.jit(lambda idx, ks: jax.lax.map(lambda a: one(*a), (idx, ks), batch_size=batch_size or idx.size))
-    draws, stats_out = jax.device_get(run(index, keys))
+    draws, stats_out = map_pairs(one, index, keys, devices, batch_size)
 
     def shaped(v):
         v = np.asarray(v)
@@ -240,11 +252,60 @@ def fit_batch(
         n_points=json.dumps([int(ds.sizes["point"]) for ds in dss]),
         data_hashes=json.dumps([ds.attrs.get("data_hash", "") for ds in dss]),
         sampler=settings.to_attrs(chain_method="vmapped over fits and chains", batch_size=batch_size, rng_key=key_record,
-                                  x64=bool(jax.config.jax_enable_x64), device=str(jax.devices()[0].platform)),
+                                  x64=bool(jax.config.jax_enable_x64), **placement.to_record(),
+                                  num_devices=len(devices)),
         versions=json.dumps(versions()),
     )
     _report(dt, law.id, strict)
     return dt
+
+
+def devices_of(platform: str, num_devices: int | None = None) -> list[jax.Device]:
+    """The first ``num_devices`` devices of ``platform`` (``None``: all of them); an ``ArgumentError`` when there are
+    fewer."""
+    available = jax.devices(platform)
+    if num_devices is None:
+        return list(available)
+    if isinstance(num_devices, bool) or not isinstance(num_devices, (int, np.integer)) or num_devices < 1:
+        raise ArgumentError(f"num_devices must be a positive integer or None, got {num_devices!r}")
+    if num_devices > len(available):
+        raise ArgumentError(f"num_devices={num_devices} but there are {len(available)} {platform} devices (on CPU, "
+                            "set BAYESCALE_HOST_DEVICES before importing bayescale for more)")
+    return list(available[:num_devices])
+
+
+def _shard_map(f, mesh, in_specs, out_specs):
+    # jax.shard_map (jax >= 0.7) or its experimental predecessor; no replication checks: the body is independent
+    # per shard (no collectives), and the checks do not follow numpyro's while loops
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+    from jax.experimental.shard_map import shard_map
+
+    return shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+
+
+def map_pairs(one, index: jax.Array, keys: jax.Array, devices: Sequence[jax.Device],
+              batch_size: int | None = None) -> Any:
+    """``one(index[i], keys[i])`` for every pair ``i``, compiled once: ``jax.lax.map`` in groups of ``batch_size``
+    (``None``: all pairs of a device at once, vectorised) on each of ``devices``, the pairs split evenly between
+    them (``jax.shard_map`` over the pair axis; the last pair is repeated to fill the last device's share, and the
+    repeats are dropped). Returns the outputs stacked along the pair axis, on the host."""
+    n = int(index.shape[0])
+    if len(devices) == 1:
+        with on_platform(devices[0].platform):
+            run = jax.jit(lambda idx, ks: jax.lax.map(lambda a: one(*a), (idx, ks), batch_size=batch_size or n))
+            return jax.device_get(run(index, keys))
+    per_device = -(-n // len(devices))
+    fill = per_device * len(devices) - n
+    index = jnp.concatenate([index, jnp.repeat(index[-1:], fill)])
+    keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], fill, axis=0)])
+    mesh = Mesh(np.asarray(devices), ("pair",))
+    local = _shard_map(lambda idx, ks: jax.lax.map(lambda a: one(*a), (idx, ks),
+                                                   batch_size=min(batch_size or per_device, per_device)),
+                       mesh, (PartitionSpec("pair"), PartitionSpec("pair")), PartitionSpec("pair"))
+    sharding = NamedSharding(mesh, PartitionSpec("pair"))
+    out = jax.device_get(jax.jit(local)(jax.device_put(index, sharding), jax.device_put(keys, sharding)))
+    return jax.tree_util.tree_map(lambda v: np.asarray(v)[:n], out)
 
 
 def select_fit(dt: xr.DataTree, i: int) -> xr.DataTree:

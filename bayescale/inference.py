@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import arviz_base as azb
 import jax
@@ -16,6 +18,7 @@ from numpyro.infer import MCMC, Predictive, init_to_median, log_likelihood
 from numpyro.infer import NUTS as NUTSKernel
 
 from bayescale import diagnostics
+from bayescale._runtime import available_platforms, choose_platform
 from bayescale.errors import check_rng_key
 from bayescale.data import DataError, check_identifiable, check_target, load_runs
 from bayescale.laws import Law, load_law, published_table
@@ -25,9 +28,9 @@ from bayescale.noise import Noise, curve_structure
 from bayescale.init import find_start
 from bayescale.reparam import AUXILIARY_SUFFIX, auxiliary_name, centres_of, describe_centring, plan_centring
 from bayescale.results import law_data_attrs
-from bayescale.settings import CHAIN_METHODS, NUTS
+from bayescale.settings import CHAIN_METHODS, NUTS, SamplerSettingsError
 
-__all__ = ["draw_groups", "fit", "run_nuts", "sample_stats_of"]
+__all__ = ["Placement", "draw_groups", "fit", "place", "run_nuts", "sample_stats_of"]
 
 _EXTRA_FIELDS = ("diverging", "num_steps", "accept_prob", "energy", "adapt_state.step_size")
 _STAT_NAMES = {
@@ -129,10 +132,16 @@ def run_nuts(
     unless ``init_params`` gives each chain's unconstrained start (:func:`bayescale.init.find_start`); the extra fields
     :data:`_EXTRA_FIELDS` are recorded. Read results with ``mcmc.get_samples(group_by_chain=True)`` and
     ``mcmc.get_extra_fields(group_by_chain=True)``.
+
+    The device policy (``sampler.device``, :func:`bayescale._runtime.choose_platform`) picks the platform from the
+    size of the data (the largest array among ``args`` and ``kwargs``) and the chain count; the sampler runs there
+    (``jax.default_device``) and ``mcmc.placement`` holds the :class:`Placement` that :func:`sampler_record` writes
+    into the result.
     """
     settings = sampler or NUTS()
     num_chains = settings.num_chains
-    chain_method = resolve_chain_method(settings.chain_method, num_chains)
+    placement = place(settings.device, n_points=data_size(args, kwargs), n_chains=num_chains)
+    chain_method = resolve_chain_method(settings.chain_method, num_chains, placement.platform)
     progress_bar = sys.stderr.isatty() if settings.progress_bar is None else settings.progress_bar
     kernel = NUTSKernel(model, dense_mass=settings.dense_mass if mass is None else mass,
                         target_accept_prob=settings.target_accept_prob, max_tree_depth=settings.max_tree_depth,
@@ -147,32 +156,83 @@ def run_nuts(
     )
     if init_params is not None and num_chains == 1:  # numpyro takes one chain's start without the chain axis
         init_params = jax.tree_util.tree_map(lambda x: x[0], init_params)
-    mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, init_params=init_params, **kwargs)
+    with on_platform(placement.platform):
+        mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, init_params=init_params, **kwargs)
+    mcmc.placement = placement
+    _LAST_PLACEMENT.value = placement
     return mcmc
 
 
-def sampler_record(settings: NUTS, key_record: Any, **extra: Any) -> str:
+class Placement(NamedTuple):
+    """Where a sampler ran: the ``device`` asked for, the JAX ``platform`` chosen and the policy's ``reason``."""
+
+    device: str
+    platform: str
+    reason: str
+
+    def to_record(self) -> dict[str, str]:
+        return {"platform": self.platform, "placement": self.reason}
+
+
+#: The placement of the last run_nuts call in this thread, for sampler_record calls that are not handed one.
+_LAST_PLACEMENT = threading.local()
+
+
+def place(device: str, *, n_points: int, n_chains: int) -> Placement:
+    """The device policy applied on this machine (:func:`bayescale._runtime.choose_platform` over the platforms JAX
+    finds); ``device="gpu"`` without a GPU raises one :class:`~bayescale._runtime.DeviceError`."""
+    platform, reason = choose_platform(device, n_points=n_points, n_chains=n_chains, platforms=available_platforms())
+    return Placement(device, platform, reason)
+
+
+def on_platform(platform: str):
+    """A context that runs JAX work on ``platform``: nothing to do on the default backend (no new device context, so
+    programs compiled before it are reused), else ``jax.default_device`` of that platform's first device."""
+    if platform == jax.default_backend():
+        return contextlib.nullcontext()
+    return jax.default_device(jax.devices(platform)[0])
+
+
+def data_size(args: tuple, kwargs: Mapping[str, Any]) -> int:
+    """The size of the largest array among a model's arguments: the number of points for every model here."""
+    sizes = [int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves((args, dict(kwargs)))
+             if hasattr(leaf, "shape")]
+    return max(sizes, default=0)
+
+
+def sampler_record(settings: NUTS, key_record: Any, placement: Placement | None = None, **extra: Any) -> str:
     """``attrs["sampler"]`` of a result: the settings, the chain layout they resolved to, the key, float width and
-    device (one record for every fit function)."""
-    return settings.to_attrs(chain_method=resolve_chain_method(settings.chain_method, settings.num_chains),
-                             rng_key=key_record, x64=bool(jax.config.jax_enable_x64),
-                             device=str(jax.devices()[0].platform), **extra)
+    the platform the device policy chose, with its reason (``placement``: that of the run; by default the last
+    :func:`run_nuts` of this thread). One record for every fit function."""
+    placement = placement or getattr(_LAST_PLACEMENT, "value", None) or place(settings.device, n_points=0,
+                                                                             n_chains=settings.num_chains)
+    return settings.to_attrs(chain_method=resolve_chain_method(settings.chain_method, settings.num_chains,
+                                                               placement.platform),
+                             rng_key=key_record, x64=bool(jax.config.jax_enable_x64), **placement.to_record(),
+                             **extra)
 
 
-
-def resolve_chain_method(chain_method: str, num_chains: int) -> str:
-    """``"auto"``: one chain per device when there are enough devices (CPU host devices are set up on import,
-    :mod:`bayescale._runtime`), else chains vectorised on an accelerator and one after another on CPU, where
-    vectorised chains wait in lockstep for the deepest tree (docs/performance.md)."""
+def resolve_chain_method(chain_method: str, num_chains: int, platform: str | None = None) -> str:
+    """The chain layout on ``platform`` (default: JAX's default backend). ``"auto"``: one chain per device when there
+    are enough devices (CPU host devices are set up on import, :mod:`bayescale._runtime`), else chains vectorised on
+    an accelerator and one after another on CPU, where vectorised chains wait in lockstep for the deepest tree
+    (docs/performance.md). numpyro's ``"parallel"`` maps chains over the default backend's devices, so on another
+    platform (the CPU of a GPU machine) "auto" runs them one after another and "parallel" is refused."""
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"chain_method {chain_method!r}: must be one of {list(CHAIN_METHODS)}")
+    default = jax.default_backend()
+    platform = platform or default
+    if chain_method == "parallel" and platform != default:
+        raise SamplerSettingsError(f"chain_method='parallel' maps chains over the {default} devices, but the sampler "
+                                   f"runs on {platform}: use chain_method='auto', 'sequential' or 'vectorized', or "
+                                   f"device={default!r}")
     if chain_method != "auto":
         return chain_method
     if num_chains == 1:
         return "sequential"
-    if jax.local_device_count() >= num_chains:
+    if platform == default and jax.local_device_count() >= num_chains:
         return "parallel"
-    return "sequential" if jax.default_backend() == "cpu" else "vectorized"
+    return "sequential" if platform == "cpu" else "vectorized"
 
 
 def sample_stats_of(mcmc: MCMC) -> dict[str, np.ndarray]:
@@ -289,6 +349,9 @@ def fit(
         median and prior draws) to the posterior mode, then each chain at its own draw from the Laplace approximation
         around the best mode; optima in distinct modes are recorded in ``attrs["init"]`` and reported by
         :func:`bayescale.summary` (:mod:`bayescale.init`); ``"median"``: every chain at the prior median.
+        ``device="auto"``: on a machine with a GPU a fit this small runs on the CPU, large data on the GPU; ``"cpu"``
+        or ``"gpu"`` force one (:func:`bayescale._runtime.choose_platform`; ``attrs["sampler"]`` records the platform
+        and why).
     rng_key
         Seed (int) or JAX PRNG key. The same key gives identical draws on the same machine and versions.
     likelihood
@@ -344,7 +407,9 @@ def fit(
     check_identifiable(ds, law, require=require_identifiable)
     settings = NUTS.coerce(sampler, **sampler_options)
     num_chains, num_samples = settings.num_chains, settings.num_samples
-    chain_method = resolve_chain_method(settings.chain_method, num_chains)
+    # the device policy and chain layout checked before any work (run_nuts applies them)
+    resolve_chain_method(settings.chain_method, num_chains,
+                         place(settings.device, n_points=ds.sizes["point"], n_chains=num_chains).platform)
     noise = Noise.parse(noise, ds)
     check_target_noise(law, noise)
     prior_specs = resolve_priors(law, likelihood, priors, noise)
@@ -421,7 +486,7 @@ def fit(
             "pointwise": json.dumps(thinning if pointwise else {"kept": False}),
             "init": json.dumps(start.record if start is not None else {"method": "median"}),
             **({"min_tokens": ds.attrs["min_tokens"]} if "min_tokens" in ds.attrs else {}),
-            "sampler": sampler_record(settings, key_record),
+            "sampler": sampler_record(settings, key_record, mcmc.placement),
         }
     )
     table, messages = diagnostics.diagnose(dt, spec.sampled_names, dists)

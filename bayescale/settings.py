@@ -19,13 +19,16 @@ import numpy as np
 
 from bayescale.errors import ArgumentError
 
-__all__ = ["CHAIN_METHODS", "INITS", "MEDIAN_START", "NUTS", "median_start_settings", "SamplerSettingsError", "add_sampler_arguments", "sampler_from_args"]
+__all__ = ["CHAIN_METHODS", "DEVICES", "INITS", "MEDIAN_START", "NUTS", "median_start_settings", "SamplerSettingsError", "add_sampler_arguments", "sampler_from_args"]
 
 #: How chains are laid out (numpyro's ``chain_method``, plus ``"auto"``: see :func:`bayescale.inference.run_nuts`).
 CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
 #: Where chains start: ``"map"``, distinct draws around the best of a multi-start MAP search (:mod:`bayescale.init`);
 #: ``"median"``, every chain at the prior median.
 INITS = ("map", "median")
+#: Where the sampler runs: ``"auto"`` (the device policy of :func:`bayescale._runtime.choose_platform`: small fits on
+#: the CPU even when there is a GPU, batches and large data on the accelerator), or forced ``"cpu"`` / ``"gpu"``.
+DEVICES = ("auto", "cpu", "gpu")
 
 
 class SamplerSettingsError(ArgumentError):
@@ -59,6 +62,12 @@ class NUTS:
         Where chains start (one of :data:`INITS`) and, for ``"map"``, how many optimiser starts look for modes.
     progress_bar
         Show numpyro's progress bar; ``None``: when standard error is a terminal.
+    device
+        One of :data:`DEVICES`. ``"auto"``: on a machine with a GPU, a single fit with fewer than
+        ``GPU_MIN_POINTS`` points runs on the CPU (NUTS on a GPU is latency-bound: the default Chinchilla fit took 92 s
+        on an H200 against 15 s on 2 CPU cores), large data and batches of many chains on the GPU
+        (:func:`bayescale._runtime.choose_platform`; docs/performance.md). ``"gpu"`` on a machine without one is an
+        error. The platform used and why are recorded in ``attrs["sampler"]``.
 
     References
     ----------
@@ -75,6 +84,7 @@ class NUTS:
     init: str = "map"
     num_starts: int = 4
     progress_bar: bool | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("num_warmup", "num_samples", "num_chains", "max_tree_depth", "num_starts"):
@@ -88,6 +98,8 @@ class NUTS:
             raise SamplerSettingsError(f"chain_method {self.chain_method!r}: must be one of {list(CHAIN_METHODS)}")
         if self.init not in INITS:
             raise SamplerSettingsError(f"init {self.init!r}: must be one of {list(INITS)}")
+        if self.device not in DEVICES:
+            raise SamplerSettingsError(f"device {self.device!r}: must be one of {list(DEVICES)}")
         if self.progress_bar is not None and not isinstance(self.progress_bar, bool):
             raise SamplerSettingsError(f"progress_bar must be True, False or None, got {self.progress_bar!r}")
 
@@ -135,13 +147,15 @@ class NUTS:
     def from_attrs(cls, text: str) -> NUTS:
         """The settings recorded by :meth:`to_attrs` (facts of the run that are not settings are dropped)."""
         record = json.loads(text)
+        if "platform" not in record:  # records before the device policy stored the platform as "device"
+            record.pop("device", None)
         return cls(**{k: v for k, v in record.items() if k in cls.names() and k != "chain_method"} |
                    ({"chain_method": record["chain_method"]} if record.get("chain_method") in CHAIN_METHODS else {}))
 
 
 def add_sampler_arguments(parser: argparse.ArgumentParser, defaults: NUTS | None = None) -> None:
     """Add the sampler flags every command and example shares: ``--chains --warmup --samples --target-accept
-    --chain-method --max-tree-depth --init --no-progress``."""
+    --chain-method --max-tree-depth --init --device --no-progress``."""
     d = defaults or NUTS()
     group = parser.add_argument_group("sampler (NUTS)")
     group.add_argument("--chains", type=int, default=d.num_chains, help=f"chains (default {d.num_chains})")
@@ -152,6 +166,9 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, defaults: NUTS | None
     group.add_argument("--chain-method", default=d.chain_method, choices=list(CHAIN_METHODS))
     group.add_argument("--max-tree-depth", type=int, default=d.max_tree_depth)
     group.add_argument("--init", default=d.init, choices=list(INITS), help=f"where chains start (default {d.init})")
+    group.add_argument("--device", default=d.device, choices=list(DEVICES),
+                       help=f"where the sampler runs (default {d.device}: small fits on the CPU, large ones and "
+                            "batches on a GPU when there is one)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -159,7 +176,8 @@ def sampler_from_args(args: argparse.Namespace) -> NUTS:
     """The :class:`NUTS` value of flags added by :func:`add_sampler_arguments`."""
     return NUTS(num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
                 target_accept_prob=args.target_accept, chain_method=args.chain_method,
-                max_tree_depth=args.max_tree_depth, init=args.init, progress_bar=False if args.no_progress else None)
+                max_tree_depth=args.max_tree_depth, init=args.init, progress_bar=False if args.no_progress else None,
+                device=getattr(args, "device", "auto"))
 
 
 #: The default of fit functions whose chains start at the prior median (schedule laws, the special models).

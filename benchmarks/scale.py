@@ -8,7 +8,8 @@
 ``--tables``: one final loss per run (no curves), N and D log-uniform over 1e7-1e10 and 1e9-1e12, hoffmann2022 with
 1% log-normal noise, fitted with ``bayescale.fit`` at its defaults (4 chains of 1000 + 1000, centred amplitudes, MAP
 starts, per-point groups thinned to float32 above 5e6 values) and saved with ``bayescale.save``; the row gives the
-wall time of fit and save together, the file size, and the same fit with ``pointwise=False``.
+wall and CPU time of fit and save together, the time of the NUTS run and of the per-point groups, the file size,
+leapfrog steps per draw, and the same fit with ``pointwise=False`` (``--no-compare`` skips it).
 
 Data: synthetic training curves of hoffmann2022 (bayescale.simulate.simulate_curves: run effects 0.5%, residuals
 1% correlated along log-tokens), 100 checkpoints per run, so 1e6 points are 10,000 runs. The model is the one
@@ -119,22 +120,45 @@ def final_losses(n_rows: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"N": n, "D": d, "loss": loss})
 
 
-def measure_table(n_rows: int) -> list[dict]:
-    """``bs.fit`` at defaults on a final-loss table, saved; and the same with ``pointwise=False``."""
+def measure_table(n_rows: int, compare: bool = True) -> list[dict]:
+    """``bs.fit`` at defaults on a final-loss table, saved; and the same with ``pointwise=False`` (``compare``).
+
+    Besides the wall time, ``cpu_s`` is the process's CPU time (all threads): on a shared machine it moves less with
+    the load than the wall time; ``sampling_s`` and ``groups_s`` time the NUTS run and the per-point groups alone."""
     import tempfile
+
+    import bayescale.inference as inference
+
+    phases: dict[str, float] = {}
+
+    def timed(name, function):
+        def run(*args, **kwargs):
+            t = time.perf_counter()
+            out = function(*args, **kwargs)
+            jax.effects_barrier()
+            phases[name] = time.perf_counter() - t
+            return out
+        return run
 
     ds = bs.load_runs(final_losses(n_rows))
     rows = []
-    for pointwise in (True, False):
-        t0 = time.perf_counter()
-        result = bs.fit("hoffmann2022", ds, pointwise=pointwise, progress_bar=False)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = bs.save(result, os.path.join(tmp, "fit.nc"))
-            wall = time.perf_counter() - t0
-            size = os.path.getsize(path) / 1e6
-        rows.append(dict(rows=n_rows, pointwise=pointwise, wall_s=wall, file_mb=size,
+    for pointwise in (True, False) if compare else (True,):
+        phases.clear()
+        original = inference.run_nuts, inference.draw_groups
+        inference.run_nuts, inference.draw_groups = timed("sampling_s", original[0]), timed("groups_s", original[1])
+        try:
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = bs.fit("hoffmann2022", ds, pointwise=pointwise, progress_bar=False)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = bs.save(result, os.path.join(tmp, "fit.nc"))
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                size = os.path.getsize(path) / 1e6
+        finally:
+            inference.run_nuts, inference.draw_groups = original
+        rows.append(dict(rows=n_rows, pointwise=pointwise, wall_s=wall, cpu_s=cpu, **phases, file_mb=size,
                          steps_per_draw=float(result["sample_stats"]["n_steps"].mean()),
-                         max_rhat=max(r["rhat"] for r in bs.summary(result).to_dict("records"))))
+                         max_rhat=max(r["rhat"] for r in bs.summary(result).to_dict("records")),
+                         load_avg=os.getloadavg()[0]))
     return rows
 
 
@@ -144,15 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--tables", type=float, nargs="*", default=None, help="final-loss table sizes (replaces --points)")
+    p.add_argument("--no-compare", action="store_true", help="--tables: skip the pointwise=False row")
     args = p.parse_args(argv)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; jax "
+          f"{jax.__version__} ({jax.devices()[0].platform}, {jax.local_device_count()} devices)\n", flush=True)
     if args.tables:
         rows = []
         for n in args.tables:
-            rows += measure_table(int(n))
+            rows += measure_table(int(n), compare=not args.no_compare)
             print(markdown(rows), flush=True)
         return 0
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__} "
-          f"({jax.devices()[0].platform}, {jax.local_device_count()} devices)\n", flush=True)
     rows = []
     for n in args.points:
         rows.append(measure(int(n), args.warmup, args.samples))

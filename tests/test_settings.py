@@ -8,7 +8,15 @@ import json
 
 import pytest
 
+import jax
+
+import bayescale as bs
+from bayescale._runtime import GPU_MIN_CHAINS, GPU_MIN_POINTS, DeviceError, available_platforms, choose_platform
+from bayescale.inference import place, resolve_chain_method, run_nuts
 from bayescale.settings import NUTS, SamplerSettingsError, add_sampler_arguments, sampler_from_args
+
+from tests.conftest import simulate_table
+from tests.fits import TRUTH
 
 
 def test_defaults_and_replace():
@@ -33,6 +41,7 @@ def test_defaults_and_replace():
         ({"init": "random"}, r"init 'random': must be one of \['map', 'median'\]"),
         ({"dense_mass": "yes"}, r"dense_mass must be True or False, got 'yes'"),
         ({"progress_bar": 1}, r"progress_bar must be True, False or None, got 1"),
+        ({"device": "cuda"}, r"device 'cuda': must be one of \['auto', 'cpu', 'gpu'\]"),
     ],
 )
 def test_invalid_settings_are_rejected(change, match):
@@ -58,11 +67,15 @@ def test_coerce_from_value_mapping_and_flat_keywords():
 
 def test_attrs_record_round_trips():
     s = NUTS(num_chains=2, num_warmup=30, num_samples=40, target_accept_prob=0.95, init="median", progress_bar=False)
-    text = s.to_attrs(chain_method="parallel", rng_key=0, device="cpu")
+    text = s.to_attrs(chain_method="parallel", rng_key=0, platform="cpu", placement="auto: no accelerator")
     record = json.loads(text)
     assert record["algorithm"] == "NUTS" and record["rng_key"] == 0 and "progress_bar" not in record
+    assert record["device"] == "auto" and record["platform"] == "cpu"
     back = NUTS.from_attrs(text)
     assert back == s.replace(progress_bar=None, chain_method="parallel")
+    # a record from before the device policy held the platform as "device": not read as the setting
+    old = json.dumps({k: v for k, v in record.items() if k not in ("platform", "placement")} | {"device": "gpu"})
+    assert NUTS.from_attrs(old).device == "auto"
 
 
 def test_argparse_flags_give_the_value():
@@ -70,8 +83,105 @@ def test_argparse_flags_give_the_value():
     add_sampler_arguments(parser, NUTS(num_chains=2))
     assert sampler_from_args(parser.parse_args([])) == NUTS(num_chains=2)
     args = parser.parse_args(["--chains", "3", "--warmup", "20", "--samples", "30", "--target-accept", "0.99",
-                              "--init", "median", "--no-progress"])
+                              "--init", "median", "--device", "cpu", "--no-progress"])
     assert sampler_from_args(args) == NUTS(num_chains=3, num_warmup=20, num_samples=30, target_accept_prob=0.99,
-                                           init="median", progress_bar=False)
+                                           init="median", device="cpu", progress_bar=False)
     with pytest.raises(SamplerSettingsError, match="num_chains must be a positive integer, got 0"):
         sampler_from_args(parser.parse_args(["--chains", "0"]))
+
+
+# --- the device policy (bayescale._runtime.choose_platform): a pure function of the work and the platforms ---
+
+CPU, GPU = ("cpu",), ("cpu", "gpu")
+
+
+@pytest.mark.parametrize(
+    ("requested", "n_points", "n_chains", "platforms", "want"),
+    [
+        # a CPU-only machine: everything on the CPU
+        ("auto", 10**6, 10_000, CPU, "cpu"),
+        ("cpu", 10**6, 10_000, GPU, "cpu"),  # forced
+        # a GPU machine: the default Chinchilla fit (240 points, 4 chains) stays on the CPU ...
+        ("auto", 240, 4, GPU, "cpu"),
+        ("auto", GPU_MIN_POINTS - 1, 4, GPU, "cpu"),
+        # ... large data and batches of many chains go to the GPU
+        ("auto", GPU_MIN_POINTS, 4, GPU, "gpu"),
+        ("auto", 36, GPU_MIN_CHAINS, GPU, "gpu"),  # e.g. a fit_batch of 32 fits x 2 chains
+        ("auto", 36, GPU_MIN_CHAINS - 1, GPU, "cpu"),
+        ("gpu", 36, 1, GPU, "gpu"),  # forced
+        ("auto", 10**6, 4, ("cpu", "tpu"), "tpu"),  # another accelerator
+    ],
+)
+def test_device_policy(requested, n_points, n_chains, platforms, want):
+    platform, reason = choose_platform(requested, n_points=n_points, n_chains=n_chains, platforms=platforms)
+    assert platform == want
+    assert reason.startswith("forced" if requested != "auto" else "auto")
+
+
+def test_forcing_a_gpu_without_one_is_one_clear_error():
+    with pytest.raises(DeviceError, match=r"device='gpu' but JAX finds no GPU here \(platforms: \['cpu'\]\); install"):
+        choose_platform("gpu", n_points=10, platforms=CPU)
+    with pytest.raises(DeviceError, match=r"device='gpu' but JAX finds no GPU here \(platforms: \['cpu', 'tpu'\]\)"):
+        choose_platform("gpu", n_points=10, platforms=("cpu", "tpu"))
+    with pytest.raises(DeviceError, match=r"device 'cuda': must be one of"):
+        choose_platform("cuda", n_points=10, platforms=GPU)
+    assert issubclass(DeviceError, bs.ArgumentError)  # the CLI prints it as one line
+    if "gpu" in available_platforms():  # pragma: no cover - this project's machines have no GPU
+        pytest.skip("this machine has a GPU")
+    # on this (CPU-only) machine, through fit: raised before any work, as one line
+    with pytest.raises(DeviceError, match=r"^device='gpu' but JAX finds no GPU here"):
+        bs.fit("hoffmann2022", simulate_table("hoffmann2022", TRUTH, seed=1), device="gpu")
+
+
+def test_available_platforms_reads_jax_devices(monkeypatch):
+    """The platforms come from jax.devices: an unknown backend (JAX raises RuntimeError) is simply absent."""
+    real = jax.devices
+
+    def fake(backend=None):
+        if backend == "gpu":
+            return real("cpu")[:1]  # stands in for a GPU device
+        if backend == "tpu":
+            raise RuntimeError("Unknown backend tpu")
+        return real(backend)
+
+    monkeypatch.setattr(jax, "devices", fake)
+    assert available_platforms() == ("cpu", "gpu")
+    monkeypatch.setattr(jax, "devices", real)
+    assert available_platforms() == ("cpu",)  # this project's machines
+
+
+def test_placement_on_a_gpu_machine(monkeypatch):
+    """With a GPU among the platforms (mocked), a small fit is placed on the CPU, where chains run one after another
+    (numpyro's 'parallel' maps over the default backend's devices, the GPU's), and a large one on the GPU."""
+    import bayescale.inference as inference
+
+    monkeypatch.setattr(inference, "available_platforms", lambda: GPU)
+    small, large = place("auto", n_points=240, n_chains=4), place("auto", n_points=10**6, n_chains=4)
+    assert (small.platform, large.platform) == ("cpu", "gpu")
+    assert small.to_record() == {"platform": "cpu", "placement": small.reason} and "latency-bound" in small.reason
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(jax, "local_device_count", lambda: 1)  # one GPU
+    assert resolve_chain_method("auto", 4, "cpu") == "sequential"
+    assert resolve_chain_method("auto", 4, "gpu") == "vectorized"  # one GPU: chains in lockstep on it
+    with pytest.raises(SamplerSettingsError, match="chain_method='parallel' maps chains over the gpu devices, but the "
+                                                   "sampler runs on cpu"):
+        resolve_chain_method("parallel", 4, "cpu")
+
+
+def test_forced_cpu_is_recorded():
+    """run_nuts records where it ran and why; the result's attrs["sampler"] carries it (device kept as asked)."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    def model(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0, 1))
+        numpyro.sample("y", dist.Normal(mu, 1), obs=y)
+
+    mcmc = run_nuts(model, rng_key=jax.random.PRNGKey(0), y=jax.numpy.zeros(5),
+                    sampler=NUTS(num_chains=1, num_warmup=20, num_samples=20, device="cpu", progress_bar=False))
+    assert mcmc.placement.platform == "cpu" and mcmc.placement.reason == "forced: device='cpu'"
+    from bayescale.inference import sampler_record
+
+    record = json.loads(sampler_record(NUTS(device="cpu"), 0, mcmc.placement))
+    assert (record["device"], record["platform"], record["placement"]) == ("cpu", "cpu", "forced: device='cpu'")
+    assert NUTS.from_attrs(json.dumps(record)).device == "cpu"
