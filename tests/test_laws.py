@@ -92,6 +92,9 @@ PUBLISHED = {
     ("steplaw2025", "li2025"): dict(c_lr=1.79, a_N=-0.713, a_D=0.307, c_bs=0.58, d_bs=0.571),
     ("muennighoff2023", "muennighoff2023"): dict(E=1.869, A=520.8, B=1487.7, alpha=0.3526596, beta=0.3526596,
                                                  R_D_star=15.387756, R_N_star=5.309743),
+    # the optimum of the authors' released fitting procedure on their Stack-V2 runs (QwenLM/ParScale parametric_fit.py),
+    # A converted from their units of 1e9 parameters
+    ("chen2025_parscale", "chen2025_stack"): dict(E=0.691237, A=1.13062e7, alpha=0.189371, k=0.393463),
 }
 
 #: Parameters whose sign is free: exponents of where an optimum sits (Step Law's eta_opt, B_opt) and a correlation,
