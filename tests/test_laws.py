@@ -95,6 +95,7 @@ PUBLISHED = {
     # the optimum of the authors' released fitting procedure on their Stack-V2 runs (QwenLM/ParScale parametric_fit.py),
     # A converted from their units of 1e9 parameters
     ("chen2025_parscale", "chen2025_stack"): dict(E=0.691237, A=1.13062e7, alpha=0.189371, k=0.393463),
+    ("chen2025_parscale", "chen2025_pile"): dict(E=1.28877, A=1.97352e8, alpha=0.196333, k=0.334456),
 }
 
 #: Parameters whose sign is free: exponents of where an optimum sits (Step Law's eta_opt, B_opt) and a correlation,
