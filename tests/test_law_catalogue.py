@@ -117,6 +117,10 @@ def test_formula_matches_numpy_reference(law_id, jit):
     np.testing.assert_allclose(got, law.target.link(want), rtol=1e-12, atol=1e-12)
 
 
+# Behind `slow` (make test-slow): 2 chains x 300 + 300 NUTS draws per law took 54-131 s each on the shared 2-core
+# machine (2026-11-30: ye2024_mixing 54 s, chen2025_parscale 131 s), far from the few seconds a default test may take.
+# The default suite keeps the formula checks above and the published-constant checks below for these laws.
+@pytest.mark.slow
 @pytest.mark.parametrize("law_id", sorted(CASES))
 def test_recovery_of_new_laws(law_id):
     # 0.5% log-noise (0.01 nats additive for the real target): between a fitted law's residual and seed noise, as in
