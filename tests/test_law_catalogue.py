@@ -67,10 +67,11 @@ CASES = {
                                   + p["b"] / (D / 1e10) ** p["beta"]),
     "li2025_farseer": (dict(a1=0.05, b1=-1.0, alpha=0.5, a2=0.1, b2=-1.6, beta=-0.5, a3=-0.1, b3=-0.9, gamma=0.5),
                        dict(N=np.geomspace(1e8, 6.4e9, 6), D=np.geomspace(1e9, 5e11, 8)), _farseer_reference),
-    "tao2024_vocab": (dict(E=6.0, A1=0.75, alpha1=0.2, A2=0.2, alpha2=0.5, B=0.63, beta=0.35),
+    # E = 6, A1 = 0.75 in the paper's form: F = A1 - E, S1 = A1 alpha1 (models/tao2024_vocab.toml)
+    "tao2024_vocab": (dict(F=-5.25, S1=0.15, alpha1=0.2, A2=0.2, alpha2=0.5, B=0.63, beta=0.35),
                       dict(N=np.geomspace(3e7, 1.1e9, 4), V=np.array([4096.0, 8192, 16384, 32768, 64512]),
                            D=np.geomspace(2e8, 2e11, 4)),
-                      lambda p, N, V, D: -p["E"] + p["A1"] / (N / 1e8) ** p["alpha1"]
+                      lambda p, N, V, D: p["F"] + p["S1"] * ((N / 1e8) ** -p["alpha1"] - 1) / p["alpha1"]
                       + p["A2"] / (V / 1e4) ** p["alpha2"] + p["B"] / (D / 1e10) ** p["beta"]),
 }
 #: Simulation seed per law (1 unless listed). With k parameters, k true values all inside their 90% intervals happens

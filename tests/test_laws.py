@@ -103,10 +103,10 @@ PUBLISHED = {
 SIGNED = {"steplaw2025": {"a_N", "a_D", "d_bs", "rho"},
           # log-linear coefficients and an intercept (Clark et al.), slopes that may change sign (broken power law),
           # stretched-exponential coefficients of N (Farseer), mixture effects of either sign (Ye et al.), and minus
-          # the floor of a negative target (Tao et al.: E above -min_loss, not below min_loss)
+          # the floor of a negative target (Tao et al.: F, a negative normalised loss)
           "clark2022_moe": {"a", "b", "c", "d"}, "caballero2023_bpl": {"c0", "c1"},
           "li2025_farseer": {"a1", "b1", "alpha", "a2", "b2", "beta", "a3", "b3", "gamma"},
-          "ye2024_mixing": {"t1", "t2", "t3", "t4"}, "tao2024_vocab": {"E"}}
+          "ye2024_mixing": {"t1", "t2", "t3", "t4"}, "tao2024_vocab": {"F"}}
 #: Laws that are not power laws in an input: log-bilinear in log N and log experts (Clark et al. 2022), exponential in
 #: the mixture proportions (Ye et al. 2024).
 NOT_POWER_LAWS = {"clark2022_moe", "ye2024_mixing"}
