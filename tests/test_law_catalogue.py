@@ -67,10 +67,11 @@ CASES = {
                                   + p["b"] / (D / 1e10) ** p["beta"]),
     "li2025_farseer": (dict(a1=0.05, b1=-1.0, alpha=0.5, a2=0.1, b2=-1.6, beta=-0.5, a3=-0.1, b3=-0.9, gamma=0.5),
                        dict(N=np.geomspace(1e8, 6.4e9, 6), D=np.geomspace(1e9, 5e11, 8)), _farseer_reference),
-    "tao2024_vocab": (dict(E=6.0, A1=0.75, alpha1=0.2, A2=0.2, alpha2=0.5, B=0.63, beta=0.35),
+    # E = 6, A1 = 0.75 in the paper's form: F = A1 - E, S1 = A1 alpha1 (models/tao2024_vocab.toml)
+    "tao2024_vocab": (dict(F=-5.25, S1=0.15, alpha1=0.2, A2=0.2, alpha2=0.5, B=0.63, beta=0.35),
                       dict(N=np.geomspace(3e7, 1.1e9, 4), V=np.array([4096.0, 8192, 16384, 32768, 64512]),
                            D=np.geomspace(2e8, 2e11, 4)),
-                      lambda p, N, V, D: -p["E"] + p["A1"] / (N / 1e8) ** p["alpha1"]
+                      lambda p, N, V, D: p["F"] + p["S1"] * ((N / 1e8) ** -p["alpha1"] - 1) / p["alpha1"]
                       + p["A2"] / (V / 1e4) ** p["alpha2"] + p["B"] / (D / 1e10) ** p["beta"]),
 }
 #: Simulation seed per law (1 unless listed). With k parameters, k true values all inside their 90% intervals happens
@@ -117,6 +118,10 @@ def test_formula_matches_numpy_reference(law_id, jit):
     np.testing.assert_allclose(got, law.target.link(want), rtol=1e-12, atol=1e-12)
 
 
+# Behind `slow` (make test-slow): 2 chains x 300 + 300 NUTS draws per law took 54-131 s each on the shared 2-core
+# machine (2026-11-30: ye2024_mixing 54 s, chen2025_parscale 131 s), far from the few seconds a default test may take.
+# The default suite keeps the formula checks above and the published-constant checks below for these laws.
+@pytest.mark.slow
 @pytest.mark.parametrize("law_id", sorted(CASES))
 def test_recovery_of_new_laws(law_id):
     # 0.5% log-noise (0.01 nats additive for the real target): between a fitted law's residual and seed noise, as in
@@ -161,3 +166,37 @@ def test_example_sldbench_laws(task, tmp_path, monkeypatch, capsys):
         assert "target real" in printed and "in-sample R²" in printed and (tmp_path / "vocab_all.png").is_file()
     else:
         assert "70M/domain_1" in printed and "70M/domain_2" in printed
+
+
+#: Farseer's published constants (Li et al. 2025, arXiv:2506.10972, the paper's notebook as transcribed by ScaleBench:
+#: PlanarG/active-sl benchmark/dataset/farseer_scaling_law/laws.py @ 4fea0f4), paper's form and raw N, D. They are
+#: not a point of models/li2025_farseer.toml's parameter space (its data term is in d = D / 1e10 and the exponent
+#: depends on N, see the file's notes), so they are checked here as a curve, not as a [published] table.
+_FARSEER_PUBLISHED = dict(a3=-0.062465473, gamma=0.13, b3=0.1284880679442551, a2=230.73437075885855, beta=-0.1729,
+                          b2=-1.544209554, a1=-1.665630816, alpha=0.0458999999999619, b1=3.133347198805445)
+
+
+def test_farseer_published_constants_describe_the_bundled_runs():
+    # The bundled table is the Farseer runs themselves: the paper's curve must fit them about as well as a fitted law
+    # (log residual sd 0.33%, R² 0.9987). A unit or transcription error (D in billions, a sign) moves R² below 0.9.
+    p = _FARSEER_PUBLISHED
+    ds = load_task("farseer")["all"]
+    N, D, y = ds["N"].values, ds["D"].values, ds["loss"].values
+    curve = (np.exp(p["a3"] * N ** p["gamma"] + p["b3"])
+             + np.exp(p["a2"] * N ** p["beta"] + p["b2"]) * D ** -np.exp(p["a1"] * N ** p["alpha"] + p["b1"]))
+    r2 = 1 - np.sum((y - curve) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert r2 > 0.998 and np.std(np.log(y / curve)) < 0.005, (r2, np.std(np.log(y / curve)))
+
+
+@pytest.mark.parametrize("source", [p.source for p in bs.load_law("chen2025_parscale").published])
+def test_parscale_published_constants_describe_the_bundled_runs(source):
+    # The authors' constants were fitted on 24 runs per corpus, 18 of which are the bundled split's: on those they must
+    # fit nearly as well as on their own (R² 0.998 there). A wrong unit of A (the authors fit it in units of 1e9) or a
+    # swapped corpus puts R² far below 0.99.
+    law = bs.load_law("chen2025_parscale")
+    values = next(p.values for p in law.published if p.source == source)
+    ds = load_task("parallel")[source.rsplit("_", 1)[1]]
+    y = ds["loss"].values
+    predicted = np.asarray(law.predict(values, N=ds["N"].values, P=ds["P"].values))
+    r2 = 1 - np.sum((y - predicted) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert r2 > 0.99 and np.abs(y - predicted).max() < 0.02, (r2, np.abs(y - predicted).max())

@@ -92,6 +92,10 @@ PUBLISHED = {
     ("steplaw2025", "li2025"): dict(c_lr=1.79, a_N=-0.713, a_D=0.307, c_bs=0.58, d_bs=0.571),
     ("muennighoff2023", "muennighoff2023"): dict(E=1.869, A=520.8, B=1487.7, alpha=0.3526596, beta=0.3526596,
                                                  R_D_star=15.387756, R_N_star=5.309743),
+    # the optimum of the authors' released fitting procedure on their Stack-V2 runs (QwenLM/ParScale parametric_fit.py),
+    # A converted from their units of 1e9 parameters
+    ("chen2025_parscale", "chen2025_stack"): dict(E=0.691237, A=1.13062e7, alpha=0.189371, k=0.393463),
+    ("chen2025_parscale", "chen2025_pile"): dict(E=1.28877, A=1.97352e8, alpha=0.196333, k=0.334456),
 }
 
 #: Parameters whose sign is free: exponents of where an optimum sits (Step Law's eta_opt, B_opt) and a correlation,
@@ -99,10 +103,10 @@ PUBLISHED = {
 SIGNED = {"steplaw2025": {"a_N", "a_D", "d_bs", "rho"},
           # log-linear coefficients and an intercept (Clark et al.), slopes that may change sign (broken power law),
           # stretched-exponential coefficients of N (Farseer), mixture effects of either sign (Ye et al.), and minus
-          # the floor of a negative target (Tao et al.: E above -min_loss, not below min_loss)
+          # the floor of a negative target (Tao et al.: F, a negative normalised loss)
           "clark2022_moe": {"a", "b", "c", "d"}, "caballero2023_bpl": {"c0", "c1"},
           "li2025_farseer": {"a1", "b1", "alpha", "a2", "b2", "beta", "a3", "b3", "gamma"},
-          "ye2024_mixing": {"t1", "t2", "t3", "t4"}, "tao2024_vocab": {"E"}}
+          "ye2024_mixing": {"t1", "t2", "t3", "t4"}, "tao2024_vocab": {"F"}}
 #: Laws that are not power laws in an input: log-bilinear in log N and log experts (Clark et al. 2022), exponential in
 #: the mixture proportions (Ye et al. 2024).
 NOT_POWER_LAWS = {"clark2022_moe", "ye2024_mixing"}
