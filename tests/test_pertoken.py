@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 import bayescale as bs
+from bayescale.priors import parse_prior
 from bayescale import pertoken as pt
 from tests import fits
 from tests.fits import HELD_OUT, POSITIONS
@@ -54,7 +55,7 @@ def test_per_token_recovers_the_trend_in_log_N(hierarchical):
     for name in ("a0", "a1", "b0", "b1", "c0", "c1"):
         lo, hi = _interval(result, name, 0.99)
         assert lo <= hyper[name] <= hi, (name, hyper[name], lo, hi)
-        prior = pt.PER_TOKEN_PRIORS[name]
+        prior = parse_prior(pt.PER_TOKEN_MODEL.priors[name]).distribution({})
         assert hi - lo < 0.25 * 2 * 2.576 * float(prior.scale), name
     assert result.attrs["law_id"] == "kaplan2020_per_token"
     assert result["posterior"]["a"].dims == ("chain", "draw", "model")
@@ -107,7 +108,7 @@ def test_per_token_errors():
         pt.fit_per_token(two)
     mixed = good.copy()
     mixed.loc[0, "N"] = 1.0
-    with pytest.raises(bs.DataError, match="has several sizes"):
+    with pytest.raises(bs.DataError, match="column .N.: model .* has several values; it must be constant within a model"):
         pt.fit_per_token(mixed)
     with pytest.raises(ValueError, match="num_samples must be a positive integer"):
         pt.fit_per_token(good, num_samples=0)
