@@ -3,6 +3,8 @@ errors, and the example run with tiny settings."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -118,6 +120,24 @@ def test_per_token_errors():
         pt.fit_per_token_steps(pd.DataFrame({"T": [1.0, 2.0, 4.0], "S": 10.0, "loss": 3.0}))
     with pytest.raises(ValueError, match="expected a result of the 'kaplan2020_per_token' fit"):
         pt.predict_per_token(xr.DataTree(), 1e8, POSITIONS)
+
+
+def test_per_token_priors_are_text_and_overridable():
+    # One declared prior replaced: the override is what the model samples (its prior draws: the median of
+    # HalfNormal(0.05) is 0.034, of the declared HalfNormal(0.1) 0.067; 500 prior draws put the sample median within
+    # ±0.004 (2 SE)), and the result records every prior as text, the override included.
+    data = pt.simulate_per_token(positions=POSITIONS[::3], seed=0)
+    result = pt.fit_per_token(data, priors={"tau_a": "HalfNormal(0.05)"}, num_chains=1, num_warmup=30,
+                              num_samples=30, progress_bar=False)
+    recorded = json.loads(result.attrs["priors"])
+    assert recorded == dict(pt.PER_TOKEN_MODEL.priors) | {"tau_a": "HalfNormal(0.05)"}
+    assert 'tau_a = "HalfNormal(0.05)"' in result.attrs["law_source"]
+    assert 0.025 < float(np.median(result["prior"]["tau_a"].values)) < 0.045
+    assert 0.055 < float(np.median(result["prior"]["tau_b"].values)) < 0.08
+    with pytest.raises(bs.LawError, match=r"prior given for 'tau', which is not a parameter of kaplan2020_per_token"):
+        pt.fit_per_token(data, priors={"tau": "HalfNormal(0.1)"})
+    with pytest.raises(ValueError, match=r"must be a call of one distribution"):
+        pt.fit_per_token(data, priors={"tau_a": "0.1"})
 
 
 def test_per_token_predict_errors(hierarchical):
