@@ -260,7 +260,7 @@ def check_calibration(
     law
         Law, catalogue id or law-file path.
     num_simulations
-        Prior draws, each simulated and fitted once (one chain).
+        Prior draws, each simulated and fitted once.
     sampler, **sampler_options
         The sampler settings of every simulated fit: a :class:`bayescale.NUTS` value (or a dict of its fields;
         ``None``: :data:`SBC_SAMPLER`, one chain of 300 warmup + 200 draws), with any of its fields as keywords on
