@@ -43,7 +43,7 @@ from scipy.optimize import isotonic_regression
 from bayescale.contract import result_kind
 from bayescale.errors import ResultError
 from bayescale.data import DataError
-from bayescale.declared import DeclaredModel, check_table, table_hash
+from bayescale.declared import DeclaredModel, check_table
 from bayescale.inference import as_key, build_result, draw_groups, run_nuts, sample_stats_of
 from bayescale.settings import NUTS, median_start_settings
 

@@ -24,7 +24,6 @@ Kaplan et al. 2020, "Scaling Laws for Neural Language Models", arXiv:2001.08361,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
