@@ -72,7 +72,7 @@ def test_recovery_critical_batch(batch_fit):
     lo, hi = np.quantile(post["S_min"].values.reshape(-1, cells.sizes["cell"]), [0.005, 0.995], axis=0)
     assert np.mean((lo < s_true) & (s_true < hi)) >= 0.75, (lo, s_true, hi)  # 8 cells at 99%: allow 2 misses
     np.testing.assert_allclose(post["E_min"], post["B_crit"] * post["S_min"], rtol=1e-12)
-    assert batch_fit.attrs["kind"] == "critical_batch" and batch_fit.attrs["data_hash"]
+    assert batch_fit.attrs["result_kind"] == "critical_batch" and batch_fit.attrs["data_hash"]
 
 
 def test_critical_batch_figures(batch_fit, tmp_path):
@@ -97,7 +97,7 @@ def test_recovery_loss_steps(loss_fit):
 def test_compute_frontier_is_the_minimum_over_model_size():
     post = {k: np.array([[v]]) for k, v in K.items()}
     result = azb.from_dict({"posterior": post})
-    result.attrs["kind"] = "loss_steps"
+    result.attrs["result_kind"] = "loss_steps"
     compute = np.array([1e-4, 1e-1, 10.0]) * bb.PF_DAY
     frontier = bb.compute_frontier(result, compute)
 
