@@ -25,13 +25,12 @@ Kaplan et al. 2020, "Scaling Laws for Neural Language Models", arXiv:2001.08361,
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
-import arviz_base as azb
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,14 +40,17 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import isotonic_regression
 
-from bayescale import diagnostics
+from bayescale.contract import result_kind
+from bayescale.errors import ResultError
 from bayescale.data import DataError
-from bayescale.inference import as_key, run_nuts, sample_stats_of, sampler_record
+from bayescale.declared import DeclaredModel, check_table
+from bayescale.inference import as_key, build_result, draw_groups, run_nuts, sample_stats_of
 from bayescale.settings import NUTS, median_start_settings
-from bayescale.results import versions
 
 __all__ = [
+    "CRITICAL_BATCH_MODEL",
     "KAPLAN_BATCH",
+    "LOSS_STEPS_MODEL",
     "critical_batch",
     "kaplan_steps",
     "simulate_batch_scan",
@@ -128,24 +130,8 @@ def simulate_batch_scan(
 
 
 def _check_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(curves, pd.DataFrame):
-        raise TypeError(f"curves must be a pandas DataFrame, got {type(curves).__name__}")
-    missing = [c for c in _CURVE_COLUMNS if c not in curves.columns]
-    if missing:
-        raise DataError(f"curves lack column(s) {missing}; required columns are {list(_CURVE_COLUMNS)}")
-    df = curves[list(_CURVE_COLUMNS)].copy()
-    for col in ("N", "B", "step", "loss"):
-        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
-        if bad.size:
-            raise DataError(f"column {col!r} must be finite and > 0; rows {bad[:5].tolist()} are not "
-                            f"(values {df[col].iloc[bad[:5]].tolist()})")
-        df[col] = values
-    for col in ("N", "B"):
-        varies = df.groupby("run")[col].nunique()
-        if (varies > 1).any():
-            raise DataError(f"column {col!r} must be constant within a run; runs {varies[varies > 1].index[:5].tolist()} vary")
-    return df
+    return check_table(curves, "curves", labels=["run"], numeric=["N", "B", "step", "loss"],
+                       constant_within=("run", ["N", "B"]))
 
 
 def _monotone(step: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -232,26 +218,29 @@ def steps_to_loss(curves: pd.DataFrame, levels=None, *, n_levels: int = 6, min_r
 # 1. Critical batch from a batch-size scan
 
 
-def _hyperbola_priors(log_B_center: float) -> dict:
-    return {
-        "log_B_ref": dist.Normal(log_B_center, 3.0),
-        # α_B around Kaplan's 0.21, but an order of magnitude either way is in the prior's 90% range
-        "alpha_B": dist.LogNormal(np.log(0.25), 1.0),
-        # noise of log loss (seed noise ~0.01-0.02 nats on 2-5 nats, LAWS.md) and of a run's offset, in log loss
-        "sigma": dist.HalfNormal(0.05),
-        "tau": dist.HalfNormal(0.05),
-        # scatter in log S not explained by loss noise (interpolation between checkpoints, hyperbola misfit)
-        "sigma_S": dist.HalfNormal(0.1),
-    }
+#: The critical-batch model, declared (:mod:`bayescale.declared`). Priors: log B_ref (B_crit at the geometric-mean
+#: loss level) around the scan's geometric-mean batch, ±3 e-folds; α_B around Kaplan's 0.21, with an order of
+#: magnitude either way in the prior's 90% range; noise of log loss (seed noise ~0.01-0.02 nats on 2-5 nats, LAWS.md)
+#: and of a run's offset, in log loss; sigma_S: scatter in log S not explained by loss noise (interpolation between
+#: checkpoints, hyperbola misfit). Override with ``fit_critical_batch(..., priors={"alpha_B": "..."})``.
+CRITICAL_BATCH_MODEL = DeclaredModel(
+    id="kaplan2020_critical_batch",
+    result_kind="critical_batch",
+    formula="log S = log S_min[cell] + log(1 + B_crit(L)/B) + (tau*z_run + eps)/slope + eta, "
+            "B_crit(L) = B_ref*(L/L_ref)**(-1/alpha_B)",
+    citation="Kaplan et al. 2020, arXiv:2001.08361, Eq. 5.1-5.4; McCandlish et al. 2018, arXiv:1812.06162",
+    priors={"log_B_ref": "Normal(log_B_centre, 3.0)", "alpha_B": "LogNormal(log(0.25), 1.0)",
+            "sigma": "HalfNormal(0.05)", "tau": "HalfNormal(0.05)", "sigma_S": "HalfNormal(0.1)"},
+    statistics={"log_B_centre": "mean of log B over the points"},
+)
 
 
 def _hyperbola_model(cell, run, log_B, inv_slope, level_of_cell, log_S_init, log_S=None, *, n_runs, log_L_ref,
-                     log_B_center):
+                     priors):
     """log S_i = log S_min[cell] + log(1 + B_crit(L)/B_i) + (run offset + ε_i)/slope_i + η_i.
 
     Loss noise becomes step noise through the curve's local slope: a run whose loss sits δ above its trend reaches
     a level δ/slope later in log steps, so the same offset moves flat (late) crossings most."""
-    priors = _hyperbola_priors(log_B_center)
     p = {k: numpyro.sample(k, d) for k, d in priors.items()}
     with numpyro.plate("cells", level_of_cell.shape[0]):
         log_S_min = numpyro.sample("log_S_min", dist.Normal(log_S_init, 5.0))
@@ -264,32 +253,6 @@ def _hyperbola_model(cell, run, log_B, inv_slope, level_of_cell, log_S_init, log
         numpyro.sample("log_S", dist.Normal(mean, scale), obs=log_S)
 
 
-def _scalar_diagnostics(dt: xr.DataTree, names, dists, vector_names, strict: bool) -> None:
-    table, messages = diagnostics.diagnose(dt, tuple(names), dists)
-    import arviz_stats as azs
-
-    for name in vector_names if dt["posterior"].sizes["chain"] > 1 else ():
-        rhat = float(np.nanmax(np.asarray(azs.rhat(dt["posterior"].to_dataset()[[name]])[name])))
-        if not rhat <= diagnostics.RHAT_MAX:
-            messages.append(f"{name}: max R-hat {rhat:.3f} > {diagnostics.RHAT_MAX} (chains disagree)")
-    diagnostics.record(dt, table, messages, strict)
-
-
-def _table_hash(df: pd.DataFrame) -> str:
-    return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()).hexdigest()
-
-
-def _sampler_attrs(kind, key_record, settings: NUTS, data_hash, extra) -> dict[str, Any]:
-    return azb.make_attrs(inference_library=None) | {
-        "kind": kind,
-        "result_kind": kind,
-        "data_hash": data_hash,
-        "versions": json.dumps(versions()),
-        "sampler": sampler_record(settings, key_record),
-        **extra,
-    }
-
-
 def fit_critical_batch(
     data: pd.DataFrame,
     *,
@@ -298,6 +261,7 @@ def fit_critical_batch(
     min_runs: int = 3,
     sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
+    priors: Mapping[str, str] | None = None,
     strict: bool = False,
     **sampler_options: Any,
 ) -> xr.DataTree:
@@ -322,6 +286,9 @@ def fit_critical_batch(
         ``level``, ``S``, ``slope``).
     sampler, **sampler_options, rng_key
         As in :func:`bayescale.fit`; chains start at the prior median.
+    priors
+        Overrides of the declared priors (:data:`CRITICAL_BATCH_MODEL`), parameter → prior expression; recorded as
+        text in ``attrs["priors"]``.
     strict
         Raise :class:`~bayescale.diagnostics.SamplingError` on sampler trouble instead of warning.
 
@@ -359,7 +326,8 @@ def fit_critical_batch(
     run_names, run_idx = np.unique(table["run"].astype(str).to_numpy(), return_inverse=True)
     level_of_cell = cells["level"].to_numpy(float)
     log_L_ref = float(np.mean(np.log(level_of_cell)))
-    log_B_center = float(np.mean(np.log(table["B"])))
+    statistics = {"log_B_centre": float(np.mean(np.log(table["B"])))}
+    parsed, dists = CRITICAL_BATCH_MODEL.resolve_priors(priors, statistics)
     args = (jnp.asarray(table["cell"].map(cell_ids).to_numpy()), jnp.asarray(run_idx),
             jnp.asarray(np.log(table["B"].to_numpy(float))), jnp.asarray(1.0 / table["slope"].to_numpy(float)),
             jnp.asarray(level_of_cell),
@@ -367,46 +335,45 @@ def fit_critical_batch(
     log_S = jnp.asarray(np.log(table["S"].to_numpy(float)))
     key, key_record = as_key(rng_key)
     k_fit, k_ppc = jax.random.split(key)
-    kwargs = dict(n_runs=len(run_names), log_L_ref=log_L_ref, log_B_center=log_B_center)
-    mcmc = run_nuts(_hyperbola_model, *args, rng_key=k_fit, sampler=settings, log_S=log_S, **kwargs)
-    post = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in post.items()}
-    ppc = numpyro.infer.Predictive(_hyperbola_model, posterior_samples=flat, return_sites=["log_S"])(k_ppc, *args, **kwargs)
-    loglik = numpyro.infer.log_likelihood(_hyperbola_model, flat, *args, log_S=log_S, **kwargs)["log_S"]
+    model = functools.partial(_hyperbola_model, n_runs=len(run_names), log_L_ref=log_L_ref, priors=dists)
+    mcmc = run_nuts(model, *args, rng_key=k_fit, sampler=settings, log_S=log_S)
+    groups = draw_groups(model, args, mcmc, rng_key=(k_ppc, jax.random.fold_in(key, 2)), observed={"log_S": log_S},
+                         sampled_names=list(dists), num_prior_samples=500)
+    post = groups["posterior"]
     log_B_crit = post["log_B_ref"][..., None] - (np.log(level_of_cell) - log_L_ref) / post["alpha_B"][..., None]
-    derived = {
+    post |= {
         "B_ref": np.exp(post["log_B_ref"]),
         "B_star": np.exp(post["log_B_ref"] + log_L_ref / post["alpha_B"]),
         "B_crit": np.exp(log_B_crit),
         "S_min": np.exp(post["log_S_min"]),
         "E_min": np.exp(log_B_crit + post["log_S_min"]),
     }
-    shape = post["alpha_B"].shape
-    dt = azb.from_dict(
-        {"posterior": post | derived,
-         "posterior_predictive": {"log_S": np.asarray(ppc["log_S"]).reshape(*shape, -1)},
-         "log_likelihood": {"log_S": np.asarray(loglik).reshape(*shape, -1)},
-         "sample_stats": sample_stats_of(mcmc)},
+    point = np.arange(len(table))
+    columns = ("run", "N", "B", "cell", "level", "S", "E", "slope")
+    return build_result(
+        groups,
         dims={k: ["cell"] for k in ("log_S_min", "B_crit", "S_min", "E_min")} | {"z_run": ["run"], "log_S": ["point"]},
-        coords={"cell": cells.index.to_numpy(), "run": run_names, "point": np.arange(len(table))},
+        coords={"cell": cells.index.to_numpy(), "run": run_names, "point": point},
+        observed=xr.Dataset({"log_S": ("point", np.log(table["S"].to_numpy(float)))}, coords={"point": point}),
+        constant=xr.Dataset({c: ("point", table[c].to_numpy()) for c in columns}, coords={"point": point}),
+        result_kind=CRITICAL_BATCH_MODEL.result_kind,
+        provenance=CRITICAL_BATCH_MODEL.attrs(parsed, table[list(columns)], statistics,
+                                              ["B_star", "alpha_B", "B_ref", "sigma", "tau", "sigma_S"])
+        | {"likelihood": "normal", "L_ref": float(np.exp(log_L_ref))},
+        priors={k: p.text for k, p in parsed.items()},
+        settings=settings,
+        key_record=key_record,
+        checked=(tuple(dists), dists),
+        strict=strict,
+        extra_groups={
+            "cells": xr.Dataset({"N": ("cell", cells["N"].to_numpy(float)), "level": ("cell", level_of_cell)},
+                                coords={"cell": cells.index.to_numpy()}),
+            "references": xr.Dataset({"B_star": ("source", [KAPLAN_BATCH["B_star"]]),
+                                      "alpha_B": ("source", [KAPLAN_BATCH["alpha_B"]])},
+                                     coords={"source": ["kaplan2020"]}),
+        },
+        vector_names=["log_S_min"],
     )
-    points = xr.Dataset({c: ("point", table[c].to_numpy()) for c in ("run", "N", "B", "cell", "level", "S", "E", "slope")},
-                        coords={"point": np.arange(len(table))})
-    dt["observed_data"] = xr.DataTree(xr.Dataset({"log_S": ("point", np.log(table["S"].to_numpy(float)))},
-                                                 coords={"point": np.arange(len(table))}))
-    dt["constant_data"] = xr.DataTree(points)
-    dt["cells"] = xr.DataTree(xr.Dataset({"N": ("cell", cells["N"].to_numpy(float)),
-                                          "level": ("cell", level_of_cell)}, coords={"cell": cells.index.to_numpy()}))
-    dt["references"] = xr.DataTree(xr.Dataset({"B_star": ("source", [KAPLAN_BATCH["B_star"]]),
-                                               "alpha_B": ("source", [KAPLAN_BATCH["alpha_B"]])},
-                                              coords={"source": ["kaplan2020"]}))
-    dt.attrs["law_id"] = "kaplan2020_critical_batch"
-    dt.attrs.update(_sampler_attrs("critical_batch", key_record, settings,
-                                   _table_hash(table), {"L_ref": float(np.exp(log_L_ref))}))
-    dists = _hyperbola_priors(log_B_center)
-    dt.attrs["parameters"] = json.dumps(["B_star", "alpha_B", "B_ref", *(n for n in dists if n not in ("log_B_ref", "alpha_B"))])
-    _scalar_diagnostics(dt, dists, dists, ["log_S_min"], strict)
-    return dt
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -471,23 +438,31 @@ def _solve_log_loss(log_N, log_S, log_B, log_N_c, alpha_N, log_S_c, alpha_S, log
 _LOSS_STEP_PARAMS = ("a_N", "alpha_N", "a_S", "alpha_S", "log_B_ref", "alpha_B", "sigma", "tau")
 
 
-def _loss_step_priors(center: dict) -> dict:
-    return {
-        # a_N = log L_N(N_ref): the model's loss at infinite steps, near the lowest loss seen
-        "a_N": dist.Normal(center["log_min_loss"], 1.0),
-        # exponents: Kaplan's 0.077 / 0.76 / 0.21 sit well inside; an order of magnitude either way is in the 90% range
-        "alpha_N": dist.LogNormal(jnp.log(0.1), 1.0),
-        "a_S": dist.Normal(center["log_min_loss"] - 1.0, 2.0),  # log of the step term at S_ref
-        "alpha_S": dist.LogNormal(jnp.log(0.7), 1.0),
-        "log_B_ref": dist.Normal(center["log_B"], 3.0),
-        "alpha_B": dist.LogNormal(jnp.log(0.25), 1.0),
-        "sigma": dist.HalfNormal(0.05),  # noise of log loss: seed noise ~0.01 nats on ~3 nats (LAWS.md)
-        "tau": dist.HalfNormal(0.05),
-    }
+#: The L(N, S_min) model, declared (:mod:`bayescale.declared`), sampled in a centred parameterisation. Priors: a_N =
+#: log L_N(N_ref), the model's loss at infinite steps, near the lowest loss seen; a_S, the log of the step term at
+#: S_ref; the exponents: Kaplan's 0.077 / 0.76 / 0.21 sit well inside, an order of magnitude either way is in the 90%
+#: range; log B_ref around the geometric mean of the batch sizes; sigma, tau: noise of log loss and run offsets (seed
+#: noise ~0.01 nats on ~3 nats, LAWS.md). Override with ``fit_loss_steps(..., priors={"alpha_S": "..."})``.
+LOSS_STEPS_MODEL = DeclaredModel(
+    id="kaplan2020_loss_steps",
+    result_kind="loss_steps",
+    formula="L = (N_c/N)**alpha_N + (S_c/S_min)**alpha_S, S_min = S/(1 + B_crit(L)/B), B_crit(L) = B_star/L**(1/alpha_B)",
+    citation="Kaplan et al. 2020, arXiv:2001.08361, Eq. 5.6 (Table 3) with the adjustment Eq. 5.4",
+    priors={
+        "a_N": "Normal(log(min_loss), 1.0)",
+        "alpha_N": "LogNormal(log(0.1), 1.0)",
+        "a_S": "Normal(log(min_loss) - 1.0, 2.0)",
+        "alpha_S": "LogNormal(log(0.7), 1.0)",
+        "log_B_ref": "Normal(log_B_centre, 3.0)",
+        "alpha_B": "LogNormal(log(0.25), 1.0)",
+        "sigma": "HalfNormal(0.05)",
+        "tau": "HalfNormal(0.05)",
+    },
+    statistics={"log_B_centre": "mean of log B over the distinct batch sizes"},
+)
 
 
-def _loss_step_model(log_N, log_S, log_B, run, n_runs, center, num_iterations, log_loss=None):
-    priors = _loss_step_priors(center)
+def _loss_step_model(log_N, log_S, log_B, run, n_runs, center, num_iterations, priors, log_loss=None):
     p = {k: numpyro.sample(k, priors[k]) for k in _LOSS_STEP_PARAMS if k != "tau"}
     mean = 0.0
     if n_runs:
@@ -514,6 +489,7 @@ def fit_loss_steps(
     sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
     num_iterations: int = 64,
+    priors: Mapping[str, str] | None = None,
     strict: bool = False,
     **sampler_options: Any,
 ) -> xr.DataTree:
@@ -523,7 +499,9 @@ def fit_loss_steps(
     :func:`solve_loss`; the run effect ~ Normal(0, τ) is left out when every run has one point (final losses only),
     where it cannot be told from ε. Sampled in a centred parameterisation (``a_N = α_N·log(N_c/N_ref)`` is the log loss limit at
     the geometric-mean model size, ``a_S`` the log step term at the geometric-mean step, B_crit at the geometric-mean
-    loss), which removes the amplitude-exponent correlation; ``N_c``, ``S_c``, ``B_star`` are derived.
+    loss), which removes the amplitude-exponent correlation; ``N_c``, ``S_c``, ``B_star`` are derived. ``priors``
+    overrides the declared priors (:data:`LOSS_STEPS_MODEL`), parameter → prior expression; ``sampler``,
+    ``**sampler_options``, ``rng_key`` as in :func:`bayescale.fit` (chains start at the prior median).
 
     Returns
     -------
@@ -550,32 +528,47 @@ def fit_loss_steps(
               "log_min_loss": float(np.min(logs["loss"]))}
     # a run effect needs runs with several points; with one point per run (final losses) it is the noise itself
     n_runs = len(run_names) if len(run_names) < len(df) else 0
+    statistics = {"min_loss": float(df["loss"].min()), "log_B_centre": center["log_B"]}
+    parsed, dists = LOSS_STEPS_MODEL.resolve_priors(priors, statistics)
     args = (jnp.asarray(logs["N"]), jnp.asarray(logs["step"]), jnp.asarray(logs["B"]), jnp.asarray(run_idx),
-            n_runs, center, int(num_iterations))
+            n_runs, center, int(num_iterations), dists)
     key, key_record = as_key(rng_key)
     mcmc = run_nuts(_loss_step_model, *args, rng_key=key, sampler=settings, log_loss=jnp.asarray(logs["loss"]))
     post = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     post["N_c"] = np.exp(center["log_N"] + post["a_N"] / post["alpha_N"])
     post["S_c"] = np.exp(center["log_S"] + post["a_S"] / post["alpha_S"])
     post["B_star"] = np.exp(post["log_B_ref"] + center["log_L"] / post["alpha_B"])
-    dt = azb.from_dict({"posterior": post, "sample_stats": sample_stats_of(mcmc)}, dims={"run_effect": ["run"]},
-                       coords={"run": run_names})
     point = np.arange(len(df))
-    dt["observed_data"] = xr.DataTree(xr.Dataset({"log_loss": ("point", logs["loss"])}, coords={"point": point}))
-    dt["constant_data"] = xr.DataTree(xr.Dataset({c: ("point", df[c].to_numpy()) for c in ("run", "N", "B", "step")},
-                                                 coords={"point": point}))
-    ref = {k: ("source", [v]) for k, v in KAPLAN_BATCH.items()}
-    dt["references"] = xr.DataTree(xr.Dataset(ref, coords={"source": ["kaplan2020"]}))
-    dt.attrs["law_id"] = "kaplan2020_loss_steps"
-    dt.attrs.update(_sampler_attrs("loss_steps", key_record, settings, _table_hash(df),
-                                   {"center": json.dumps(center), "num_iterations": int(num_iterations)}))
-    priors = _loss_step_priors(center)
-    if not n_runs:
-        priors.pop("tau")
-    dt.attrs["parameters"] = json.dumps(["N_c", "alpha_N", "S_c", "alpha_S", "B_star", "alpha_B",
-                                         *(n for n in priors if n in ("sigma", "tau"))])
-    _scalar_diagnostics(dt, priors, priors, [], strict)
-    return dt
+    checked = {k: d for k, d in dists.items() if k != "tau" or n_runs}  # no run effects: no tau
+    return build_result(
+        # no per-point groups: each needs the implicit solve at every point and draw (docs/batch_size.md)
+        {"posterior": post, "sample_stats": sample_stats_of(mcmc)},
+        dims={"run_effect": ["run"]},
+        coords={"run": run_names},
+        observed=xr.Dataset({"log_loss": ("point", logs["loss"])}, coords={"point": point}),
+        constant=xr.Dataset({c: ("point", df[c].to_numpy()) for c in ("run", "N", "B", "step")},
+                            coords={"point": point}),
+        result_kind=LOSS_STEPS_MODEL.result_kind,
+        provenance=LOSS_STEPS_MODEL.attrs(parsed, df, statistics, ["N_c", "alpha_N", "S_c", "alpha_S", "B_star",
+                                                                  "alpha_B", *(n for n in checked if n in ("sigma", "tau"))])
+        | {"likelihood": "normal", "center": json.dumps(center), "num_iterations": int(num_iterations)},
+        priors={k: p.text for k, p in parsed.items()},
+        settings=settings,
+        key_record=key_record,
+        checked=(tuple(checked), checked),
+        strict=strict,
+        extra_groups={"references": xr.Dataset({k: ("source", [v]) for k, v in KAPLAN_BATCH.items()},
+                                               coords={"source": ["kaplan2020"]})},
+    )
+
+
+def _require_kind(result: xr.DataTree, kind: str, what: str, made_by: str) -> None:
+    try:
+        got = f"a {result_kind(result)!r} result"
+    except ResultError as err:
+        got = str(err)
+    if got != f"a {kind!r} result":
+        raise ValueError(f"{what} needs a {made_by} result, got {got}")
 
 
 def compute_frontier(result: xr.DataTree, compute) -> xr.Dataset:
@@ -595,8 +588,7 @@ def compute_frontier(result: xr.DataTree, compute) -> xr.Dataset:
     compute = np.atleast_1d(np.asarray(compute, dtype=float))
     if not np.all(np.isfinite(compute) & (compute > 0)):
         raise ValueError("compute must be positive finite FLOP values")
-    if result.attrs.get("kind") != "loss_steps":
-        raise ValueError(f"compute_frontier needs a fit_loss_steps result, got kind={result.attrs.get('kind')!r}")
+    _require_kind(result, "loss_steps", "compute_frontier", "fit_loss_steps")
     post = result["posterior"].to_dataset()
     p = {k: post[k].values.reshape(-1)[:, None] for k in ("N_c", "alpha_N", "S_c", "alpha_S", "B_star", "alpha_B")}
     # loss grid per draw, relative to the frontier's scale: L from 1.001x to 50x of a reference loss of 1 nat
@@ -637,8 +629,7 @@ def plot_hyperbolae(result: xr.DataTree, *, path: str | os.PathLike | None = Non
     fitted hyperbola E = E_min·S/(S − S_min) with 50% and 90% bands; one panel per model size."""
     import matplotlib.pyplot as plt
 
-    if result.attrs.get("kind") != "critical_batch":
-        raise ValueError(f"plot_hyperbolae needs a fit_critical_batch result, got kind={result.attrs.get('kind')!r}")
+    _require_kind(result, "critical_batch", "plot_hyperbolae", "fit_critical_batch")
     pts, cells = result["constant_data"].to_dataset(), result["cells"].to_dataset()
     post = result["posterior"].to_dataset()
     s_min = post["S_min"].values.reshape(-1, cells.sizes["cell"])[:_MAX_DRAWS]
@@ -675,8 +666,7 @@ def plot_critical_batch(result: xr.DataTree, *, path: str | os.PathLike | None =
     the per-cell medians, and Kaplan's published B*/L^(1/α_B) for comparison."""
     import matplotlib.pyplot as plt
 
-    if result.attrs.get("kind") != "critical_batch":
-        raise ValueError(f"plot_critical_batch needs a fit_critical_batch result, got kind={result.attrs.get('kind')!r}")
+    _require_kind(result, "critical_batch", "plot_critical_batch", "fit_critical_batch")
     post, cells = result["posterior"].to_dataset(), result["cells"].to_dataset()
     b_star, alpha_b = (post[k].values.reshape(-1)[:_MAX_DRAWS, None] for k in ("B_star", "alpha_B"))
     levels = cells["level"].values

@@ -44,6 +44,7 @@ Calibration", arXiv:1804.06788.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -53,16 +54,17 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import scipy.stats
-from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
+from numpyro.infer import Predictive
 
 from bayescale.data import load_runs
-from bayescale.inference import check_positive_ints, release_compiled
+from bayescale.inference import nuts_mcmc, release_compiled, run_nuts, sampler_record
 from bayescale.laws import Law, load_law
-from bayescale.model import ModelSpec, build_model, resolve_priors
+from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.noise import Noise, curve_structure
+from bayescale.settings import NUTS, check_positive_ints, median_start_settings
 
 __all__ = ["check_calibration", "default_design", "sbc_power", "simulations_for_power", "MISSPECIFICATIONS",
-           "MAX_CONTRACTION", "POWER_SCENARIOS", "format_verdict"]
+           "MAX_CONTRACTION", "POWER_SCENARIOS", "SBC_SAMPLER", "format_verdict"]
 
 #: ``None``: the positive control (simulate from the model that is fitted). The others are negative controls (module
 #: docstring): ``"prior"`` (data ignored), ``"narrow"`` (posterior draws shrunk), ``"law"`` (data from another law),
@@ -90,6 +92,11 @@ POWER_SCENARIOS = (("narrow_30", 0.7, 0.0), ("wide_30", 1.3, 0.0), ("shift_0.5",
 #: Data statistics used by data-dependent priors during SBC: a typical final loss range of language models
 #: (Chinchilla's 240 points span 2.08-5.01 nats/token, CARD.md). Fixed, not read from each simulated table.
 SBC_STATISTICS = {"min_loss": 2.0, "max_loss": 4.0}
+
+#: Default sampler of one simulated fit: one chain of 300 warmup + 200 draws from the prior median, the kernel of
+#: :func:`bayescale.fit` otherwise (dense mass, target acceptance 0.9). One chain: SBC reads ranks, not R-hat, and a
+#: study of S simulations is S fits.
+SBC_SAMPLER = NUTS(num_warmup=300, num_samples=200, num_chains=1, init="median", progress_bar=False)
 
 
 def default_design(law: Law, noise: str | Noise = "iid") -> dict[str, np.ndarray]:
@@ -184,8 +191,9 @@ def simulations_for_power(
     raise ValueError(f"power {target} against scale {scale}, shift {shift} needs more than {maximum} simulations")
 
 
-def _fit_draws(law, spec, design, structure, log_inputs, losses, key, batched, num_warmup, num_samples):
-    """Posterior draws (one chain) of every simulated table as {name: (S, num_samples)}, and the divergences."""
+def _fit_draws(law, spec, design, structure, log_inputs, losses, key, batched, settings: NUTS):
+    """Posterior draws of every simulated table as {name: (S, chains × draws)} (chains one after another), and the
+    divergences."""
     names = spec.sampled_names
     if batched:
         from bayescale.batch import fit_batch
@@ -196,19 +204,17 @@ def _fit_draws(law, spec, design, structure, log_inputs, losses, key, batched, n
         tables = [load_runs({**cols, "loss": loss}, inputs=law.input_names, check_units=False) for loss in losses]
         with warnings.catch_warnings():  # per-fit R-hat needs 2 chains; SBC reads ranks, not diagnostics
             warnings.simplefilter("ignore")
-            result = fit_batch(law, tables, rng_key=key, num_chains=1, num_warmup=num_warmup,
-                               num_samples=num_samples, likelihood=spec.likelihood, noise=spec.noise,
-                               statistics=spec.statistics,
-                               require_identifiable=False)
+            result = fit_batch(law, tables, rng_key=key, sampler=settings, likelihood=spec.likelihood,
+                               noise=spec.noise, statistics=spec.statistics, require_identifiable=False)
         post = result.posterior.to_dataset()
-        return {n: post[n].values[:, 0] for n in names}, int(result.sample_stats["diverging"].sum())
-    kernel = NUTS(build_model(spec, structure), dense_mass=True, target_accept_prob=0.9, init_strategy=init_to_median)
-    # One MCMC object with jit_model_args: the model is compiled once and reused for every simulated table.
-    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=1, progress_bar=False,
-                jit_model_args=True)
+        flat = {n: post[n].values.reshape(post.sizes["fit"], -1) for n in names}
+        return flat, int(result.sample_stats["diverging"].sum())
+    model = build_model(spec, structure)
+    # One MCMC object whose model arguments are traced: the model is compiled once and reused for every table.
+    mcmc = nuts_mcmc(model, settings, mass=mass_structure(settings.dense_mass, spec), reuse_compiled=True)
     draws, divergences = {n: [] for n in names}, 0
     for s, k in enumerate(jax.random.split(key, len(losses))):
-        mcmc.run(k, log_inputs, loss=jnp.asarray(losses[s]), extra_fields=("diverging",))
+        run_nuts(model, log_inputs, rng_key=k, mcmc=mcmc, loss=jnp.asarray(losses[s]))
         divergences += int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
         for n, v in mcmc.get_samples().items():
             if n in draws:
@@ -232,8 +238,7 @@ def check_calibration(
     law: Law | str,
     *,
     num_simulations: int = 100,
-    num_warmup: int = 300,
-    num_samples: int = 200,
+    sampler: NUTS | Mapping[str, Any] | None = None,
     thin: int = 2,
     num_bins: int = 5,
     likelihood: str = "student_t",
@@ -246,6 +251,7 @@ def check_calibration(
     max_contraction: float = MAX_CONTRACTION,
     rng_key: int = 0,
     batched: bool = True,
+    **sampler_options: Any,
 ) -> pd.DataFrame:
     """Simulation-based calibration of a law's fit: rank uniformity, posterior contraction and the test's power.
 
@@ -254,10 +260,15 @@ def check_calibration(
     law
         Law, catalogue id or law-file path.
     num_simulations
-        Prior draws, each simulated and fitted once (one chain).
-    num_warmup, num_samples, thin
-        NUTS settings per fit; every ``thin``-th draw is kept (to cut autocorrelation, which makes ranks non-uniform
-        even for a correct sampler), giving ``L = num_samples // thin`` draws and ranks in 0..L.
+        Prior draws, each simulated and fitted once.
+    sampler, **sampler_options
+        The sampler settings of every simulated fit: a :class:`bayescale.NUTS` value (or a dict of its fields;
+        ``None``: :data:`SBC_SAMPLER`, one chain of 300 warmup + 200 draws), with any of its fields as keywords on
+        top (``num_warmup=150, num_samples=150``). Chains start at the prior median (``init="map"`` is refused, as in
+        :func:`bayescale.fit_batch`); several chains are pooled. Recorded in ``attrs["settings"]["sampler"]``.
+    thin
+        Every ``thin``-th draw is kept (to cut autocorrelation, which makes ranks non-uniform even for a correct
+        sampler), giving ``L = num_chains · num_samples // thin`` draws and ranks in 0..L.
     num_bins
         Bins of the chi-square test (keep ``num_simulations / num_bins`` ≥ 5 for the chi-square approximation).
     likelihood, noise
@@ -292,11 +303,12 @@ def check_calibration(
     law = law if isinstance(law, Law) else load_law(law)
     if misspecify not in MISSPECIFICATIONS:
         raise ValueError(f"misspecify {misspecify!r}: must be one of {list(MISSPECIFICATIONS)}")
-    check_positive_ints(num_simulations=num_simulations, num_warmup=num_warmup, num_samples=num_samples, thin=thin,
-                        num_bins=num_bins)
-    n_draws = num_samples // thin
+    settings = median_start_settings(sampler, sampler_options, "check_calibration", SBC_SAMPLER)
+    check_positive_ints(num_simulations=num_simulations, thin=thin, num_bins=num_bins)
+    n_draws = settings.num_chains * settings.num_samples // thin
     if n_draws + 1 < num_bins:
-        raise ValueError(f"num_samples // thin = {n_draws} draws give too few rank values for {num_bins} bins")
+        raise ValueError(f"num_chains * num_samples // thin = {n_draws} draws give too few rank values for "
+                         f"{num_bins} bins")
     if isinstance(noise, str) and noise.strip() == "auto":
         raise ValueError("noise='auto' depends on the data; give the noise model to check, e.g. 'iid' or 'run+ou'")
     noise = Noise.parse(noise)
@@ -354,7 +366,7 @@ def check_calibration(
         divergences = 0
     else:
         draws, divergences = _fit_draws(law, spec, x, structure, log_inputs, np.exp(log_loss_all[keep]), k_fit,
-                                        batched, num_warmup, num_samples)
+                                        batched, settings)
         kept = {n: draws[n][:, ::thin][:, :n_draws] for n in names}
         if misspecify == "narrow":
             kept = {n: v.mean(axis=1, keepdims=True) + distortion * (v - v.mean(axis=1, keepdims=True))
@@ -381,8 +393,9 @@ def check_calibration(
         contracts=contracts, passes=uniform and contracts,
         uninformative=[str(n) for n in table.index[~table["informative"]]],
         divergences=divergences, rejected=rejected,
-        settings=dict(num_warmup=num_warmup, num_samples=num_samples, thin=thin, likelihood=likelihood,
-                      noise=noise.spec, statistics=stats, rng_key=rng_key, batched=batched),
+        settings=dict(num_warmup=settings.num_warmup, num_samples=settings.num_samples, thin=thin,
+                      likelihood=likelihood, noise=noise.spec, statistics=stats, rng_key=rng_key, batched=batched,
+                      sampler=json.loads(sampler_record(settings, rng_key))),
     )
     return table
 

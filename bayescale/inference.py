@@ -6,10 +6,11 @@ import contextlib
 import json
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import arviz_base as azb
+import arviz_stats as azs
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,8 +19,8 @@ from numpyro.infer import MCMC, Predictive, init_to_median, log_likelihood
 from numpyro.infer import NUTS as NUTSKernel
 
 from bayescale import diagnostics
-from bayescale._runtime import available_platforms, choose_platform
 from bayescale.errors import check_rng_key
+from bayescale._runtime import available_platforms, choose_platform
 from bayescale.data import DataError, check_identifiable, check_target, load_runs
 from bayescale.laws import Law, load_law, published_table
 from bayescale.model import (ModelSpec, build_model, mass_structure, pointwise_terms, recover_run_effects,
@@ -27,10 +28,10 @@ from bayescale.model import (ModelSpec, build_model, mass_structure, pointwise_t
 from bayescale.noise import Noise, curve_structure
 from bayescale.init import find_start
 from bayescale.reparam import AUXILIARY_SUFFIX, auxiliary_name, centres_of, describe_centring, plan_centring
-from bayescale.results import law_data_attrs
+from bayescale.results import law_data_attrs, versions
 from bayescale.settings import CHAIN_METHODS, NUTS, SamplerSettingsError
 
-__all__ = ["Placement", "draw_groups", "fit", "place", "run_nuts", "sample_stats_of"]
+__all__ = ["Placement", "build_result", "draw_groups", "fit", "nuts_mcmc", "place", "run_nuts", "sample_stats_of"]
 
 _EXTRA_FIELDS = ("diverging", "num_steps", "accept_prob", "energy", "adapt_state.step_size")
 _STAT_NAMES = {
@@ -66,13 +67,6 @@ def release_compiled(fraction: float = _MAP_FRACTION) -> bool:
     jax.clear_caches()
     gc.collect()
     return True
-
-
-def check_positive_ints(**values: Any) -> None:
-    """Raise ``ValueError`` naming the first argument that is not a positive integer (sampler settings and counts)."""
-    for name, value in values.items():
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def as_key(rng_key: int | jax.Array) -> tuple[jax.Array, Any]:
@@ -114,6 +108,40 @@ def check_target_noise(law: Law, noise: Noise) -> None:
                          f"{law.target.kind!r} (law {law.id!r}) does not have; use 'iid', 'run' or 'ou' terms")
 
 
+def nuts_mcmc(
+    model,
+    sampler: NUTS | None = None,
+    *,
+    mass: bool | list | None = None,
+    reuse_compiled: bool = False,
+    platform: str | None = None,
+) -> MCMC:
+    """The numpyro NUTS kernel and MCMC object of the settings ``sampler`` (:class:`bayescale.NUTS`), not yet run:
+    the one kernel set-up of :func:`run_nuts` and of loops that run one model on many datasets.
+
+    ``mass`` overrides the mass-matrix structure (``sampler.dense_mass`` by default; e.g. dense over the globals,
+    diagonal over run effects, :func:`bayescale.model.mass_structure`); chains start at the prior median unless the
+    run is given ``init_params``. ``reuse_compiled``: the model's arguments are traced (numpyro's
+    ``jit_model_args``), so that running the object again on new data of the same shapes reuses the compiled
+    sampler (simulation-based calibration's loop, :mod:`bayescale.calibration`). ``platform``: where it will run
+    (the device policy's choice, :func:`place`; default JAX's default backend), which decides the chain layout.
+    """
+    settings = sampler or NUTS()
+    progress_bar = sys.stderr.isatty() if settings.progress_bar is None else settings.progress_bar
+    kernel = NUTSKernel(model, dense_mass=settings.dense_mass if mass is None else mass,
+                        target_accept_prob=settings.target_accept_prob, max_tree_depth=settings.max_tree_depth,
+                        init_strategy=init_to_median)
+    return MCMC(
+        kernel,
+        num_warmup=settings.num_warmup,
+        num_samples=settings.num_samples,
+        num_chains=settings.num_chains,
+        chain_method=resolve_chain_method(settings.chain_method, settings.num_chains, platform),
+        progress_bar=progress_bar,
+        jit_model_args=reuse_compiled,
+    )
+
+
 def run_nuts(
     model,
     *args,
@@ -121,16 +149,17 @@ def run_nuts(
     sampler: NUTS | None = None,
     mass: bool | list | None = None,
     init_params: Any = None,
+    mcmc: MCMC | None = None,
     **kwargs,
 ) -> MCMC:
     """Run NUTS on any numpyro ``model(*args, **kwargs)`` with the settings ``sampler`` (:class:`bayescale.NUTS`);
     return the MCMC object.
 
-    Every fit function (``fit``, schedule laws, the special-purpose models) runs NUTS here, so they share one kernel
-    set-up: ``mass`` overrides the mass-matrix structure (``sampler.dense_mass`` by default; e.g. dense over the
-    globals, diagonal over run effects, :func:`bayescale.model.mass_structure`); chains start at the prior median
-    unless ``init_params`` gives each chain's unconstrained start (:func:`bayescale.init.find_start`); the extra fields
-    :data:`_EXTRA_FIELDS` are recorded. Read results with ``mcmc.get_samples(group_by_chain=True)`` and
+    Every fit function (``fit``, schedule laws, the special-purpose models, calibration) runs NUTS here, so they share
+    one kernel set-up (:func:`nuts_mcmc`; ``mass`` as there); chains start at the prior median unless ``init_params``
+    gives each chain's unconstrained start (:func:`bayescale.init.find_start`); the extra fields
+    :data:`_EXTRA_FIELDS` are recorded. ``mcmc``: an object of :func:`nuts_mcmc` to run again (on new data of the
+    same shapes) instead of a new one. Read results with ``mcmc.get_samples(group_by_chain=True)`` and
     ``mcmc.get_extra_fields(group_by_chain=True)``.
 
     The device policy (``sampler.device``, :func:`bayescale._runtime.choose_platform`) picks the platform from the
@@ -138,23 +167,14 @@ def run_nuts(
     (``jax.default_device``) and ``mcmc.placement`` holds the :class:`Placement` that :func:`sampler_record` writes
     into the result.
     """
-    settings = sampler or NUTS()
-    num_chains = settings.num_chains
-    placement = place(settings.device, n_points=data_size(args, kwargs), n_chains=num_chains)
-    chain_method = resolve_chain_method(settings.chain_method, num_chains, placement.platform)
-    progress_bar = sys.stderr.isatty() if settings.progress_bar is None else settings.progress_bar
-    kernel = NUTSKernel(model, dense_mass=settings.dense_mass if mass is None else mass,
-                        target_accept_prob=settings.target_accept_prob, max_tree_depth=settings.max_tree_depth,
-                        init_strategy=init_to_median)
-    mcmc = MCMC(
-        kernel,
-        num_warmup=settings.num_warmup,
-        num_samples=settings.num_samples,
-        num_chains=num_chains,
-        chain_method=chain_method,
-        progress_bar=progress_bar,
-    )
-    if init_params is not None and num_chains == 1:  # numpyro takes one chain's start without the chain axis
+    if mcmc is None or getattr(mcmc, "placement", None) is None:
+        settings = sampler or NUTS()
+        placement = place(settings.device, n_points=data_size(args, kwargs), n_chains=settings.num_chains)
+        if mcmc is None:
+            mcmc = nuts_mcmc(model, settings, mass=mass, platform=placement.platform)
+    else:
+        placement = mcmc.placement
+    if init_params is not None and mcmc.num_chains == 1:  # numpyro takes one chain's start without the chain axis
         init_params = jax.tree_util.tree_map(lambda x: x[0], init_params)
     with on_platform(placement.platform):
         mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, init_params=init_params, **kwargs)
@@ -292,6 +312,79 @@ def draw_groups(
     }
 
 
+def build_result(
+    groups: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    dims: Mapping[str, list[str]],
+    coords: Mapping[str, Any],
+    observed: xr.Dataset,
+    constant: xr.Dataset,
+    result_kind: str,
+    provenance: Mapping[str, Any],
+    priors: Mapping[str, str],
+    settings: NUTS,
+    key_record: Any,
+    checked: tuple[Sequence[str], Mapping[str, Any]],
+    strict: bool,
+    extra_groups: Mapping[str, xr.Dataset] | None = None,
+    per_point_draws: Sequence[int] | None = None,
+    vector_names: Sequence[str] = (),
+    placement: Placement | None = None,
+) -> xr.DataTree:
+    """The result DataTree of a NUTS fit: the one builder of :func:`fit`, the declared models (:mod:`bayescale.pertoken`,
+    :mod:`bayescale.shape`, :mod:`bayescale.batchsize`) and every other fit that samples with :func:`run_nuts`.
+
+    Parameters
+    ----------
+    groups, dims, coords
+        The sampled groups for :func:`arviz_base.from_dict` (from :func:`draw_groups`, or posterior and
+        sample_stats only).
+    observed, constant
+        The ``observed_data`` and ``constant_data`` groups.
+    result_kind
+        A key of :data:`bayescale.contract.RESULT_KINDS`.
+    provenance
+        What the model and data are: law or declared-model text and hash, data hash, columns and size, ...
+        (:func:`bayescale.results.law_data_attrs`, :meth:`bayescale.declared.DeclaredModel.attrs`) and any attrs of
+        the kind.
+    priors
+        Parameter → prior text, as fitted (stored as JSON text in ``attrs["priors"]``).
+    settings, key_record, placement
+        The sampler settings, the key and where the sampler ran (:func:`sampler_record`; ``placement`` by default
+        that of the last :func:`run_nuts` of this thread).
+    checked, strict, vector_names
+        The parameters whose diagnostics are checked and their prior distributions (prior-bound checks), and whether
+        sampler trouble raises (:mod:`bayescale.diagnostics`); ``vector_names``: vector parameters whose worst R-hat
+        is checked too.
+    extra_groups
+        More groups (``references``, ``cells``, ...).
+    per_point_draws
+        The posterior draw numbers of thinned per-point groups (:func:`pointwise_draws`), to label them.
+    """
+    dt = azb.from_dict(dict(groups), dims=dict(dims), coords=dict(coords))
+    if per_point_draws is not None:  # per-point groups over a subset of draws: label them with the posterior's draws
+        for group in ("posterior_predictive", "log_likelihood"):
+            dt[group] = xr.DataTree(dt[group].to_dataset().assign_coords(draw=list(per_point_draws)))
+    dt["observed_data"] = xr.DataTree(observed)
+    dt["constant_data"] = xr.DataTree(constant)
+    for name, ds in (extra_groups or {}).items():
+        dt[name] = xr.DataTree(ds)
+    dt.attrs.update(
+        azb.make_attrs(inference_library=None)
+        | {"result_kind": result_kind, "priors": json.dumps(dict(priors)), "versions": json.dumps(versions())}
+        | dict(provenance)
+        | {"sampler": sampler_record(settings, key_record, placement)}
+    )
+    names, dists = checked
+    table, messages = diagnostics.diagnose(dt, tuple(names), dict(dists))
+    for name in vector_names if dt["posterior"].sizes["chain"] > 1 else ():
+        rhat = float(np.nanmax(np.asarray(azs.rhat(dt["posterior"].to_dataset()[[name]])[name])))
+        if not rhat <= diagnostics.RHAT_MAX:
+            messages.append(f"{name}: max R-hat {rhat:.3f} > {diagnostics.RHAT_MAX} (chains disagree)")
+    diagnostics.record(dt, table, messages, strict)
+    return dt
+
+
 #: Largest number of values (draws x points) a per-point group keeps at full size (float64, every draw). Above it,
 #: the group is computed for evenly spaced draws only (:func:`pointwise_draws`), the posterior predictive and
 #: log-likelihood as float32 (20 MB each at 5e6 values), the prior predictive as float64 (40 MB), so the per-point
@@ -349,9 +442,6 @@ def fit(
         median and prior draws) to the posterior mode, then each chain at its own draw from the Laplace approximation
         around the best mode; optima in distinct modes are recorded in ``attrs["init"]`` and reported by
         :func:`bayescale.summary` (:mod:`bayescale.init`); ``"median"``: every chain at the prior median.
-        ``device="auto"``: on a machine with a GPU a fit this small runs on the CPU, large data on the GPU; ``"cpu"``
-        or ``"gpu"`` force one (:func:`bayescale._runtime.choose_platform`; ``attrs["sampler"]`` records the platform
-        and why).
     rng_key
         Seed (int) or JAX PRNG key. The same key gives identical draws on the same machine and versions.
     likelihood
@@ -457,28 +547,22 @@ def fit(
     keep, n_prior = pointwise_draws(num_chains, num_samples, num_prior_samples, ds.sizes["point"])
     thinning = {} if not pointwise or (keep.size == num_samples and n_prior == num_prior_samples) else {
         "draws": keep.tolist(), "prior_draws": n_prior, "dtype": "float32", "max_values": POINTWISE_MAX_VALUES}
-    point_dims = {"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]}
-    coords = {"point": ds["point"].values, "run": structure["runs"]}
-    dt = azb.from_dict(groups, dims=point_dims, coords=coords)
-    if thinning:  # per-point groups over a subset of draws: label them with the posterior's draw numbers
-        for group in ("posterior_predictive", "log_likelihood"):
-            dt[group] = xr.DataTree(dt[group].to_dataset().assign_coords(draw=thinning["draws"]))
-    dt["observed_data"] = xr.DataTree(ds[["loss"]])
-    dt["constant_data"] = xr.DataTree(ds[list(law.input_names)])
+    references = {}
     if law.published:
         ref = xr.Dataset(
             {k: ("source", v) for k, v in published_table(law).items()},
             coords={"source": [p.source for p in law.published]},
         )
         ref["citation"] = ("source", [p.citation for p in law.published])
-        dt["references"] = xr.DataTree(ref)
-
-    dt.attrs.update(
-        azb.make_attrs(inference_library=None)
-        | law_data_attrs(law, ds, stats, spec.noise_names)
-        | {
-            "result_kind": "law",
-            "priors": json.dumps({k: v.text for k, v in prior_specs.items()}),
+        references["references"] = ref
+    return build_result(
+        groups,
+        dims={"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]},
+        coords={"point": ds["point"].values, "run": structure["runs"]},
+        observed=ds[["loss"]],
+        constant=ds[list(law.input_names)],
+        result_kind="law",
+        provenance=law_data_attrs(law, ds, stats, spec.noise_names) | {
             "likelihood": likelihood,
             "target": law.target.kind,
             "noise": noise.to_json(),
@@ -486,9 +570,13 @@ def fit(
             "pointwise": json.dumps(thinning if pointwise else {"kept": False}),
             "init": json.dumps(start.record if start is not None else {"method": "median"}),
             **({"min_tokens": ds.attrs["min_tokens"]} if "min_tokens" in ds.attrs else {}),
-            "sampler": sampler_record(settings, key_record, mcmc.placement),
-        }
+        },
+        priors={k: v.text for k, v in prior_specs.items()},
+        settings=settings,
+        key_record=key_record,
+        placement=mcmc.placement,
+        checked=(spec.sampled_names, dists),
+        strict=strict,
+        extra_groups=references,
+        per_point_draws=thinning["draws"] if thinning else None,
     )
-    table, messages = diagnostics.diagnose(dt, spec.sampled_names, dists)
-    diagnostics.record(dt, table, messages, strict)
-    return dt

@@ -24,11 +24,9 @@ Kaplan et al. 2020, "Scaling Laws for Neural Language Models", arXiv:2001.08361,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import arviz_base as azb
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,15 +35,15 @@ import numpyro.distributions as dist
 import pandas as pd
 import xarray as xr
 
-from bayescale import diagnostics
 from bayescale.data import DataError
-from bayescale.inference import as_key, draw_groups, release_compiled, run_nuts, sampler_record
-from bayescale.results import versions
+from bayescale.declared import DeclaredModel, check_result, check_table, declared_result, posterior_draws
+from bayescale.inference import as_key, release_compiled, run_nuts
 from bayescale.settings import NUTS, median_start_settings
 
 __all__ = [
     "KAPLAN2020_PER_TOKEN",
     "KAPLAN2020_STEPS_TRUTH",
+    "PER_TOKEN_MODEL",
     "fit_per_token",
     "fit_per_token_steps",
     "kaplan_per_token_table",
@@ -192,111 +190,44 @@ def simulate_per_token_steps(
 
 # --------------------------------------------------------------------------------------------------- validation
 def _table(data: Any, columns: Sequence[str], what: str) -> pd.DataFrame:
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"{what} data must be a pandas DataFrame, got {type(data).__name__}")
-    missing = [c for c in columns if c not in data.columns]
-    if missing:
-        raise DataError(f"{what} data lack column(s) {missing}; columns must include {list(columns)}")
-    if len(data) == 0:
-        raise DataError(f"{what} data have no rows")
-    for col in columns:
-        if col == "model":
-            continue
-        values = pd.to_numeric(data[col], errors="coerce").to_numpy(float)
-        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
-        if bad.size:
-            row = data.index[bad[0]]
-            raise DataError(f"column {col!r}, row {row}: expected a finite number > 0, got {data[col].iloc[bad[0]]!r}")
+    labels = [c for c in columns if c == "model"]
+    table = check_table(data, f"{what} data", numeric=[c for c in columns if c not in labels], labels=labels,
+                        constant_within=("model", ["N"]) if labels else None)
     if "T" in columns:
-        bad = np.flatnonzero(data["T"].to_numpy(float) < 1)
+        bad = np.flatnonzero(table["T"].to_numpy(float) < 1)
         if bad.size:
-            raise DataError(f"column 'T', row {data.index[bad[0]]}: token positions start at 1, got {data['T'].iloc[bad[0]]!r}")
-    return data.reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------------------------------- results
-def assemble_result(
-    model,
-    args: tuple,
-    mcmc,
-    *,
-    rng_key: jax.Array,
-    key_record: Any,
-    observed: xr.Dataset,
-    constant: xr.Dataset,
-    scalar_names: Sequence[str],
-    priors: Mapping[str, Any],
-    dims: Mapping[str, list[str]],
-    coords: Mapping[str, Any],
-    model_id: str,
-    result_kind: str,
-    settings: NUTS,
-    attrs: Mapping[str, Any],
-    strict: bool,
-    num_prior_samples: int = 500,
-) -> xr.DataTree:
-    """A DataTree for a special-purpose numpyro model, shaped like :func:`bayescale.fit`'s result (posterior,
-    posterior_predictive, log_likelihood, sample_stats, prior, observed/constant data, provenance and diagnostics
-    attrs). ``priors`` maps each scalar parameter to its numpyro distribution (for the prior-bound checks)."""
-    names = list(mcmc.get_samples().keys())  # sampled and deterministic sites: their prior draws too
-    groups = draw_groups(model, args, mcmc, rng_key=rng_key, observed={"loss": jnp.asarray(observed["loss"].values)},
-                         sampled_names=names, num_prior_samples=num_prior_samples)
-    dt = azb.from_dict(groups, dims=dict(dims) | {"loss": ["point"]}, coords=coords)
-    dt["observed_data"] = xr.DataTree(observed)
-    dt["constant_data"] = xr.DataTree(constant)
-    dt.attrs.update(
-        azb.make_attrs(inference_library=None)
-        | {
-            "law_id": model_id,
-            "result_kind": result_kind,
-            "n_points": int(observed.sizes["point"]),
-            "parameters": json.dumps(list(scalar_names)),
-            "priors": json.dumps({k: repr(v) for k, v in priors.items()}),
-            "likelihood": "normal",
-            "versions": json.dumps(versions()),
-            "sampler": sampler_record(settings, key_record),
-        }
-        | dict(attrs)
-    )
-    table, messages = diagnostics.diagnose(dt, tuple(scalar_names), dict(priors))
-    diagnostics.record(dt, table, messages, strict)
-    return dt
-
-
-def _draws(result: xr.DataTree, names: Sequence[str]) -> dict[str, np.ndarray]:
-    post = result["posterior"].to_dataset()
-    missing = [n for n in names if n not in post]
-    if missing:
-        raise ValueError(f"result has no posterior for {missing}; is it a result of the right fit function?")
-    return {n: post[n].values.reshape(post.sizes["chain"] * post.sizes["draw"], *post[n].shape[2:]) for n in names}
-
-
-def _check_result(result: Any, model_id: str) -> None:
-    if not isinstance(result, xr.DataTree) or result.attrs.get("law_id") != model_id:
-        got = result.attrs.get("law_id") if isinstance(result, xr.DataTree) else type(result).__name__
-        raise ValueError(f"expected a result of the {model_id!r} fit, got {got!r}")
+            raise DataError(f"column 'T', row {data.index[bad[0]]}: token positions start at 1, got "
+                            f"{data['T'].iloc[bad[0]]!r}")
+    return table
 
 
 # --------------------------------------------------------------------------------------------------- hierarchical fit
-#: Priors of the hierarchical per-token model (log scale; slopes per decade of N). Centres: the six published fits
-#: have a = 2.3-4.0, b = 3.2-5.4, c = 0.47-0.62 over ~3 decades, i.e. |slopes| of 0.05-0.2 per decade; Normal(0, 0.5)
-#: allows a 3-fold change per decade. tau: scatter of a model around the log-linear trend, HalfNormal(0.1) (a 10%
-#: scatter is already large next to the published fits' ~3%). sigma: 1-2% per-position noise, HalfNormal(0.05).
-PER_TOKEN_PRIORS = {
-    "a0": dist.Normal(np.log(3.0), 1.0), "a1": dist.Normal(0.0, 0.5),
-    "b0": dist.Normal(np.log(4.0), 1.0), "b1": dist.Normal(0.0, 0.5),
-    "c0": dist.Normal(np.log(0.5), 1.0), "c1": dist.Normal(0.0, 0.5),
-    "tau_a": dist.HalfNormal(0.1), "tau_b": dist.HalfNormal(0.1), "tau_c": dist.HalfNormal(0.1),
-    "sigma": dist.HalfNormal(0.05),
-}
+#: The hierarchical per-token model, declared (:mod:`bayescale.declared`). Priors (log scale; slopes per decade of N):
+#: the six published fits have a = 2.3-4.0, b = 3.2-5.4, c = 0.47-0.62 over ~3 decades, i.e. |slopes| of 0.05-0.2 per
+#: decade; Normal(0, 0.5) allows a 3-fold change per decade. tau: scatter of a model around the log-linear trend,
+#: HalfNormal(0.1) (a 10% scatter is already large next to the published fits' ~3%). sigma: 1-2% per-position noise,
+#: HalfNormal(0.05). Override any of them with ``fit_per_token(..., priors={"tau_a": "HalfNormal(0.05)"})``.
+PER_TOKEN_MODEL = DeclaredModel(
+    id="kaplan2020_per_token",
+    result_kind="per_token",
+    formula="a + b*T**(-c), log a|b|c = x0 + x1*log10(N/n_ref) + tau*z",
+    citation="Kaplan et al. 2020, arXiv:2001.08361, Fig. 20",
+    priors={
+        "a0": "Normal(log(3.0), 1.0)", "a1": "Normal(0, 0.5)",
+        "b0": "Normal(log(4.0), 1.0)", "b1": "Normal(0, 0.5)",
+        "c0": "Normal(log(0.5), 1.0)", "c1": "Normal(0, 0.5)",
+        "tau_a": "HalfNormal(0.1)", "tau_b": "HalfNormal(0.1)", "tau_c": "HalfNormal(0.1)",
+        "sigma": "HalfNormal(0.05)",
+    },
+)
 
 
 #: Default sampler of :func:`fit_per_token`: target acceptance 0.95 for the funnel of the model-to-model scatter.
 PER_TOKEN_SAMPLER = NUTS(target_accept_prob=0.95, init="median")
 
 
-def _per_token_model(u, index, log_T, loss=None):
-    p = {k: numpyro.sample(k, d) for k, d in PER_TOKEN_PRIORS.items()}
+def _per_token_model(priors, u, index, log_T, loss=None):
+    p = {k: numpyro.sample(k, d) for k, d in priors.items()}
     with numpyro.plate("model", u.shape[0]):
         z = {n: numpyro.sample(f"z_{n}", dist.Normal(0.0, 1.0)) for n in "abc"}
     coef = {n: numpyro.deterministic(n, jnp.exp(p[f"{n}0"] + p[f"{n}1"] * u + p[f"tau_{n}"] * z[n])) for n in "abc"}
@@ -310,6 +241,7 @@ def fit_per_token(
     n_ref: float = N_REF,
     sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
+    priors: Mapping[str, str] | None = None,
     strict: bool = False,
     **sampler_options: Any,
 ) -> xr.DataTree:
@@ -325,6 +257,9 @@ def fit_per_token(
     sampler, **sampler_options
         As in :func:`bayescale.fit`; the default :data:`PER_TOKEN_SAMPLER` targets an acceptance of 0.95 (the
         hierarchical scatter tau makes a funnel) and starts chains at the prior median.
+    priors
+        Overrides of the declared priors (:data:`PER_TOKEN_MODEL`), parameter → prior expression, e.g.
+        ``{"tau_a": "HalfNormal(0.05)"}``; recorded as text in ``attrs["priors"]``.
 
     Returns
     -------
@@ -339,10 +274,6 @@ def fit_per_token(
     table = _table(data, ("model", "N", "T", "loss"), "per-token")
     settings = median_start_settings(sampler, sampler_options, "fit_per_token", PER_TOKEN_SAMPLER)
     sizes = table.groupby("model", sort=False)["N"].agg(["min", "max"])
-    bad = sizes.index[sizes["min"] != sizes["max"]]
-    if len(bad):
-        raise DataError(f"column 'N': model {bad[0]!r} has several sizes ({sizes.loc[bad[0], 'min']:g}, "
-                        f"{sizes.loc[bad[0], 'max']:g}); each model needs one N")
     if sizes["min"].nunique() < 3:
         raise DataError(f"column 'N': the trend of a, b, c in log N needs at least 3 distinct model sizes, "
                         f"got {sizes['min'].nunique()}")
@@ -352,11 +283,12 @@ def fit_per_token(
                         f"(a, b, c need at least 3)")
     if not (isinstance(n_ref, (int, float)) and np.isfinite(n_ref) and n_ref > 0):
         raise ValueError(f"n_ref must be a finite number > 0, got {n_ref!r}")
+    parsed, dists = PER_TOKEN_MODEL.resolve_priors(priors, {})
     release_compiled()
     models = sizes.index.to_numpy()
     index = pd.Categorical(table["model"], categories=models).codes
     u = jnp.asarray(np.log10(sizes["min"].to_numpy(float) / n_ref))
-    args = (u, jnp.asarray(index), jnp.asarray(np.log(table["T"].to_numpy(float))))
+    args = (dists, u, jnp.asarray(index), jnp.asarray(np.log(table["T"].to_numpy(float))))
     key, key_record = as_key(rng_key)
     k_fit, k_rest = jax.random.split(key)
     mcmc = run_nuts(_per_token_model, *args, rng_key=k_fit, sampler=settings,
@@ -366,14 +298,11 @@ def fit_per_token(
     constant = xr.Dataset({"T": ("point", table["T"].to_numpy(float)), "model_of_point": ("point", models[index].astype(str)),
                            "N": ("model", sizes["min"].to_numpy(float))}, coords={"point": point, "model": models.astype(str)})
     dims = {n: ["model"] for n in ("a", "b", "c", "z_a", "z_b", "z_c")}
-    return assemble_result(
-        _per_token_model, args, mcmc, rng_key=k_rest, key_record=key_record, observed=observed, constant=constant,
-        scalar_names=tuple(PER_TOKEN_PRIORS), priors=PER_TOKEN_PRIORS, dims=dims,
-        coords={"model": models.astype(str), "point": point}, model_id="kaplan2020_per_token", result_kind="per_token",
-        settings=settings,
-        attrs={"n_ref": float(n_ref), "law_formula": "a + b*T**(-c), log a|b|c = x0 + x1*log10(N/n_ref) + tau*z",
-               "law_citation": "Kaplan et al. 2020, arXiv:2001.08361, Fig. 20"},
-        strict=strict,
+    return declared_result(
+        PER_TOKEN_MODEL, _per_token_model, args, mcmc, rng_key=k_rest, key_record=key_record,
+        table=table[["model", "N", "T", "loss"]], statistics={}, priors=parsed, distributions=dists,
+        observed=observed, constant=constant, dims=dims, coords={"model": models.astype(str), "point": point},
+        settings=settings, strict=strict, attrs={"n_ref": float(n_ref)},
     )
 
 
@@ -391,13 +320,13 @@ def predict_per_token(
     xarray.DataArray
         Dimensions ``(sample, T)``; coordinate ``T``.
     """
-    _check_result(result, "kaplan2020_per_token")
+    check_result(result, PER_TOKEN_MODEL.id)
     if not (isinstance(N, (int, float, np.floating)) and np.isfinite(N) and N > 0):
         raise ValueError(f"N must be a finite number > 0, got {N!r}")
     T = np.atleast_1d(np.asarray(T, float))
     if T.size == 0 or not np.all(np.isfinite(T) & (T >= 1)):
         raise ValueError("T must be finite token positions >= 1")
-    draws = _draws(result, (*_HYPER, "tau_a", "tau_b", "tau_c", "sigma"))
+    draws = posterior_draws(result, (*_HYPER, "tau_a", "tau_b", "tau_c", "sigma"))
     rng = np.random.default_rng(rng_key)
     u = np.log10(N / float(result.attrs["n_ref"]))
     n = draws["a0"].size
@@ -442,14 +371,14 @@ def fit_per_token_steps(
 
 def predict_per_token_steps(result: xr.DataTree, T: Sequence[float], S: Sequence[float]) -> xr.DataArray:
     """Posterior draws of the per-token loss on the grid ``T × S``: dimensions ``(sample, T, S)``."""
-    _check_result(result, STEPS_LAW)
+    check_result(result, STEPS_LAW)
     T = np.atleast_1d(np.asarray(T, float))
     S = np.atleast_1d(np.asarray(S, float))
     if T.size == 0 or not np.all(np.isfinite(T) & (T >= 1)):
         raise ValueError("T must be finite token positions >= 1")
     if S.size == 0 or not np.all(np.isfinite(S) & (S > 0)):
         raise ValueError("S must be finite step counts > 0")
-    d = {k: v[:, None, None] for k, v in _draws(result, _STEPS).items()}
+    d = {k: v[:, None, None] for k, v in posterior_draws(result, _STEPS).items()}
     curve = per_token_steps_loss(T[None, :, None], S[None, None, :], **d)
     return xr.DataArray(curve, dims=("sample", "T", "S"), coords={"T": T, "S": S}, name="loss")
 
@@ -467,7 +396,7 @@ def plot_per_token(result: xr.DataTree, data: pd.DataFrame, *, new_sizes: Sequen
     predicted curve of each size in ``new_sizes`` (never seen; dashed median)."""
     import matplotlib.pyplot as plt
 
-    _check_result(result, "kaplan2020_per_token")
+    check_result(result, PER_TOKEN_MODEL.id)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
     T = np.unique(np.round(np.geomspace(1, float(data["T"].max()), 80)))
@@ -499,7 +428,7 @@ def plot_per_token_steps(result: xr.DataTree, data: pd.DataFrame, *, positions: 
     """Fig. 20 (right): loss at several positions vs training step: points, posterior median and 50%/90% bands."""
     import matplotlib.pyplot as plt
 
-    _check_result(result, STEPS_LAW)
+    check_result(result, STEPS_LAW)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
     positions = np.unique(data["T"])[:: max(1, data["T"].nunique() // 6)] if positions is None else np.asarray(positions)

@@ -12,7 +12,7 @@ sampled as its logarithm, a ``Uniform(0, min_loss)`` irreducible loss on the log
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpyro.distributions as dist
@@ -78,8 +78,9 @@ class Prior:
         return any(s in self.text for s in DATA_STATISTICS)
 
 
-def parse_prior(text: str) -> Prior:
-    """Parse a prior expression.
+def parse_prior(text: str, statistics: Iterable[str] = ()) -> Prior:
+    """Parse a prior expression; ``statistics`` names data statistics it may use beyond :data:`DATA_STATISTICS`
+    (those a declared model states, :mod:`bayescale.declared`).
 
     Examples
     --------
@@ -88,7 +89,7 @@ def parse_prior(text: str) -> Prior:
     """
     node = parse_expression(
         text,
-        names=set(DATA_STATISTICS),
+        names=set(DATA_STATISTICS) | set(statistics),
         functions=set(DISTRIBUTIONS) | set(_NUMBER_FUNCTIONS),
         what="prior",
     )

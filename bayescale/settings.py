@@ -19,7 +19,7 @@ import numpy as np
 
 from bayescale.errors import ArgumentError
 
-__all__ = ["CHAIN_METHODS", "DEVICES", "INITS", "MEDIAN_START", "NUTS", "median_start_settings", "SamplerSettingsError", "add_sampler_arguments", "sampler_from_args"]
+__all__ = ["CHAIN_METHODS", "DEVICES", "INITS", "MEDIAN_START", "NUTS", "check_positive_ints", "median_start_settings", "SamplerSettingsError", "add_sampler_arguments", "sampler_from_args"]
 
 #: How chains are laid out (numpyro's ``chain_method``, plus ``"auto"``: see :func:`bayescale.inference.run_nuts`).
 CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
@@ -35,9 +35,13 @@ class SamplerSettingsError(ArgumentError):
     """Sampler settings that cannot be used (a wrong type, a value out of range, an unknown name)."""
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise SamplerSettingsError(f"{name} must be a positive integer, got {value!r}")
+def check_positive_ints(*, error: type[ArgumentError] = ArgumentError, **values: Any) -> None:
+    """Raise ``error`` (an :class:`~bayescale.errors.ArgumentError`) naming the first of ``values`` that is not a
+    positive integer; ``True`` is refused (a bool is an int to Python, never a count here). The one check of sampler
+    settings and counts (draws, simulations, bins)."""
+    for name, value in values.items():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise error(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,8 @@ class NUTS:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("num_warmup", "num_samples", "num_chains", "max_tree_depth", "num_starts"):
-            _positive_int(name, getattr(self, name))
+        check_positive_ints(error=SamplerSettingsError, **{name: getattr(self, name) for name in
+                            ("num_warmup", "num_samples", "num_chains", "max_tree_depth", "num_starts")})
         p = self.target_accept_prob
         if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 < p < 1:
             raise SamplerSettingsError(f"target_accept_prob must be a number in (0, 1), got {p!r}")

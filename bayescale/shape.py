@@ -37,9 +37,10 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data import DataError
+from bayescale.declared import DeclaredModel, check_result, check_table, declared_result, posterior_draws
 from bayescale.inference import as_key, release_compiled, run_nuts
 from bayescale.settings import NUTS, median_start_settings
-from bayescale.pertoken import _band, _check_result, _draws, assemble_result
+from bayescale.pertoken import _band
 
 __all__ = [
     "SHAPE_VARIABLES",
@@ -49,6 +50,7 @@ __all__ = [
     "flat_region_probability",
     "plot_shape",
     "read_gemstones",
+    "shape_model",
     "shape_penalty",
     "shape_summary",
     "simulate_shape",
@@ -151,18 +153,28 @@ def simulate_shape(
 #: kappa: HalfNormal(0.05); Kaplan's flat basin has kappa ~0.005-0.01 (a 40x aspect range costs a few percent) and
 #: kappa = 0.1 would already mean 10% loss per e-fold². Optimum: Normal(centre of the data's ln x, 1.5), 90% within
 #: ×/÷12 of the centre. tau, sigma: HalfNormal(0.02); seed noise is 0.3-1% of the loss (LAWS.md, "practice").
-def _priors(min_loss: float, centres: Mapping[str, float]) -> dict[str, Any]:
-    p = {
-        "E": dist.Uniform(0.0, min_loss),
-        "A_ref": dist.LogNormal(np.log(0.3), 1.5), "B_ref": dist.LogNormal(np.log(0.3), 1.5),
-        "alpha": dist.LogNormal(np.log(0.3), 0.6), "beta": dist.LogNormal(np.log(0.3), 0.6),
+#: Override any of them with ``fit_shape(..., priors={"kappa_aspect_ratio": "HalfNormal(0.01)"})``; the optimum's
+#: prior may use the data statistic ``log_centre_<x>``, the mean of ln x over runs.
+def shape_model(shape: Sequence[str] = ("aspect_ratio",)) -> DeclaredModel:
+    """The declared shape model (:mod:`bayescale.declared`) for the shape variables ``shape``: its formula and the
+    text priors above, one optimum and one curvature per variable."""
+    priors = {
+        "E": "Uniform(0, min_loss)",
+        "A_ref": "LogNormal(log(0.3), 1.5)", "B_ref": "LogNormal(log(0.3), 1.5)",
+        "alpha": "LogNormal(log(0.3), 0.6)", "beta": "LogNormal(log(0.3), 0.6)",
     }
-    for k, c in centres.items():
-        p[f"log_opt_{k}"] = dist.Normal(c, 1.5)
-        p[f"kappa_{k}"] = dist.HalfNormal(0.05)
-    p["tau"] = dist.HalfNormal(0.02)
-    p["sigma"] = dist.HalfNormal(0.02)
-    return p
+    for k in shape:
+        priors[f"log_opt_{k}"] = f"Normal(log_centre_{k}, 1.5)"
+        priors[f"kappa_{k}"] = "HalfNormal(0.05)"
+    priors |= {"tau": "HalfNormal(0.02)", "sigma": "HalfNormal(0.02)"}
+    return DeclaredModel(
+        id=_MODEL_ID,
+        result_kind="shape",
+        formula="(E + A/N**alpha + B/D**beta) * (1 + sum_x kappa_x*(ln x - ln opt_x)**2) * exp(tau*z_run)",
+        citation="Kaplan et al. 2020, arXiv:2001.08361, Fig. 5 (penalty form: bayescale)",
+        priors=priors,
+        statistics={f"log_centre_{k}": f"mean of ln {k} over runs" for k in shape},
+    )
 
 
 def _shape_model(priors, log_N, log_D, log_x, run_index, n_runs, log_refs, loss=None):
@@ -187,6 +199,7 @@ def fit_shape(
     *,
     sampler: NUTS | Mapping[str, Any] | None = None,
     rng_key: int | jax.Array = 0,
+    priors: Mapping[str, str] | None = None,
     strict: bool = False,
     **sampler_options: Any,
 ) -> xr.DataTree:
@@ -201,6 +214,9 @@ def fit_shape(
         Shape variables to fit, a subset of :data:`SHAPE_VARIABLES`; each needs at least 3 distinct values over runs.
     sampler, **sampler_options
         As in :func:`bayescale.fit`; chains start at the prior median.
+    priors
+        Overrides of the declared priors (:func:`shape_model`), parameter → prior expression; recorded as text in
+        ``attrs["priors"]``.
 
     Returns
     -------
@@ -212,27 +228,9 @@ def fit_shape(
     unknown = [s for s in shape if s not in SHAPE_VARIABLES]
     if unknown or not shape:
         raise ValueError(f"shape must name one or more of {list(SHAPE_VARIABLES)}, got {list(shape)}")
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"shape data must be a pandas DataFrame, got {type(data).__name__}")
-    need = ("run", "N", "D", "loss", *shape)
-    missing = [c for c in need if c not in data.columns]
-    if missing:
-        raise DataError(f"shape data lack column(s) {missing}; columns must include {list(need)}")
-    if len(data) == 0:
-        raise DataError("shape data have no rows")
-    table = data.reset_index(drop=True)
-    for col in need[1:]:
-        values = pd.to_numeric(table[col], errors="coerce").to_numpy(float)
-        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
-        if bad.size:
-            raise DataError(f"column {col!r}, row {data.index[bad[0]]}: expected a finite number > 0, "
-                            f"got {table[col].iloc[bad[0]]!r}")
+    table = check_table(data, "shape data", labels=["run"], numeric=["N", "D", "loss", *shape],
+                        constant_within=("run", ["N", *shape]))
     per_run = table.groupby("run", sort=False)
-    for col in ("N", *shape):
-        varies = per_run[col].nunique() > 1
-        if varies.any():
-            raise DataError(f"column {col!r}: run {varies.index[varies][0]!r} has several values; it must be constant "
-                            f"within a run")
     first = per_run.first()
     for col in shape:
         if first[col].nunique() < 3:
@@ -245,12 +243,14 @@ def fit_shape(
     release_compiled()
     runs = first.index.to_numpy().astype(str)
     run_index = pd.Categorical(table["run"].astype(str), categories=runs).codes
-    centres = {k: float(np.mean(np.log(first[k].to_numpy(float)))) for k in shape}
-    priors = _priors(float(table["loss"].min()), centres)
+    declared = shape_model(shape)
+    statistics = {"min_loss": float(table["loss"].min())} | {
+        f"log_centre_{k}": float(np.mean(np.log(first[k].to_numpy(float)))) for k in shape}
+    parsed, dists = declared.resolve_priors(priors, statistics)
     log_x = {k: jnp.asarray(np.log(table[k].to_numpy(float))) for k in shape}
     log_N, log_D = np.log(table["N"].to_numpy(float)), np.log(table["D"].to_numpy(float))
     log_refs = (float(np.mean(np.log(first["N"].to_numpy(float)))), float(np.mean(log_D)))
-    args = (priors, jnp.asarray(log_N), jnp.asarray(log_D), log_x, jnp.asarray(run_index), len(runs), log_refs)
+    args = (dists, jnp.asarray(log_N), jnp.asarray(log_D), log_x, jnp.asarray(run_index), len(runs), log_refs)
     key, key_record = as_key(rng_key)
     k_fit, k_rest = jax.random.split(key)
     mcmc = run_nuts(_shape_model, *args, rng_key=k_fit, sampler=settings,
@@ -263,20 +263,17 @@ def fit_shape(
          **{k: ("point", table[k].to_numpy(float)) for k in shape}},
         coords={"point": point},
     )
-    return assemble_result(
-        _shape_model, args, mcmc, rng_key=k_rest, key_record=key_record, observed=observed, constant=constant,
-        scalar_names=tuple(priors), priors=priors, dims={"z_run": ["run"]}, coords={"run": runs, "point": point},
-        model_id=_MODEL_ID, result_kind="shape",
-        settings=settings,
-        attrs={"shape": json.dumps(list(shape)), "N_ref": float(np.exp(log_refs[0])), "D_ref": float(np.exp(log_refs[1])),
-               "law_formula": "(E + A/N**alpha + B/D**beta) * (1 + sum_x kappa_x*(ln x - ln opt_x)**2) * exp(tau*z_run)",
-               "law_citation": "Kaplan et al. 2020, arXiv:2001.08361, Fig. 5 (penalty form: bayescale)"},
-        strict=strict,
+    return declared_result(
+        declared, _shape_model, args, mcmc, rng_key=k_rest, key_record=key_record, table=table,
+        statistics=statistics, priors=parsed, distributions=dists, observed=observed, constant=constant,
+        dims={"z_run": ["run"]}, coords={"run": runs, "point": point}, settings=settings, strict=strict,
+        attrs={"shape": json.dumps(list(shape)), "N_ref": float(np.exp(log_refs[0])),
+               "D_ref": float(np.exp(log_refs[1]))},
     )
 
 
 def _shape_of(result: xr.DataTree) -> list[str]:
-    _check_result(result, _MODEL_ID)
+    check_result(result, _MODEL_ID)
     return json.loads(result.attrs["shape"])
 
 
@@ -298,7 +295,7 @@ def flat_region_probability(
     x = np.atleast_1d(np.asarray(values, float))
     if x.size == 0 or not np.all(np.isfinite(x) & (x > 0)):
         raise ValueError(f"values of {variable} must be finite numbers > 0")
-    d = _draws(result, (f"opt_{variable}", f"kappa_{variable}"))
+    d = posterior_draws(result, (f"opt_{variable}", f"kappa_{variable}"))
     pen = shape_penalty(x[None, :], d[f"opt_{variable}"][:, None], d[f"kappa_{variable}"][:, None])
     return xr.DataArray((pen <= tolerance).mean(axis=0), dims=(variable,), coords={variable: x},
                         name="probability_flat", attrs={"tolerance": tolerance})
@@ -325,7 +322,7 @@ def compute_equivalent(result: xr.DataTree, penalty: float = 0.01, compute: floa
         ``compute_factor`` (exact C'/C; ``inf`` where L*(C)/(1+p) is below E), ``exponent`` (local a = −d ln L*/d ln C)
         and ``approximate_factor`` = (1+p)^(1/a), ``loss`` = L*(C), each an array over draws; ``compute`` (float).
     """
-    _check_result(result, _MODEL_ID)
+    check_result(result, _MODEL_ID)
     if not (isinstance(penalty, (int, float)) and penalty > 0 and np.isfinite(penalty)):
         raise ValueError(f"penalty must be a finite number > 0, got {penalty!r}")
     if compute is None:
@@ -333,7 +330,7 @@ def compute_equivalent(result: xr.DataTree, penalty: float = 0.01, compute: floa
         compute = float(np.max(6.0 * cd["N"].values * cd["D"].values))
     if not (isinstance(compute, (int, float)) and np.isfinite(compute) and compute > 0):
         raise ValueError(f"compute must be a finite number of FLOP > 0, got {compute!r}")
-    d = _draws(result, _BASE)
+    d = posterior_draws(result, _BASE)
     E, A, alpha, B, beta = (d[k] for k in _BASE)
     G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
     n_opt = G * (compute / 6) ** (beta / (alpha + beta))
@@ -365,7 +362,7 @@ def shape_summary(result: xr.DataTree, tolerance: float = 0.01, compute: float |
     _check_tolerance(tolerance)
     rows = {}
     for k in shape:
-        d = _draws(result, (f"opt_{k}", f"kappa_{k}"))
+        d = posterior_draws(result, (f"opt_{k}", f"kappa_{k}"))
         half = np.sqrt(tolerance / d[f"kappa_{k}"])
         rows[f"opt_{k}"] = _interval(d[f"opt_{k}"])
         rows[f"kappa_{k}"] = _interval(d[f"kappa_{k}"])
@@ -388,7 +385,7 @@ def plot_shape(result: xr.DataTree, variable: str | None = None, tolerance: floa
     if axes is None:
         _, axes = plt.subplots(2, 1, figsize=(6.5, 6), sharex=True, height_ratios=(3, 1.3), layout="constrained")
     cd = result["constant_data"].to_dataset()
-    d = _draws(result, (*_BASE, "tau"))
+    d = posterior_draws(result, (*_BASE, "tau"))
     z = result["posterior"]["z_run"].values.reshape(-1, result["posterior"].sizes["run"])
     runs = result["posterior"]["run"].values.astype(str)
     idx = pd.Categorical(cd["run_of_point"].values.astype(str), categories=runs).codes
@@ -399,7 +396,7 @@ def plot_shape(result: xr.DataTree, variable: str | None = None, tolerance: floa
     frame = pd.DataFrame({"run": idx, "x": cd[variable].values, "N": cd["N"].values, "excess": excess})
     per_run = frame.groupby("run").mean()
     x = np.geomspace(min(per_run["x"].min(), 1.0) * 0.8, per_run["x"].max() * 1.5, 120)
-    opt = _draws(result, (f"opt_{variable}", f"kappa_{variable}"))
+    opt = posterior_draws(result, (f"opt_{variable}", f"kappa_{variable}"))
     curve = 100 * shape_penalty(x[None], opt[f"opt_{variable}"][:, None], opt[f"kappa_{variable}"][:, None])
     ax = axes[0]
     _band(ax, x, curve, "tab:blue", label="penalty (median, 50%/90%)")

@@ -15,6 +15,7 @@ from pathlib import Path
 import bayescale as bs
 from bayescale.datasets import load_chinchilla
 from bayescale.report import plan_table
+from bayescale.settings import add_sampler_arguments, sampler_from_args
 
 BUDGET = 5.76e23  # Chinchilla's training compute (Hoffmann et al. 2022, Sec. 4), the budget Besiroglu et al. check
 
@@ -22,21 +23,17 @@ BUDGET = 5.76e23  # Chinchilla's training compute (Hoffmann et al. 2022, Sec. 4)
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/chinchilla")
-    parser.add_argument("--num-chains", type=int, default=4)
-    parser.add_argument("--num-warmup", type=int, default=1000)
-    parser.add_argument("--num-samples", type=int, default=1000)
+    add_sampler_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     out = Path(args.out)
+    sampler = sampler_from_args(args)
 
     ds = load_chinchilla()
     print(f"data: {ds.sizes['point']} Chinchilla runs; fitting hoffmann2022 with NUTS "
-          f"({args.num_chains} chains x {args.num_warmup} warmup + {args.num_samples} draws) ...", flush=True)
+          f"({sampler.num_chains} chains x {sampler.num_warmup} warmup + {sampler.num_samples} draws) ...", flush=True)
     t0 = time.perf_counter()
-    result = bs.fit(
-        "hoffmann2022", ds, rng_key=args.seed, num_chains=args.num_chains,
-        num_warmup=args.num_warmup, num_samples=args.num_samples,
-    )
+    result = bs.fit("hoffmann2022", ds, sampler=sampler, rng_key=args.seed)
     print(f"fit took {time.perf_counter() - t0:.1f} s")
     fit_path = bs.save(result, out / "fit.nc")
     print(bs.summary(result).to_string(float_format="%.4g"))

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 
 import bayescale as bs  # noqa: E402
 from bayescale.datasets.datablations import datablations_table, load_datablations  # noqa: E402
+from bayescale.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
 
 BUDGETS = [(2.81e9, 5.5e10), (4.2465e9, 8.4e10), (8.67e9, 1.78e11)]  # the isoFLOP runs (Muennighoff et al. Fig. 4)
 
@@ -71,9 +72,7 @@ def plot(result, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/data_constrained")
-    parser.add_argument("--num-chains", type=int, default=2)
-    parser.add_argument("--num-warmup", type=int, default=1000)
-    parser.add_argument("--num-samples", type=int, default=1000)
+    add_sampler_arguments(parser, bs.NUTS(num_chains=2))
     parser.add_argument("--quick", action="store_true", help="tiny sampler settings, for a smoke run")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -82,10 +81,11 @@ def main(argv: list[str] | None = None) -> Path:
 
     ds = load_datablations()
     print(f"data: {ds.attrs['source']}")
-    warmup, samples = (30, 30) if args.quick else (args.num_warmup, args.num_samples)
+    sampler = sampler_from_args(args)
+    if args.quick:
+        sampler = sampler.replace(num_warmup=30, num_samples=30)
     t0 = time.perf_counter()
-    result = bs.fit("muennighoff2023", ds, num_chains=args.num_chains, num_warmup=warmup, num_samples=samples,
-                    rng_key=args.seed, num_prior_samples=50 if args.quick else 1000)
+    result = bs.fit("muennighoff2023", ds, sampler=sampler, rng_key=args.seed, num_prior_samples=50 if args.quick else 1000)
     print(f"fit took {time.perf_counter() - t0:.0f} s; saved {bs.save(result, out / 'fit.nc')}")
     print(comparison_table(result))
     print(f"figure: {plot(result, out)}")

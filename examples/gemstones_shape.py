@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import bayescale as bs  # noqa: E402
 from bayescale.datasets import gemstones_dir  # noqa: E402
 from bayescale.shape import fit_shape, flat_region_probability, plot_shape, read_gemstones, shape_summary  # noqa: E402
+from bayescale.settings import MEDIAN_START, add_sampler_arguments, sampler_from_args  # noqa: E402
 
 DATA = gemstones_dir()  # bundled hot and cool_end tables; pass --data for a full copy of the Gemstones folder
 
@@ -35,9 +36,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--data", default=str(DATA), help="the Gemstones folder (with wandb_dfs/)")
     parser.add_argument("--table", default="cool_end", help="Gemstones fitting table (cool_end: ends of LR cooldowns)")
     parser.add_argument("--parameters", default="non_embedding", choices=("non_embedding", "total"))
-    parser.add_argument("--num-chains", type=int, default=4)
-    parser.add_argument("--num-warmup", type=int, default=1000)
-    parser.add_argument("--num-samples", type=int, default=1000)
+    add_sampler_arguments(parser, MEDIAN_START)
     parser.add_argument("--quick", action="store_true", help="tiny settings: 1 chain x 100 + 100, 3 checkpoints per run")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -46,15 +45,14 @@ def main(argv: list[str] | None = None) -> Path:
 
     table = read_gemstones(args.data, args.table, args.parameters)
     if args.quick:
-        args.num_chains, args.num_warmup, args.num_samples = 1, 100, 100
+        args.chains, args.warmup, args.samples = 1, 100, 100
         keep = table.groupby("run")["D"].transform(lambda d: d.isin(sorted(d.unique())[-3:]))
         table = table[keep]
     print(f"Gemstones {args.table}: {len(table)} points of {table['run'].nunique()} runs, aspect ratio "
           f"{table['aspect_ratio'].min():.3g}-{table['aspect_ratio'].max():.3g}, N ({args.parameters}) "
           f"{table['N'].min():.3g}-{table['N'].max():.3g}; fitting ...", flush=True)
     start = time.perf_counter()
-    result = fit_shape(table, rng_key=args.seed, num_chains=args.num_chains, num_warmup=args.num_warmup,
-                       num_samples=args.num_samples)
+    result = fit_shape(table, sampler=sampler_from_args(args), rng_key=args.seed)
     print(f"fit: {time.perf_counter() - start:.0f} s")
     bs.save(result, out / "shape_fit.nc")
     summary = shape_summary(result)

@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bayescale import batchsize as bb  # noqa: E402
+from bayescale.settings import MEDIAN_START, add_sampler_arguments, sampler_from_args  # noqa: E402
 
 SEQ_LEN = 2048  # Step Law's sequence length (CARD.md): tokens per batch = bs·2048
 
@@ -67,18 +68,17 @@ def describe(result, names) -> str:
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/kaplan_batch")
-    parser.add_argument("--num-chains", type=int, default=4)
-    parser.add_argument("--num-warmup", type=int, default=1000)
-    parser.add_argument("--num-samples", type=int, default=1000)
+    add_sampler_arguments(parser, MEDIAN_START)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny data and sampler settings (smoke test)")
     parser.add_argument("--steplaw", default=None, help="path to Step Law's dense_lr_bs_loss.csv")
     parser.add_argument("--skip-simulated", action="store_true", help="only the Step Law analysis")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    nuts = dict(num_chains=args.num_chains, num_warmup=args.num_warmup, num_samples=args.num_samples, rng_key=args.seed)
+    sampler = sampler_from_args(args)
     if args.quick:
-        nuts.update(num_chains=1, num_warmup=100, num_samples=50)
+        sampler = sampler.replace(num_chains=1, num_warmup=100, num_samples=50)
+    nuts = dict(sampler=sampler, rng_key=args.seed)
 
     if not args.skip_simulated:
         batches = 2.0 ** np.arange(14, 22, 2 if args.quick else 1)

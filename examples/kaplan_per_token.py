@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bayescale.pertoken import (  # noqa: E402
+    PER_TOKEN_SAMPLER,
     fit_per_token,
     fit_per_token_steps,
     plot_per_token,
@@ -31,6 +32,7 @@ from bayescale.pertoken import (  # noqa: E402
     simulate_per_token,
     simulate_per_token_steps,
 )
+from bayescale.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -38,18 +40,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", default="results/kaplan_per_token")
     parser.add_argument("--positions", type=int, default=24, help="log-spaced token positions per model (1…1024)")
     parser.add_argument("--held-out", type=int, default=3, help="index (0-5, small to large) of the held-out model")
-    parser.add_argument("--num-chains", type=int, default=4)
-    parser.add_argument("--num-warmup", type=int, default=1000)
-    parser.add_argument("--num-samples", type=int, default=1000)
+    add_sampler_arguments(parser, PER_TOKEN_SAMPLER)
     parser.add_argument("--quick", action="store_true", help="tiny settings: 1 chain x 100 + 100, 8 positions")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
-        args.num_chains, args.num_warmup, args.num_samples, args.positions = 1, 100, 100, 8
+        args.chains, args.warmup, args.samples, args.positions = 1, 100, 100, 8
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = dict(rng_key=args.seed, num_chains=args.num_chains, num_warmup=args.num_warmup,
-                    num_samples=args.num_samples)
+    settings = dict(sampler=sampler_from_args(args), rng_key=args.seed)
 
     positions = np.unique(np.round(np.geomspace(1, 1024, args.positions)))
     data = simulate_per_token(positions=positions, seed=args.seed)

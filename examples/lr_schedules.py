@@ -33,6 +33,7 @@ from bayescale.schedules import (  # noqa: E402
     predict_schedule,
     simulate_schedule_curves,
 )
+from bayescale.settings import MEDIAN_START, add_sampler_arguments, sampler_from_args  # noqa: E402
 
 TRAIN = ("constant", "cosine")
 HELD_OUT = ("wsd", "step")
@@ -53,14 +54,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", default="results/schedules")
     parser.add_argument("--laws", default="luo2025_mpl,tissue2024", help="comma-separated schedule laws to fit")
     parser.add_argument("--checkpoints", type=int, default=40, help="logged steps per run")
-    parser.add_argument("--num-chains", type=int, default=4)
-    parser.add_argument("--num-warmup", type=int, default=500)
-    parser.add_argument("--num-samples", type=int, default=500)
+    add_sampler_arguments(parser, MEDIAN_START.replace(num_warmup=500, num_samples=500))
     parser.add_argument("--quick", action="store_true", help="tiny settings: 2 chains x 60/60, 10 checkpoints")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
-        args.num_chains, args.num_warmup, args.num_samples, args.checkpoints = 2, 60, 60, 10
+        args.chains, args.warmup, args.samples, args.checkpoints = 2, 60, 60, 10
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -78,8 +77,7 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"{'law':<12} {'run':<9} {'true final':>10} {'median':>8} {'90% band':>19} {'cov90':>6}")
     for row, law_id in enumerate(laws):
         t0 = time.perf_counter()
-        result = fit_schedule(law_id, train, sched, rng_key=args.seed, num_chains=args.num_chains,
-                              num_warmup=args.num_warmup, num_samples=args.num_samples)
+        result = fit_schedule(law_id, train, sched, sampler=sampler_from_args(args), rng_key=args.seed)
         print(f"# {law_id}: fit on {', '.join(TRAIN)} ({result.attrs['n_points']} points) in "
               f"{time.perf_counter() - t0:.0f} s")
         ax = axes[row, 0]

@@ -19,6 +19,7 @@ import pandas as pd
 
 import bayescale as bs
 from bayescale.plots import plot_curve_grid
+from bayescale.settings import add_sampler_arguments, sampler_from_args
 from bayescale.simulate import OURO_TRUTH, ouro_curves
 from bayescale.validation import validate
 
@@ -32,9 +33,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", default="results/ouro")
     parser.add_argument("--checkpoints", type=int, default=40, help="evenly spaced checkpoints per curve (+6 early)")
     parser.add_argument("--noise", default="run+ou", help="noise model of the fit (compare with iid)")
-    parser.add_argument("--num-chains", type=int, default=4)
-    parser.add_argument("--num-warmup", type=int, default=500)
-    parser.add_argument("--num-samples", type=int, default=500)
+    add_sampler_arguments(parser, bs.NUTS(num_warmup=500, num_samples=500))
     parser.add_argument("--splits", action="store_true", help="also run the generalisation splits (refits)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -44,8 +43,8 @@ def main(argv: list[str] | None = None) -> Path:
     table = ouro_curves(checkpoints=args.checkpoints, seed=args.seed)
     table.to_csv(out / "ouro_curves.csv", index=False)
     ds = bs.load_runs(table)
-    settings = dict(num_chains=args.num_chains, num_warmup=args.num_warmup, num_samples=args.num_samples,
-                    noise=args.noise, rng_key=args.seed)
+    sampler = sampler_from_args(args)
+    settings = dict(sampler=sampler, noise=args.noise, rng_key=args.seed)
     print(f"data: {ds.sizes['point']} points of {table['run'].nunique()} simulated curves; fitting ouro2025 "
           f"(noise {args.noise}) ...", flush=True)
     t0 = time.perf_counter()
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"wrote {grid}")
 
     if args.splits:
-        fit_kwargs = {k: v for k, v in settings.items() if k != "rng_key"} | {"progress_bar": False}
+        fit_kwargs = {"sampler": sampler.replace(progress_bar=False), "noise": args.noise}
         parts = [
             ("3 of 5 sizes", dict(split="largest", by="N", holdout=2)),
             ("prefix", dict(split="prefix", by="D", fractions=(0.25, 0.5, 0.75))),

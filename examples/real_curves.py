@@ -34,6 +34,7 @@ import pandas as pd
 
 import bayescale as bs
 from bayescale.datasets import gemstones_dir
+from bayescale.settings import add_sampler_arguments, sampler_from_args
 
 COLUMNS = {"N": "N", "D": "D", "loss": "loss", "run": "run"}
 TREATMENTS = {
@@ -102,8 +103,8 @@ def fit_one(label: str, ds, args, **kwargs):
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = bs.fit("hoffmann2022", ds, rng_key=args.seed, num_chains=args.num_chains, num_warmup=args.num_warmup,
-                        num_samples=args.num_samples, progress_bar=False, **kwargs)
+        result = bs.fit("hoffmann2022", ds, sampler=sampler_from_args(args).replace(progress_bar=False),
+                        rng_key=args.seed, **kwargs)
     seconds = time.perf_counter() - t0
     table = bs.summary(result)
     info = dict(treatment=label, points=int(ds.sizes["point"]), runs=int(np.unique(ds["run"].values).size),
@@ -175,9 +176,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--dataset", choices=["gemstones", "colpret"], default="gemstones")
     parser.add_argument("--data-dir", default="/work/shared/data")
     parser.add_argument("--out", default="results/real_curves")
-    parser.add_argument("--num-chains", type=int, default=4)
-    parser.add_argument("--num-warmup", type=int, default=500)
-    parser.add_argument("--num-samples", type=int, default=500)
+    add_sampler_arguments(parser, bs.NUTS(num_warmup=500, num_samples=500))
     parser.add_argument("--budget", type=float, default=None,
                         help="FLOP budget for N*, D* (default: 6 x largest N x largest D of the data)")
     parser.add_argument("--seed", type=int, default=0)
@@ -196,8 +195,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(f"{description}: {curves.sizes['point']} checkpoints of {finals.sizes['point']} runs; "
           f"N {float(curves['N'].min()):.3g}-{float(curves['N'].max()):.3g}, D {float(curves['D'].min()):.3g}-"
           f"{float(curves['D'].max()):.3g}; final D: {', '.join(f'{d:.3g}' for d in d_final)}")
-    print(f"fitting hoffmann2022 three ways ({args.num_chains} chains x {args.num_warmup} warmup + "
-          f"{args.num_samples} draws); N*, D* at C = {budget:.3g} FLOP", flush=True)
+    print(f"fitting hoffmann2022 three ways ({args.chains} chains x {args.warmup} warmup + "
+          f"{args.samples} draws); N*, D* at C = {budget:.3g} FLOP", flush=True)
 
     t_all = time.perf_counter()
     results, infos = {}, []

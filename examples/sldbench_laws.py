@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import bayescale as bs  # noqa: E402
 from bayescale.batch import select_fit  # noqa: E402
 from bayescale.datasets.sldbench import TASKS, load_task  # noqa: E402
+from bayescale.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
 
 
 def r_squared(result, ds, allow_unconverged: bool = False) -> float:
@@ -77,14 +78,14 @@ def run_task(task: str, args, out: Path) -> list[dict]:
     datasets = load_task(task)
     if args.quick:  # a smoke run: the first group only (two for the multi-output task, to exercise fit_batch)
         datasets = dict(list(datasets.items())[: 2 if task == "domain_mixture" else 1])
-    settings = dict(num_chains=args.num_chains, num_warmup=args.num_warmup, num_samples=args.num_samples,
-                    rng_key=args.seed, likelihood=spec.likelihood)
+    sampler = sampler_from_args(args)
+    settings = dict(rng_key=args.seed, likelihood=spec.likelihood)
     rows = []
     t0 = time.perf_counter()
     if task == "domain_mixture":
         # One law per (model size, validation domain), all with the same law file and the same shapes: fit_batch
         # runs them as one vectorised NUTS run; select_fit takes each fit out (posterior only).
-        batch = bs.fit_batch(spec.law, list(datasets.values()), **settings)
+        batch = bs.fit_batch(spec.law, list(datasets.values()), sampler=sampler.replace(init="median"), **settings)
         names = bs.load_law(spec.law).parameter_names
         for i, (group, ds) in enumerate(datasets.items()):
             post = select_fit(batch, i)["posterior"].to_dataset()[list(names)]
@@ -94,7 +95,7 @@ def run_task(task: str, args, out: Path) -> list[dict]:
             rows.append(dict(task=task, group=group, law=spec.law, points=int(ds.sizes["point"]), max_rhat=rhat))
     else:
         for group, ds in datasets.items():
-            result = bs.fit(spec.law, ds, num_prior_samples=100 if args.quick else 1000, **settings)
+            result = bs.fit(spec.law, ds, sampler=sampler, num_prior_samples=100 if args.quick else 1000, **settings)
             rows.append(report(task, group, result, ds, out))
     print(f"{task}: {len(datasets)} fit(s) in {time.perf_counter() - t0:.0f} s")
     return rows
@@ -104,9 +105,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="all", choices=["all", *TASKS])
     parser.add_argument("--out", default="results/sldbench")
-    parser.add_argument("--num-chains", type=int, default=4)
-    parser.add_argument("--num-warmup", type=int, default=1000)
-    parser.add_argument("--num-samples", type=int, default=1000)
+    add_sampler_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="first group of each task only (use with small settings)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

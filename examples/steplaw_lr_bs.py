@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 import bayescale as bs  # noqa: E402
 from bayescale import lr_bs  # noqa: E402
+from bayescale.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "steplaw_lr_bs" / "data" / "dense_lr_bs_loss.csv"
 OPT_NAMES = ["c_lr", "a_N", "a_D", "c_bs", "d_bs"]
@@ -98,9 +99,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--data", default=str(DATA), help="path to dense_lr_bs_loss.csv")
     parser.add_argument("--result", default=None, help="a saved fit (fit.nc) to plot instead of fitting")
     parser.add_argument("--window", type=float, default=0.03, help="keep runs within this fraction of the cell's best")
-    parser.add_argument("--num-chains", type=int, default=2)
-    parser.add_argument("--num-warmup", type=int, default=500)
-    parser.add_argument("--num-samples", type=int, default=500)
+    add_sampler_arguments(parser, bs.NUTS(num_chains=2, num_warmup=500, num_samples=500))
     parser.add_argument("--quick", action="store_true", help="tiny settings: 2 cells' worth of sampling, for a smoke run")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
@@ -112,12 +111,13 @@ def main(argv: list[str] | None = None) -> Path:
     if args.result:
         result = bs.load(args.result)
     else:
-        warmup, samples = (30, 30) if args.quick else (args.num_warmup, args.num_samples)
+        sampler = sampler_from_args(args)
+        if args.quick:
+            sampler = sampler.replace(num_warmup=30, num_samples=30)
         ds = lr_bs.load_steplaw(args.data, window=args.window)
         t0 = time.perf_counter()
         # run effects = one partially pooled offset per (N, D) cell: L0(N, D) need not be exact in every cell
-        result = bs.fit("steplaw2025", ds, noise="run", num_chains=args.num_chains, num_warmup=warmup,
-                        num_samples=samples, rng_key=args.seed, num_prior_samples=50 if args.quick else 1000)
+        result = bs.fit("steplaw2025", ds, noise="run", sampler=sampler, rng_key=args.seed, num_prior_samples=50 if args.quick else 1000)
         print(f"fit took {time.perf_counter() - t0:.0f} s")
         print(f"saved {bs.save(result, out / 'fit.nc')}")
     print(comparison_table(result))

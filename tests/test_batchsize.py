@@ -72,7 +72,7 @@ def test_recovery_critical_batch(batch_fit):
     lo, hi = np.quantile(post["S_min"].values.reshape(-1, cells.sizes["cell"]), [0.005, 0.995], axis=0)
     assert np.mean((lo < s_true) & (s_true < hi)) >= 0.75, (lo, s_true, hi)  # 8 cells at 99%: allow 2 misses
     np.testing.assert_allclose(post["E_min"], post["B_crit"] * post["S_min"], rtol=1e-12)
-    assert batch_fit.attrs["kind"] == "critical_batch" and batch_fit.attrs["data_hash"]
+    assert batch_fit.attrs["result_kind"] == "critical_batch" and batch_fit.attrs["data_hash"]
 
 
 def test_critical_batch_figures(batch_fit, tmp_path):
@@ -97,7 +97,7 @@ def test_recovery_loss_steps(loss_fit):
 def test_compute_frontier_is_the_minimum_over_model_size():
     post = {k: np.array([[v]]) for k, v in K.items()}
     result = azb.from_dict({"posterior": post})
-    result.attrs["kind"] = "loss_steps"
+    result.attrs["result_kind"] = "loss_steps"
     compute = np.array([1e-4, 1e-1, 10.0]) * bb.PF_DAY
     frontier = bb.compute_frontier(result, compute)
 
@@ -127,9 +127,9 @@ def curves_table(**change):
 def test_bad_input_errors():
     with pytest.raises(bs.DataError, match=r"lack column\(s\) \['loss'\]"):
         bb.steps_to_loss(curves_table().drop(columns="loss"))
-    with pytest.raises(bs.DataError, match="column 'loss' must be finite and > 0; rows \\[1\\]"):
+    with pytest.raises(bs.DataError, match="column 'loss', row 1: expected a finite number > 0, got -1.0"):
         bb.steps_to_loss(curves_table(loss=[4.0, -1, 3, 3, 3, 3]))
-    with pytest.raises(bs.DataError, match="column 'B' must be constant within a run"):
+    with pytest.raises(bs.DataError, match="column 'B': run 'a' has several values; it must be constant within a run"):
         bb.steps_to_loss(curves_table(B=[1e5, 2e5, 1e5, 1e6, 1e6, 1e6]))
     with pytest.raises(ValueError, match="min_runs must be an integer >= 2"):
         bb.steps_to_loss(curves_table(), min_runs=1)

@@ -33,6 +33,11 @@ SMALL = dict(num_warmup=100, num_samples=100, thin=1, num_bins=4, design={"N": n
 def test_positive_control_passes(batched):
     table = check_calibration("kaplan2020_n", num_simulations=16, rng_key=0, batched=batched, **FAST)
     assert table.attrs["settings"]["batched"] is batched
+    # the sampler settings are one bs.NUTS value (calibration.SBC_SAMPLER with the keywords on top), recorded whole
+    recorded = table.attrs["settings"]["sampler"]
+    assert (recorded["num_warmup"], recorded["num_samples"], recorded["num_chains"], recorded["init"]) == (150, 150, 1,
+                                                                                                         "median")
+    assert recorded["target_accept_prob"] == 0.9 and recorded["dense_mass"] is True
     assert list(table.index) == ["N_c", "alpha_N", "sigma", "nu"]
     assert table.attrs["passes"], table
     ranks = table.attrs["ranks"]
@@ -130,6 +135,10 @@ def test_design_and_errors():
         check_calibration("kaplan2020_n", num_simulations=0)
     with pytest.raises(ValueError, match=r"num_samples // thin = 2 draws give too few rank values for 5 bins"):
         check_calibration("kaplan2020_n", num_samples=10, thin=5, num_bins=5)
+    with pytest.raises(bs.settings.SamplerSettingsError, match=r"check_calibration starts every chain at the prior median"):
+        check_calibration("kaplan2020_n", sampler=bs.NUTS(init="map"))
+    with pytest.raises(ValueError, match=r"num_chains \* num_samples // thin = 2 draws give too few rank values"):
+        check_calibration("kaplan2020_n", num_chains=2, num_samples=2, thin=2, num_bins=5)
     with pytest.raises(ValueError, match=r"noise='auto' depends on the data"):
         check_calibration("kaplan2020_n", noise="auto")
     with pytest.raises(ValueError, match=r"noise 'run\+ou' needs curves along 'D', and law 'kaplan2020_n' has inputs"):

@@ -54,8 +54,8 @@ def test_cli_errors_are_one_line(csv, tmp_path, capsys):
 
 def test_example_chinchilla(tmp_path, monkeypatch, capsys):
     out = tmp_path / "demo"
-    monkeypatch.setattr(sys, "argv", ["chinchilla.py", "--out", str(out), "--num-chains", "2",
-                                      "--num-warmup", "150", "--num-samples", "150"])
+    monkeypatch.setattr(sys, "argv", ["chinchilla.py", "--out", str(out), "--chains", "2",
+                                      "--warmup", "150", "--samples", "150"])
     runpy.run_path("examples/chinchilla.py", run_name="__main__")
     printed = capsys.readouterr().out
     assert "N*" in printed and "D*" in printed and "[" in printed
@@ -65,8 +65,8 @@ def test_example_chinchilla(tmp_path, monkeypatch, capsys):
 
 def test_example_ouro_looped_draws_the_3x5_grid(tmp_path, monkeypatch, capsys):
     out = tmp_path / "ouro"
-    monkeypatch.setattr(sys, "argv", ["ouro_looped.py", "--out", str(out), "--checkpoints", "6", "--num-chains", "1",
-                                      "--num-warmup", "150", "--num-samples", "150"])
+    monkeypatch.setattr(sys, "argv", ["ouro_looped.py", "--out", str(out), "--checkpoints", "6", "--chains", "1",
+                                      "--warmup", "150", "--samples", "150"])
     runpy.run_path("examples/ouro_looped.py", run_name="__main__")
     printed = capsys.readouterr().out
     assert "fitting ouro2025 (noise run+ou)" in printed and "coverage of the 90% predictive band" in printed

@@ -7,6 +7,7 @@ accept and refuse, and their warnings (extrapolation, short runs) are not what i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 
@@ -17,6 +18,7 @@ import xarray as xr
 import bayescale as bs
 from bayescale.contract import READOUTS, RESULT_KINDS, ResultError, require, result_kind
 from bayescale.datasets import load_chinchilla
+from bayescale.priors import parse_prior
 
 #: The contract, written out independently of bayescale.contract: which read-outs each kind serves.
 EXPECTED = {
@@ -131,6 +133,32 @@ def test_readout_works_or_says_why_not(results, fit_name, kind, readout, tmp_pat
         return
     with pytest.raises(ResultError, match=rf"{readout} does not apply to a '{kind}' result \(made by .*\); use "):
         _invoke(readout, result, tmp_path)
+
+
+#: Fit functions whose result is built by bayescale.inference.build_result (a law or a declared model sampled by NUTS).
+BUILT = ["fit", "fit_per_token", "fit_per_token_steps", "fit_shape", "fit_critical_batch", "fit_loss_steps"]
+
+
+@pytest.mark.parametrize("fit_name", BUILT)
+def test_one_builder_one_provenance(results, fit_name):
+    # Every NUTS fit of a law or a declared model carries the same provenance: the model's text and its hash, every
+    # prior as a prior expression (text that parses, not the repr of a distribution), the data's hash and columns,
+    # the full sampler settings, the versions, one result kind and the diagnostics.
+    attrs = results[fit_name].attrs
+    for key in ("result_kind", "law_id", "law_source", "law_hash", "data_hash", "n_points", "priors",
+                "data_statistics", "sampler", "versions", "diagnostics", "converged"):
+        assert attrs.get(key) not in (None, ""), key
+    assert hashlib.sha256(attrs["law_source"].encode()).hexdigest() == attrs["law_hash"]
+    statistics = json.loads(attrs["data_statistics"])
+    priors = json.loads(attrs["priors"])
+    assert priors and all(isinstance(t, str) for t in priors.values())
+    for name, text in priors.items():
+        parse_prior(text, statistics).distribution(statistics)
+        if attrs["result_kind"] != "law":  # a declared model's text lists every prior (a law file: its own)
+            assert f'{name} = "{text}"' in attrs["law_source"], name
+    sampler = bs.NUTS.from_attrs(attrs["sampler"])
+    assert sampler.num_samples == results[fit_name]["posterior"].sizes["draw"]
+    assert json.loads(attrs["sampler"])["rng_key"] is not None
 
 
 def test_posterior_only_law_fit_names_the_missing_group(results, tmp_path):

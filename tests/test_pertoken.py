@@ -3,12 +3,16 @@ errors, and the example run with tiny settings."""
 
 from __future__ import annotations
 
+import json
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
 import bayescale as bs
+from bayescale.priors import parse_prior
 from bayescale import pertoken as pt
 from tests import fits
 from tests.fits import HELD_OUT, POSITIONS
@@ -54,7 +58,7 @@ def test_per_token_recovers_the_trend_in_log_N(hierarchical):
     for name in ("a0", "a1", "b0", "b1", "c0", "c1"):
         lo, hi = _interval(result, name, 0.99)
         assert lo <= hyper[name] <= hi, (name, hyper[name], lo, hi)
-        prior = pt.PER_TOKEN_PRIORS[name]
+        prior = parse_prior(pt.PER_TOKEN_MODEL.priors[name]).distribution({})
         assert hi - lo < 0.25 * 2 * 2.576 * float(prior.scale), name
     assert result.attrs["law_id"] == "kaplan2020_per_token"
     assert result["posterior"]["a"].dims == ("chain", "draw", "model")
@@ -107,7 +111,7 @@ def test_per_token_errors():
         pt.fit_per_token(two)
     mixed = good.copy()
     mixed.loc[0, "N"] = 1.0
-    with pytest.raises(bs.DataError, match="has several sizes"):
+    with pytest.raises(bs.DataError, match="column .N.: model .* has several values; it must be constant within a model"):
         pt.fit_per_token(mixed)
     with pytest.raises(ValueError, match="num_samples must be a positive integer"):
         pt.fit_per_token(good, num_samples=0)
@@ -117,6 +121,26 @@ def test_per_token_errors():
         pt.fit_per_token_steps(pd.DataFrame({"T": [1.0, 2.0, 4.0], "S": 10.0, "loss": 3.0}))
     with pytest.raises(ValueError, match="expected a result of the 'kaplan2020_per_token' fit"):
         pt.predict_per_token(xr.DataTree(), 1e8, POSITIONS)
+
+
+def test_per_token_priors_are_text_and_overridable():
+    # One declared prior replaced: the override is what the model samples (its prior draws: the median of
+    # HalfNormal(0.05) is 0.034, of the declared HalfNormal(0.1) 0.067; 500 prior draws put the sample median within
+    # ±0.004 (2 SE)), and the result records every prior as text, the override included.
+    data = pt.simulate_per_token(positions=POSITIONS[::3], seed=0)
+    with warnings.catch_warnings():  # 20 + 20 draws: the sampler warnings are expected and not what is tested
+        warnings.simplefilter("ignore", bs.SamplingWarning)
+        result = pt.fit_per_token(data, priors={"tau_a": "HalfNormal(0.05)"}, num_chains=1, num_warmup=20,
+                                  num_samples=20, progress_bar=False)
+    recorded = json.loads(result.attrs["priors"])
+    assert recorded == dict(pt.PER_TOKEN_MODEL.priors) | {"tau_a": "HalfNormal(0.05)"}
+    assert 'tau_a = "HalfNormal(0.05)"' in result.attrs["law_source"]
+    assert 0.025 < float(np.median(result["prior"]["tau_a"].values)) < 0.045
+    assert 0.055 < float(np.median(result["prior"]["tau_b"].values)) < 0.08
+    with pytest.raises(bs.LawError, match=r"prior given for 'tau', which is not a parameter of kaplan2020_per_token"):
+        pt.fit_per_token(data, priors={"tau": "HalfNormal(0.1)"})
+    with pytest.raises(ValueError, match=r"must be a call of one distribution"):
+        pt.fit_per_token(data, priors={"tau_a": "0.1"})
 
 
 def test_per_token_predict_errors(hierarchical):

@@ -15,8 +15,8 @@ def test_example_real_curves_gemstones(tmp_path, monkeypatch, capsys):
     out = tmp_path / "real"
     # --data-dir without a gemstones folder: the example falls back to the bundled copy (bayescale.datasets)
     monkeypatch.setattr(sys, "argv", ["real_curves.py", "--dataset", "gemstones", "--data-dir", "/nonexistent",
-                                      "--out", str(out), "--num-chains", "1",
-                                      "--num-warmup", "150", "--num-samples", "150"])
+                                      "--out", str(out), "--chains", "1",
+                                      "--warmup", "150", "--samples", "150"])
     runpy.run_path("examples/real_curves.py", run_name="__main__")
     printed = capsys.readouterr().out
     assert "(a) median [90%]" in printed and "(b) median [90%]" in printed and "(c) median [90%]" in printed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 import jax
@@ -185,3 +186,28 @@ def test_forced_cpu_is_recorded():
     record = json.loads(sampler_record(NUTS(device="cpu"), 0, mcmc.placement))
     assert (record["device"], record["platform"], record["placement"]) == ("cpu", "cpu", "forced: device='cpu'")
     assert NUTS.from_attrs(json.dumps(record)).device == "cpu"
+def test_one_positive_integer_check():
+    # settings.check_positive_ints serves the sampler settings and every count (calibration's simulations, bins): a
+    # bool is refused although Python counts it an int, and the error is an ArgumentError (so a ValueError).
+    from bayescale.errors import ArgumentError
+    from bayescale.settings import check_positive_ints
+
+    check_positive_ints(num_simulations=3, num_bins=np.int64(2))
+    with pytest.raises(ArgumentError, match="num_bins must be a positive integer, got True"):
+        check_positive_ints(num_simulations=3, num_bins=True)
+    with pytest.raises(SamplerSettingsError, match="n must be a positive integer, got 0"):
+        check_positive_ints(error=SamplerSettingsError, n=0)
+    assert issubclass(SamplerSettingsError, ArgumentError)
+
+
+def test_every_example_spells_the_sampler_flags_one_way():
+    # The CLI and every script in examples/ read the sampler flags with add_sampler_arguments / sampler_from_args
+    # and pass one NUTS value: no example defines its own --num-chains.
+    from pathlib import Path
+
+    examples = sorted(Path(__file__).resolve().parents[1].joinpath("examples").glob("*.py"))
+    assert len(examples) >= 10
+    for path in examples:
+        text = path.read_text()
+        assert "add_sampler_arguments(parser" in text and "sampler_from_args(args)" in text, path.name
+        assert "--num-chains" not in text and "--num-warmup" not in text and "--num-samples" not in text, path.name
