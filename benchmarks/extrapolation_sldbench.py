@@ -24,6 +24,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 import bayescale as bs
 from bayescale.datasets.sldbench import TASKS, load_task
 
@@ -46,7 +48,7 @@ SAMPLER = dict(num_chains=2, num_warmup=300, num_samples=300, progress_bar=False
 
 
 def _fit_stats(result) -> tuple[float, float]:
-    rhat = max(p["rhat"] for p in json.loads(result.attrs["diagnostics"])["parameters"].values())
+    rhat = np.nanmax([p["rhat"] for p in json.loads(result.attrs["diagnostics"])["parameters"]])
     return float(rhat), float(result["sample_stats"]["n_steps"].mean())
 
 
@@ -80,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the rows to this JSON file")
     args = p.parse_args(argv)
-    rows = [row for task in (args.task or list(CANDIDATES)) for row in run_task(task, args.seed)]
+    rows = []
+    for task in args.task or list(CANDIDATES):
+        rows += run_task(task, args.seed)
+        if args.json:  # after each task: a long run keeps what it finished
+            Path(args.json).write_text(json.dumps(rows, indent=1))
     print(markdown(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
 
 
