@@ -45,8 +45,8 @@ from bayescale.report import write_report  # noqa: E402
 from bayescale.summary import describe, summary  # noqa: E402
 from bayescale.baseline import fit_baseline  # noqa: E402
 from bayescale.calibration import check_calibration  # noqa: E402
-from bayescale.comparison import compare_laws, loo, predict_averaged  # noqa: E402
-from bayescale.validation import plot_validation, validate  # noqa: E402
+from bayescale.comparison import compare_laws, loo, predict_averaged, stacking_weights  # noqa: E402
+from bayescale.validation import LawValidation, plot_validation, validate, validate_laws  # noqa: E402
 from bayescale.batch import fit_batch  # noqa: E402
 from bayescale.scaleout import FitJob, fit_many, job_grid  # noqa: E402  (Dask is imported only by fit_many)
 from bayescale.batchsize import (  # noqa: E402
@@ -137,6 +137,9 @@ __all__ = [
     "save",
     "summary",
     "validate",
+    "validate_laws",
+    "LawValidation",
+    "stacking_weights",
     "compute_frontier",
     "fit_critical_batch",
     "fit_loss_steps",

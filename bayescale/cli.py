@@ -117,13 +117,17 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", parents=[unusual], help="held-out validation: fit on part of the runs, score predictions of the rest")
     v.add_argument("table", help="CSV or Parquet run table")
-    v.add_argument("--law", required=True, help="catalogue id or path to a .toml law file")
+    v.add_argument("--law", required=True, action="append",
+                   help="catalogue id or path to a .toml law file; repeat it to rank several laws on one largest-scale "
+                        "split by held-out log predictive density and stack them (docs/validation.md)")
     v.add_argument("--split", default="largest", choices=["largest", "rollout", "leave_one_out", "prefix"])
     v.add_argument("--by", default=None,
                    help="variable the split runs along: an input, C (=6ND) or a covariate (default N; prefix: D; leave_one_out: C)")
     v.add_argument("--fraction", type=float, action="append", help="prefix: share of each curve to fit on (repeatable; default 0.25 0.5 0.75)")
     v.add_argument("--noise", default="auto", help="noise model of the Bayesian fit: auto, iid, or run/ou/hetero joined by +")
     v.add_argument("--holdout", type=int, default=1, help="largest: how many of the largest values to hold out")
+    v.add_argument("--stack-holdout", type=int, default=1,
+                   help="several --law: how many of the next-largest values fit the stacking weights (nested fold)")
     v.add_argument("--min-train", type=int, default=3, help="rollout: fewest values to fit on")
     v.add_argument("--max-folds", type=int, default=3, help="rollout: keep the last folds only")
     v.add_argument("--baseline", action="store_true", help="also fit the classic Huber + bootstrap baseline")
@@ -147,6 +151,29 @@ def _load_table(args: argparse.Namespace, law):
         allow_unusual=args.allow_unusual, loss_unit=args.loss_unit,
         target=law.target.kind,
     )
+
+
+def _validate_laws(args: argparse.Namespace) -> int:
+    """``validate`` with several ``--law``: one largest-scale split, laws ranked by held-out LPD, and their stack."""
+    import types
+
+    import bayescale as bs
+
+    if args.baseline or args.out:
+        raise ArgumentError("--baseline and --out take one --law (with several, the table ranks the laws and their stack)")
+    laws = [bs.load_law(law) for law in args.law]
+    inputs = tuple(dict.fromkeys(n for law in laws for n in law.input_names))
+    ds = _load_table(args, types.SimpleNamespace(input_names=inputs, target=laws[0].target))
+    out = bs.validate_laws(ds, laws, args.split, by=args.by, holdout=args.holdout, stack_holdout=args.stack_holdout,
+                           rng_key=args.seed,
+                           fit_kwargs=dict(sampler=sampler_from_args(args).replace(progress_bar=False), noise=args.noise))
+    split = out.table.attrs["split"]
+    print(f"held out: {split['held_out']}; stacking weights fitted on {split['stack_fold']} "
+          f"({split['n_stack_test']} points, the laws fitted without them)")
+    print(out.table.to_string(index=False, float_format="%.4g"))
+    if args.csv:
+        out.table.to_csv(args.csv, index=False)
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -193,7 +220,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from bayescale.validation import plot_validation, validate
 
-        law = bs.load_law(args.law)
+        if len(args.law) > 1:
+            return _validate_laws(args)
+        law = bs.load_law(args.law[0])
         ds = _load_table(args, law)
         table = validate(
             law, ds, args.split, by=args.by, holdout=args.holdout, min_train=args.min_train, max_folds=args.max_folds,

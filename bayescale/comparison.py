@@ -1,5 +1,9 @@
 """Model comparison across laws: PSIS-LOO grouped by run, stacking weights, predictions averaged over laws.
 
+Stacking weights come from two sources: :func:`compare_laws` (PSIS-LOO on the fitted runs, in-sample) and
+:func:`stacking_weights` on any pointwise log predictive densities, such as those of held-out larger runs
+(:func:`bayescale.validation.validate_laws`, which chooses laws by how well they extrapolate).
+
 Checkpoints of one run are not independent (LAWS.md, "practice"), so leaving one *point* out understates how hard it
 is to predict a new run: the unit left out is the run. :func:`loo` sums the pointwise log-likelihood over the points of
 each run, ``log p(y_run | θ) = Σ_{i ∈ run} log p(y_i | θ)`` (the points are conditionally independent given θ in the
@@ -20,11 +24,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.optimize
+import scipy.special
 import xarray as xr
 
 from bayescale.contract import observed_name, require, require_group, run_labels
 
-__all__ = ["GROUPS", "log_likelihood_by_run", "loo", "compare_laws", "predict_averaged"]
+__all__ = ["GROUPS", "log_likelihood_by_run", "loo", "compare_laws", "stacking_weights", "mixture_counts",
+           "predict_averaged"]
 
 #: ``run``: leave one run out (its checkpoints together); ``point``: leave one point out.
 GROUPS = ("run", "point")
@@ -102,6 +109,57 @@ def compare_laws(results: Mapping[str, xr.DataTree], *, group: str = "run", meth
     return table
 
 
+def stacking_weights(lpd: np.ndarray) -> np.ndarray:
+    """Stacking weights from pointwise log predictive densities: ``argmax_w Σ_i log Σ_k w_k p_k(y_i)`` on the simplex.
+
+    Parameters
+    ----------
+    lpd
+        ``(points, models)``: ``log p_k(y_i)``, the log predictive density of point i under model k (held-out or
+        leave-one-out).
+
+    Returns
+    -------
+    numpy.ndarray
+        One weight per model, non-negative, summing to 1.
+
+    Notes
+    -----
+    The objective is concave in w, so the optimum found is the global one (Yao et al. 2018, Eq. 4). arviz-stats'
+    ``compare`` solves the same problem but only inside its LOO table and on ``exp(lpd)`` unshifted, which underflows
+    to 0 for a held-out point that every candidate misses by ~40 predictive sds (log density below −745), as a
+    misspecified law extrapolating two decades does; here the weights are a softmax of free logits and every sum is a
+    ``logsumexp``, so such points keep their (tiny but ordered) contribution.
+    """
+    lpd = np.asarray(lpd, dtype=float)
+    if lpd.ndim != 2 or lpd.shape[0] < 1 or lpd.shape[1] < 1:
+        raise ValueError(f"lpd must be a (points, models) array with at least one of each, got shape {lpd.shape}")
+    if not np.isfinite(lpd).all():
+        rows = np.flatnonzero(~np.isfinite(lpd).all(axis=1))[:5].tolist()
+        raise ValueError(f"lpd must be finite; points {rows} are not (a model gives them zero density)")
+    n, k = lpd.shape
+    if k == 1:
+        return np.ones(1)
+
+    def negative_score(z: np.ndarray) -> tuple[float, np.ndarray]:
+        log_w = z - scipy.special.logsumexp(z)
+        mixed = scipy.special.logsumexp(lpd + log_w, axis=1)
+        share = np.exp(lpd + log_w - mixed[:, None])  # each point's posterior share of each model; rows sum to 1
+        return -float(mixed.sum()), -(share.sum(axis=0) - n * np.exp(log_w))
+
+    found = scipy.optimize.minimize(negative_score, np.zeros(k), jac=True, method="L-BFGS-B")
+    return scipy.special.softmax(found.x)
+
+
+def mixture_counts(weights: np.ndarray, total: int) -> np.ndarray:
+    """How many of ``total`` draws each component of a mixture contributes: ``round(w·total)`` by largest
+    remainders, so the counts sum to ``total`` exactly."""
+    exact = np.asarray(weights, dtype=float) * total
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(-(exact - counts))[: total - counts.sum()]] += 1
+    return counts
+
+
 def predict_averaged(
     results: Mapping[str, xr.DataTree],
     weights: Mapping[str, float] | pd.DataFrame,
@@ -109,6 +167,7 @@ def predict_averaged(
     kind: str = "law",
     num_draws: int | None = None,
     rng_key: int = 0,
+    allow_unconverged: bool = False,
     **inputs: Any,
 ) -> xr.Dataset:
     """Predictions averaged over laws: a mixture of each fit's posterior (predictive) draws in proportion to ``weights``.
@@ -124,6 +183,8 @@ def predict_averaged(
     num_draws
         Draws in the mixture (default: the fewest draws of any fit). Each law contributes ``round(weight·num_draws)``
         draws (largest remainders), taken without replacement when it has enough.
+    allow_unconverged
+        Passed to :func:`bayescale.predict`: predict from fits that did not converge (refused by default).
     **inputs
         Inputs of the prediction; each law receives the ones it takes.
 
@@ -150,9 +211,7 @@ def predict_averaged(
     w = w / w.sum()
     sizes = [r["posterior"].sizes["chain"] * r["posterior"].sizes["draw"] for r in results.values()]
     total = int(num_draws or min(sizes))
-    exact = w * total
-    counts = np.floor(exact).astype(int)
-    counts[np.argsort(-(exact - counts))[: total - counts.sum()]] += 1
+    counts = mixture_counts(w, total)
     rng = np.random.default_rng(rng_key)
     parts, labels, coords = [], [], None
     for (name, result), n, size in zip(results.items(), counts, sizes):
@@ -160,7 +219,7 @@ def predict_averaged(
             continue
         law = law_of(result)
         mine = {k: v for k, v in inputs.items() if k in law.input_names}
-        pred = predict(result, kind=kind, rng_key=rng_key, **mine)
+        pred = predict(result, kind=kind, rng_key=rng_key, allow_unconverged=allow_unconverged, **mine)
         flat = pred["loss"].values.reshape(size, -1)
         idx = rng.choice(size, n, replace=n > size)
         parts.append(flat[idx])

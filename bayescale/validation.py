@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
@@ -43,8 +44,8 @@ from bayescale.data import load_runs, round_sig
 from bayescale.diagnostics import convergence
 from bayescale.laws import Law, load_law
 
-__all__ = ["SPLITS", "DEFAULT_BY", "METHODS", "Split", "make_splits", "validate", "crps_sample", "crps_score",
-           "plot_validation"]
+__all__ = ["SPLITS", "DEFAULT_BY", "METHODS", "Split", "make_splits", "validate", "validate_laws", "LawValidation",
+           "Draws", "predictive_draws", "score", "crps_sample", "crps_score", "plot_validation"]
 
 #: ``largest``: leave the ``holdout`` largest values of ``by`` out (one fold). ``rollout``: fit on the smallest k values
 #: of ``by`` and predict the next one, for the last ``max_folds`` k. ``leave_one_out``: hold out each value of ``by``
@@ -197,45 +198,48 @@ def crps_sample(draws: np.ndarray, y: np.ndarray) -> np.ndarray:
     return term1 - 0.5 * spread
 
 
-def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) -> tuple[dict[str, float], pd.DataFrame]:
-    """Score a fit (or baseline) on held-out points: the metrics of this module and a per-point table."""
+class Draws(NamedTuple):
+    """Predictive draws of one fit at held-out points: the values, the law curve (parameter uncertainty only), the
+    predictive on the likelihood's (link) scale and the pointwise log predictive density of the observed values."""
+
+    y: np.ndarray
+    pred: np.ndarray
+    curve: np.ndarray
+    link_pred: np.ndarray
+    lpd: np.ndarray
+
+
+def predictive_draws(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) -> Draws:
+    """Posterior predictive draws (samples, points) of ``result`` at the points of ``test`` and their pointwise LPD."""
     from bayescale.predict import draw_noise, draws_log_law, log_density, noise_terms
 
     inputs = {n: test[n].values for n in law.input_names}
     y = test["loss"].values
     post = result["posterior"].to_dataset()
     log_curve = draws_log_law(law, {n: post[n].values.reshape(-1) for n in law.parameter_names}, inputs)
-    curve = law.target.inverse(log_curve)
     # Runs seen in the fit (a curve's held-out tail) keep their run effect and continue from their last checkpoint.
     terms = noise_terms(result, law, log_curve, inputs, run=test["run"].values)
-    key = jax.random.PRNGKey(rng_key)
-    log_pred = log_curve + draw_noise(terms, key)
-    with np.errstate(over="ignore"):  # a Student-t draw far out overflows the loss scale; log_pred stays exact
-        pred = law.target.inverse(log_pred)
-    q05, q25, q50, q75, q95 = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
-    l05, l95 = np.quantile(curve, [0.05, 0.95], axis=0)
+    link_pred = log_curve + draw_noise(terms, jax.random.PRNGKey(rng_key))
+    with np.errstate(over="ignore"):  # a Student-t draw far out overflows the loss scale; link_pred stays exact
+        pred = law.target.inverse(link_pred)
     lp = log_density(terms, log_curve, y, law.target)
     lpd = scipy.special.logsumexp(lp, axis=0) - np.log(lp.shape[0])
-    points = pd.DataFrame(
-        {
-            "point": test["point"].values,
-            "run": test["run"].values,
-            **inputs,
-            "loss": y,
-            "median": q50,
-            "q05": q05,
-            "q95": q95,
-            "law_q05": l05,
-            "law_q95": l95,
-            "lpd": lpd,
-            "crps": crps_sample(log_pred, np.log(y)),
-        }
-    )
-    crps_mean, dominated = crps_score(log_pred, np.log(y))
+    return Draws(y, pred, law.target.inverse(log_curve), link_pred, lpd)
+
+
+def _metrics(draws: Draws, link_y: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The metrics of this module from predictive draws, and the per-point columns they rest on."""
+    y, pred = draws.y, draws.pred
+    q05, q25, q50, q75, q95 = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+    l05, l95 = np.quantile(draws.curve, [0.05, 0.95], axis=0)
+    # CRPS on the link scale (log-loss for a loss): see the module docstring for why not on the loss itself.
+    crps_mean, dominated = crps_score(draws.link_pred, link_y)
+    columns = {"loss": y, "median": q50, "q05": q05, "q95": q95, "law_q05": l05, "law_q95": l95, "lpd": draws.lpd,
+               "crps": crps_sample(draws.link_pred, link_y)}
     metrics = {
         "abs_rel_err": float(np.mean(np.abs(q50 - y) / np.abs(y))),  # |y|: a real target may be negative
         "r2": float(1 - np.sum((y - q50) ** 2) / np.sum((y - y.mean()) ** 2)) if y.size > 1 else np.nan,
-        "lpd": float(np.mean(lpd)),
+        "lpd": float(np.mean(draws.lpd)),
         "crps": crps_mean,
         "crps_dominated": bool(dominated),
         "cover50": float(np.mean((y >= q25) & (y <= q75))),
@@ -243,6 +247,15 @@ def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) 
         "cover90_law": float(np.mean((y >= l05) & (y <= l95))),
         "width90": float(np.mean((q95 - q05) / np.abs(q50))),
     }
+    return metrics, columns
+
+
+def score(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) -> tuple[dict[str, float], pd.DataFrame]:
+    """Score a fit (or baseline) on held-out points: the metrics of this module and a per-point table."""
+    draws = predictive_draws(result, test, law, rng_key=rng_key)
+    metrics, columns = _metrics(draws, law.target.link(draws.y))
+    inputs = {n: test[n].values for n in law.input_names}
+    points = pd.DataFrame({"point": test["point"].values, "run": test["run"].values, **inputs, **columns})
     return metrics, points
 
 
@@ -344,6 +357,208 @@ def validate(
     table.attrs["points"] = pd.concat(all_points, ignore_index=True)
     table.attrs["split"] = {"split": split, "by": by, "holdout": holdout, "law": law.id}
     return table
+
+
+@dataclass(frozen=True)
+class LawValidation:
+    """Several laws validated on one held-out split, and their stack (:func:`validate_laws`).
+
+    Attributes
+    ----------
+    table
+        One row per law, ranked by held-out LPD, then the stacks: ``stack`` (weights fitted on the next-largest fold,
+        scored on the held-out one) and, when computed, ``stack_loo`` (weights from in-sample PSIS-LOO).
+    weights
+        Law → extrapolation stacking weight (sums to 1).
+    weights_loo
+        Law → stacking weight from PSIS-LOO of the training fits (:func:`bayescale.compare_laws`), or None.
+    fits
+        Law → its fit on the whole training part (everything but the held-out points).
+    points
+        Per-point predictions of every law and of the stacks on the held-out points (column ``law``).
+    """
+
+    table: pd.DataFrame
+    weights: dict[str, float]
+    weights_loo: dict[str, float] | None
+    fits: dict[str, xr.DataTree]
+    points: pd.DataFrame
+
+    def predict(self, *, kind: str = "predictive", num_draws: int | None = None, rng_key: int = 0,
+                allow_unconverged: bool = False, **inputs: Any) -> xr.Dataset:
+        """The stacked prediction at new inputs: :func:`bayescale.predict_averaged` of :attr:`fits` with the
+        extrapolation weights :attr:`weights` (``kind="predictive"`` by default: a predictive interval for new runs)."""
+        from bayescale.comparison import predict_averaged
+
+        used = {k: v for k, v in self.weights.items() if v > 0}
+        return predict_averaged({k: self.fits[k] for k in used}, used, kind=kind, num_draws=num_draws,
+                                rng_key=rng_key, allow_unconverged=allow_unconverged, **inputs)
+
+    def __str__(self) -> str:
+        return self.table.to_string(index=False, float_format="%.4g")
+
+
+def _mixture(parts: Sequence[Draws], weights: np.ndarray, rng: np.random.Generator) -> Draws:
+    """Draws of the mixture ``Σ_k w_k p_k``: each component's share of draws by its weight; the pointwise density is
+    the exact mixture density ``log Σ_k w_k p_k(y_i)`` (not estimated from the resampled draws)."""
+    from bayescale.comparison import mixture_counts
+
+    total = min(p.pred.shape[0] for p in parts)
+    picks = [rng.choice(p.pred.shape[0], n, replace=False) for p, n in zip(parts, mixture_counts(weights, total))]
+    stacked = {f: np.concatenate([getattr(p, f)[i] for p, i in zip(parts, picks)])
+               for f in ("pred", "curve", "link_pred")}
+    return Draws(parts[0].y, stacked["pred"], stacked["curve"], stacked["link_pred"], _mixed_lpd(parts, weights))
+
+
+def _mixed_lpd(parts: Sequence[Draws], weights: np.ndarray) -> np.ndarray:
+    """Pointwise ``log Σ_k w_k p_k(y_i)``."""
+    with np.errstate(divide="ignore"):  # a weight of 0 drops its law: log 0 = -inf inside the logsumexp
+        log_w = np.log(weights)
+    return scipy.special.logsumexp(np.stack([p.lpd for p in parts], axis=1) + log_w, axis=1)
+
+
+def validate_laws(
+    data: Any,
+    laws: Sequence[Law | str],
+    split: str = "largest",
+    *,
+    by: str | None = None,
+    holdout: int = 1,
+    stack_holdout: int = 1,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    loo_weights: bool = True,
+    rng_key: int = 0,
+    columns: Mapping[str, str] | None = None,
+    flops_per_param_token: float = 6.0,
+) -> LawValidation:
+    """Compare laws by how well they extrapolate, and stack them by the same criterion.
+
+    The ``holdout`` largest values of ``by`` are held out. Weights are fitted on a fold nested inside the training
+    part: each law is fitted without the ``stack_holdout`` next-largest values, its log predictive density at those
+    points is computed, and the stacking weights maximise the summed log density of their mixture
+    (:func:`bayescale.comparison.stacking_weights`). Each law is then refitted on the whole training part and scored
+    on the held-out points; the stack is the mixture of those fits with the nested weights, so the points that score
+    it played no part in choosing its weights. With ``loo_weights`` the table adds the stack whose weights come from
+    in-sample PSIS-LOO (:func:`bayescale.compare_laws`) for contrast. Every law is fitted twice.
+
+    Parameters
+    ----------
+    data
+        A dataset from :func:`~bayescale.data.load_runs` with every law's inputs, or anything it accepts.
+    laws
+        Laws, catalogue ids or law-file paths (at least 2, distinct ids, one target kind).
+    split
+        ``"largest"`` (the only split with a nested fold of the same kind: the next-largest values).
+    by
+        The variable the split runs along (default ``N``); see :func:`make_splits`.
+    holdout, stack_holdout
+        How many of the largest distinct values of ``by`` are held out for scoring, and how many of the next-largest
+        for fitting the weights.
+    fit_kwargs
+        Passed to every :func:`bayescale.fit` (sampler settings, ``likelihood``, ``noise``).
+    loo_weights
+        Also stack with PSIS-LOO weights of the training fits (needs their pointwise log-likelihood).
+    rng_key
+        Seed of the fits, of the predictive draws and of the mixture's draw selection.
+
+    Returns
+    -------
+    LawValidation
+        ``.table`` (columns ``law``, ``rank`` by held-out LPD, ``weight``, ``weight_loo``, ``lpd``, ``r2``,
+        ``cover90``, ``cover50``, ``abs_rel_err``, ``crps``, ``width90``, ``cover90_law``, ``lpd_stack_fold``: the
+        law's LPD on the fold that fitted the weights, ``converged``: both of its fits, ``n_train``, ``n_test``),
+        ``.weights``, ``.fits`` and ``.predict(**inputs)``: the stacked predictive.
+
+    References
+    ----------
+    Yao, Vehtari, Simpson, Gelman 2018, "Using Stacking to Average Bayesian Predictive Distributions", Bayesian
+    Analysis 13 (stacking on held-out log scores).
+
+    Examples
+    --------
+    >>> out = validate_laws(table, ["li2025_farseer", "hoffmann2022"], holdout=3, stack_holdout=3)  # doctest: +SKIP
+    >>> print(out.table); band = out.predict(N=1e10, D=2e11)  # doctest: +SKIP
+    """
+    from bayescale.comparison import compare_laws, stacking_weights
+    from bayescale.inference import fit
+
+    laws = [law if isinstance(law, Law) else load_law(law) for law in laws]
+    names = [law.id for law in laws]
+    if len(laws) < 2:
+        raise ValueError(f"validate_laws needs at least 2 laws, got {names}")
+    if len(set(names)) < len(names):
+        raise ValueError(f"law ids must be distinct, got {names} (give a copied law file its own id)")
+    kinds = {law.id: law.target.kind for law in laws}
+    if len(set(kinds.values())) > 1:
+        raise ValueError(f"the laws predict different target kinds {kinds}: their densities are not comparable")
+    if split != "largest":
+        raise ValueError(f"split {split!r}: validate_laws supports only 'largest' (the weights come from the "
+                         "next-largest values, a nested fold of the same kind)")
+    inputs = list(dict.fromkeys(n for law in laws for n in law.input_names))
+    ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=inputs,
+                                                              target=laws[0].target.kind)
+    missing = {law.id: [n for n in law.input_names if n not in ds] for law in laws}
+    missing = {k: v for k, v in missing.items() if v}
+    if missing:
+        raise ValueError(f"the data lack inputs of the laws: {missing}")
+    by = by or DEFAULT_BY["largest"]
+    (outer,) = make_splits(ds, "largest", by=by, holdout=holdout, flops_per_param_token=flops_per_param_token)
+    train, test = ds.isel(point=np.flatnonzero(outer.train)), ds.isel(point=np.flatnonzero(outer.test))
+    left = np.unique(_keys(train, by, flops_per_param_token)).size
+    if not isinstance(stack_holdout, (int, np.integer)) or not 1 <= stack_holdout < left:
+        raise ValueError(f"stack_holdout must be an integer in [1, {left - 1}] (distinct {by} values left after the "
+                         f"{holdout} held out), got {stack_holdout!r}")
+    (inner,) = make_splits(train, "largest", by=by, holdout=stack_holdout, flops_per_param_token=flops_per_param_token)
+    inner_train = train.isel(point=np.flatnonzero(inner.train))
+    inner_test = train.isel(point=np.flatnonzero(inner.test))
+    kwargs = {"rng_key": rng_key} | dict(fit_kwargs or {})
+
+    fits, inner_parts, parts, converged = {}, [], [], {}
+    for law in laws:
+        inner_fit = fit(law, inner_train, **kwargs)
+        inner_parts.append(predictive_draws(inner_fit, inner_test, law, rng_key=rng_key))
+        fits[law.id] = fit(law, train, **kwargs)
+        parts.append(predictive_draws(fits[law.id], test, law, rng_key=rng_key))
+        converged[law.id] = bool(convergence(inner_fit).converged and convergence(fits[law.id]).converged)
+    weights = stacking_weights(np.stack([p.lpd for p in inner_parts], axis=1))
+    weights_loo = None
+    if loo_weights:
+        with warnings.catch_warnings():  # Pareto-k warnings of LOO belong to the LOO stack, which is only a contrast
+            warnings.simplefilter("ignore")
+            compared = compare_laws(fits)
+        weights_loo = np.array([float(compared.loc[name, "weight"]) for name in names])
+
+    link_y = laws[0].target.link(test["loss"].values)
+    rows, points = [], []
+    base = {"point": test["point"].values, "run": test["run"].values, **{n: test[n].values for n in inputs}}
+    for i, (law, part) in enumerate(zip(laws, parts)):
+        metrics, cols = _metrics(part, link_y)
+        rows.append({"law": law.id, "weight": float(weights[i]),
+                     "weight_loo": float(weights_loo[i]) if weights_loo is not None else np.nan, **metrics,
+                     "lpd_stack_fold": float(np.mean(inner_parts[i].lpd)), "converged": converged[law.id]})
+        points.append(pd.DataFrame(base | cols).assign(law=law.id))
+    stacks = {"stack": weights} | ({"stack_loo": weights_loo} if weights_loo is not None else {})
+    for name, w in stacks.items():
+        metrics, cols = _metrics(_mixture(parts, w, np.random.default_rng(rng_key)), link_y)
+        rows.append({"law": name, "weight": 1.0 if name == "stack" else np.nan,
+                     "weight_loo": 1.0 if name == "stack_loo" else np.nan, **metrics,
+                     "lpd_stack_fold": float(np.mean(_mixed_lpd(inner_parts, w))),
+                     "converged": all(converged[n] for n, wk in zip(names, w) if wk > 1e-3)})
+        points.append(pd.DataFrame(base | cols).assign(law=name))
+    table = pd.DataFrame(rows)
+    single = table.iloc[: len(laws)].sort_values("lpd", ascending=False, kind="stable")
+    single.insert(1, "rank", np.arange(1, len(laws) + 1))
+    table = pd.concat([single, table.iloc[len(laws):]], ignore_index=True)
+    table["n_train"], table["n_test"] = int(outer.train.sum()), int(outer.test.sum())
+    unconverged = [n for n in names if not converged[n]]
+    if unconverged:
+        warnings.warn(f"the fits of {unconverged} did not converge: their scores are not trustworthy (column "
+                      "'converged')", UserWarning, stacklevel=2)
+    table.attrs["split"] = {"split": split, "by": by, "held_out": outer.held_out, "stack_fold": inner.held_out,
+                            "n_stack_train": int(inner.train.sum()), "n_stack_test": int(inner.test.sum())}
+    return LawValidation(table, dict(zip(names, map(float, weights))),
+                         dict(zip(names, map(float, weights_loo))) if weights_loo is not None else None,
+                         fits, pd.concat(points, ignore_index=True))
 
 
 def plot_validation(table: pd.DataFrame, *, path: str | os.PathLike | None = None, x: str | None = None):

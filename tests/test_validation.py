@@ -106,3 +106,96 @@ def test_cli_validate_prints_the_table(tmp_path, capsys):
     assert rc == 0 and "cover90" in out and "from the 35 smallest" in out and (tmp_path / "v.png").is_file()
     rc = main(["validate", str(tmp_path / "runs.csv"), "--law", "kaplan2020_n", "--by", "D"])
     assert rc == 2 and "by 'D': must be one of ['N']" in capsys.readouterr().err
+
+
+# --- several laws on one split, stacked by extrapolation (validate_laws) ---
+
+def test_stacking_weights_maximise_the_mixture_score():
+    from bayescale.validation import Draws, _mixture
+
+    rng = np.random.default_rng(3)
+    # Two models, each better on half the points: the optimum is inside the simplex. A grid over w in steps of 1e-4
+    # is an independent check; the objective is concave, so the grid's best and the optimiser's agree to a grid step.
+    lpd = np.column_stack([rng.normal(0, 1, 40), rng.normal(0, 1, 40)])
+    lpd[:20, 0] += 2.0
+    lpd[20:, 1] += 2.0
+    w = bs.stacking_weights(lpd)
+    grid = np.linspace(0, 1, 10001)
+    scores = [np.sum(np.logaddexp(np.log(g + 1e-300) + lpd[:, 0], np.log(1 - g + 1e-300) + lpd[:, 1])) for g in grid]
+    assert abs(w[0] - grid[int(np.argmax(scores))]) < 2e-3 and 0.2 < w[0] < 0.8 and np.isclose(w.sum(), 1)
+    # A model worse at every point gets no weight, even when every density is far below exp(-745) (a law missing
+    # held-out points by ~40 sds): the scores are compared in logs, not as exp(lpd), which would underflow to 0.
+    far = np.column_stack([np.full(10, -2000.0), np.full(10, -2003.0)])
+    assert bs.stacking_weights(far)[0] > 0.999
+    # The mixture's density is exact: log(0.25 e^a + 0.75 e^b); its draws come 1:3 from the two components.
+    parts = [Draws(np.zeros(1), np.full((400, 1), v), np.full((400, 1), v), np.full((400, 1), v), np.array([lp]))
+             for v, lp in ((1.0, -1.0), (2.0, -3.0))]
+    mixed = _mixture(parts, np.array([0.25, 0.75]), np.random.default_rng(0))
+    assert np.isclose(mixed.lpd[0], np.log(0.25 * np.exp(-1.0) + 0.75 * np.exp(-3.0)))
+    assert (mixed.pred == 1.0).sum() == 100 and (mixed.pred == 2.0).sum() == 300
+
+
+def test_stacking_weights_errors():
+    with pytest.raises(ValueError, match=r"lpd must be a \(points, models\) array with at least one of each, got shape \(5,\)"):
+        bs.stacking_weights(np.zeros(5))
+    with pytest.raises(ValueError, match=r"lpd must be finite; points \[1\] are not"):
+        bs.stacking_weights(np.array([[0.0, 1.0], [-np.inf, 0.0]]))
+
+
+def test_validate_laws_errors(grid_data):
+    with pytest.raises(ValueError, match=r"validate_laws needs at least 2 laws, got \['hoffmann2022'\]"):
+        bs.validate_laws(grid_data, ["hoffmann2022"])
+    with pytest.raises(ValueError, match=r"law ids must be distinct, got \['hoffmann2022', 'hoffmann2022'\]"):
+        bs.validate_laws(grid_data, ["hoffmann2022", "hoffmann2022"])
+    with pytest.raises(ValueError, match=r"the laws predict different target kinds"):
+        bs.validate_laws(grid_data, ["hoffmann2022", "tao2024_vocab"])
+    with pytest.raises(ValueError, match=r"split 'rollout': validate_laws supports only 'largest'"):
+        bs.validate_laws(grid_data, ["hoffmann2022", "kaplan2020_n"], "rollout")
+    with pytest.raises(ValueError, match=r"the data lack inputs of the laws: \{'ouro2025': \['T_m'\]\}"):
+        bs.validate_laws(grid_data, ["hoffmann2022", "ouro2025"])
+    with pytest.raises(ValueError, match=r"stack_holdout must be an integer in \[1, 3\] \(distinct N values left after the 2 held out\), got 4"):
+        bs.validate_laws(grid_data, ["hoffmann2022", "kaplan2020_n"], holdout=2, stack_holdout=4)
+
+
+TINY_STACK = dict(num_chains=2, num_warmup=200, num_samples=200, progress_bar=False)
+
+
+@pytest.fixture(scope="module")
+def two_laws(grid_data):
+    # The data come from hoffmann2022; kaplan2020_n ignores D, which spans two decades in every size of the grid, so
+    # it misses the held-out largest size badly (held-out LPD about -1 against about +2.8 nats per point).
+    return bs.validate_laws(grid_data, ["hoffmann2022", "kaplan2020_n"], by="N", holdout=1, stack_holdout=1,
+                            fit_kwargs=TINY_STACK)
+
+
+def test_validate_laws_stacks_on_the_law_that_extrapolates(two_laws):
+    out, table = two_laws, two_laws.table
+    assert list(table["law"]) == ["hoffmann2022", "kaplan2020_n", "stack", "stack_loo"]
+    assert list(table["rank"].iloc[:2]) == [1, 2]
+    split = table.attrs["split"]
+    # nested: weights from N = 2e9 (the next-largest size), scores on N = 5e9, which the weights never saw
+    assert split["held_out"].startswith("N >= 5e+09") and split["stack_fold"].startswith("N >= 2e+09")
+    assert split["n_stack_test"] == 6 and (table["n_test"] == 6).all() and (table["n_train"] == 30).all()
+    # All weight on the true law. Were the stack's weights uniform (stacking broken), its LPD would sit log 2 = 0.69
+    # below the true law's; a stack that weights the true law ~1 matches it to 1e-3.
+    assert out.weights["hoffmann2022"] > 0.99 and out.weights_loo["hoffmann2022"] > 0.99
+    lpd = table.set_index("law")["lpd"]
+    assert abs(lpd["stack"] - lpd["hoffmann2022"]) < 1e-3 and lpd["stack"] > lpd["kaplan2020_n"] + 2
+    assert table.set_index("law").loc["stack", "r2"] > 0.95
+    assert set(out.points["law"]) == {"hoffmann2022", "kaplan2020_n", "stack", "stack_loo"}
+    band = out.predict(N=1e10, D=1e11)
+    assert set(band["model"].values) == {"hoffmann2022"} and np.isfinite(band["loss"].values).all()
+
+
+def test_cli_validate_several_laws(tmp_path, capsys):
+    from bayescale.cli import main
+
+    simulate_table("hoffmann2022", dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32), sigma=0.005,
+                   seed=7).to_csv(tmp_path / "runs.csv", index=False)
+    args = ["validate", str(tmp_path / "runs.csv"), "--law", "hoffmann2022", "--law", "kaplan2020_n"]
+    rc = main(args + ["--chains", "2", "--warmup", "200", "--samples", "200", "--csv", str(tmp_path / "t.csv")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "stacking weights fitted on N >= 2e+09" in out and "stack_loo" in out
+    assert pd.read_csv(tmp_path / "t.csv")["law"].iloc[0] == "hoffmann2022"
+    rc = main(args + ["--baseline"])
+    assert rc == 2 and "--baseline and --out take one --law" in capsys.readouterr().err
