@@ -21,15 +21,15 @@ from bayescale.errors import (  # noqa: E402
     ResultError,
 )
 from bayescale.data import FewPointsWarning, UnusualDataWarning, load_runs  # noqa: E402
-from bayescale.diagnostics import ConvergenceWarning, SamplingError, SamplingWarning, convergence  # noqa: E402
-from bayescale.inference import fit  # noqa: E402
-from bayescale.settings import NUTS  # noqa: E402
-from bayescale.laws import Law, list_laws, load_law  # noqa: E402
-from bayescale.results import load, provenance, save  # noqa: E402
-from bayescale._formula import FormulaError  # noqa: E402
-from bayescale.checks import check_coverage, check_reference  # noqa: E402
-from bayescale.extrapolation import ExtrapolationWarning, extrapolation  # noqa: E402
-from bayescale.planning import (  # noqa: E402
+from bayescale.infer.diagnostics import ConvergenceWarning, SamplingError, SamplingWarning, convergence  # noqa: E402
+from bayescale.infer.fit import fit  # noqa: E402
+from bayescale.infer.settings import NUTS  # noqa: E402
+from bayescale.laws.catalogue import Law, list_laws, load_law  # noqa: E402
+from bayescale.results.io import load, provenance, save  # noqa: E402
+from bayescale.laws.formula import FormulaError  # noqa: E402
+from bayescale.results.checks import check_coverage, check_reference  # noqa: E402
+from bayescale.results.extrapolation import ExtrapolationWarning, extrapolation  # noqa: E402
+from bayescale.planning.optimum import (  # noqa: E402
     budget_for_target,
     compare_fits,
     compute_optimal,
@@ -38,53 +38,26 @@ from bayescale.planning import (  # noqa: E402
     plan,
     prob_below,
 )
-from bayescale.design import rank_next_experiments  # noqa: E402
-from bayescale.plots import plot_ppc  # noqa: E402
-from bayescale.predict import predict  # noqa: E402
+from bayescale.planning.design import rank_next_experiments  # noqa: E402
+from bayescale.results.plots import plot_ppc  # noqa: E402
+from bayescale.results.predict import predict  # noqa: E402
 from bayescale.report import write_report  # noqa: E402
-from bayescale.summary import describe, summary  # noqa: E402
-from bayescale.baseline import fit_baseline  # noqa: E402
-from bayescale.calibration import check_calibration  # noqa: E402
-from bayescale.comparison import compare_laws, loo, predict_averaged, stacking_weights  # noqa: E402
-from bayescale.validation import LawValidation, plot_validation, validate, validate_laws  # noqa: E402
-from bayescale.batch import fit_batch  # noqa: E402
-from bayescale.scaleout import FitJob, fit_many, job_grid  # noqa: E402  (Dask is imported only by fit_many)
-from bayescale.batchsize import (  # noqa: E402
-    compute_frontier,
-    fit_critical_batch,
-    fit_loss_steps,
-    simulate_batch_scan,
-    steps_to_loss,
-)
-from bayescale.downstream import predict_chained  # noqa: E402
-from bayescale.pertoken import (  # noqa: E402
-    fit_per_token,
-    fit_per_token_steps,
-    predict_per_token,
-    predict_per_token_steps,
-    simulate_per_token,
-    simulate_per_token_steps,
-)
-from bayescale.shape import (  # noqa: E402
-    compute_equivalent,
-    fit_shape,
-    flat_region_probability,
-    read_gemstones,
-    shape_summary,
-    simulate_shape,
-)
-from bayescale.schedules import (  # noqa: E402
-    fit_schedule,
-    load_schedule_law,
-    lr_schedule,
-    predict_schedule,
-    schedule_from_array,
-    simulate_schedule_curves,
-)
+from bayescale.results.summary import describe, summary  # noqa: E402
+from bayescale.validation.baseline import fit_baseline  # noqa: E402
+from bayescale.validation.calibration import check_calibration  # noqa: E402
+from bayescale.validation.comparison import compare_laws, loo, predict_averaged, stacking_weights  # noqa: E402
+from bayescale.validation.holdout import LawValidation, plot_validation, validate, validate_laws  # noqa: E402
+from bayescale.infer.batch import fit_batch  # noqa: E402
+from bayescale.infer.scaleout import FitJob, fit_many, job_grid  # noqa: E402  (Dask is imported only by fit_many)
+
+from bayescale.analyses import downstream, kaplan, schedules  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "downstream",
+    "kaplan",
+    "schedules",
     # errors (bayescale.errors) and warnings
     "ArgumentError",
     "BayescaleError",
@@ -130,7 +103,6 @@ __all__ = [
     "plot_validation",
     "predict_averaged",
     "predict",
-    "predict_chained",
     "prob_below",
     "provenance",
     "rank_next_experiments",
@@ -140,30 +112,7 @@ __all__ = [
     "validate_laws",
     "LawValidation",
     "stacking_weights",
-    "compute_frontier",
-    "fit_critical_batch",
-    "fit_loss_steps",
-    "simulate_batch_scan",
-    "steps_to_loss",
     "write_report",
     # loss curves under learning-rate schedules (Luo et al. 2025, Tissue et al. 2024)
-    "fit_schedule",
-    "load_schedule_law",
-    "lr_schedule",
-    "predict_schedule",
-    "schedule_from_array",
-    "simulate_schedule_curves",
     # per-token loss and shape sensitivity (Kaplan et al. 2020, Fig. 20 and Fig. 5)
-    "compute_equivalent",
-    "fit_per_token",
-    "fit_per_token_steps",
-    "fit_shape",
-    "flat_region_probability",
-    "predict_per_token",
-    "predict_per_token_steps",
-    "read_gemstones",
-    "shape_summary",
-    "simulate_per_token",
-    "simulate_per_token_steps",
-    "simulate_shape",
 ]

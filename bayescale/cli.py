@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.errors import ArgumentError, DataError
-from bayescale.settings import add_sampler_arguments, sampler_from_args
+from bayescale.infer.settings import add_sampler_arguments, sampler_from_args
 
 __all__ = ["main"]
 
@@ -178,7 +178,7 @@ def _validate_laws(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import bayescale as bs
-    from bayescale.summary import describe, summary
+    from bayescale.results.summary import describe, summary
 
     pd.set_option("display.width", 160)
     pd.set_option("display.max_columns", 20)
@@ -188,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{law_id:16s} {law.formula}\n{'':16s} {law.citation}")
         return 0
     if args.command == "fit":
-        from bayescale.results import check_destination
+        from bayescale.results.io import check_destination
 
         check_destination(args.out, inputs=[args.table, args.law], what="--out")  # before minutes of sampling
         law = bs.load_law(args.law)
@@ -218,7 +218,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"saved {path}")
         return 0
     if args.command == "validate":
-        from bayescale.validation import plot_validation, validate
+        from bayescale.validation.holdout import plot_validation, validate
 
         if len(args.law) > 1:
             return _validate_laws(args)
@@ -249,7 +249,7 @@ def _run(args: argparse.Namespace) -> int:
         _print_verdict(result)
         return 0
     if args.command == "plan":
-        from bayescale.planning import format_plan, plan
+        from bayescale.planning.optimum import format_plan, plan
 
         at = None
         if args.at:
@@ -260,7 +260,7 @@ def _run(args: argparse.Namespace) -> int:
         print(format_plan(tree))
         return 0
     if args.command == "compare":
-        from bayescale.planning import compare_fits, format_comparison
+        from bayescale.planning.optimum import compare_fits, format_comparison
 
         other = bs.load(args.fit_b)
         _banner(result, args)
@@ -277,7 +277,7 @@ def _run(args: argparse.Namespace) -> int:
                 _warn(str(w.message))
         return 0
     if args.command == "next":
-        from bayescale.design import rank_next_experiments
+        from bayescale.planning.design import rank_next_experiments
 
         candidates = _read_candidates(args.candidates)
         _banner(result, args)
@@ -296,14 +296,14 @@ def _run(args: argparse.Namespace) -> int:
                   f"expected posterior sd of the target x{a['set_interval_shrink']:.3f}")
         return 0
     if args.command == "predict":
-        from bayescale.predict import predict
+        from bayescale.results.predict import predict
 
         at = {k: _float(v, f"--at {k}") for k, v in _pairs(args.at, "--at").items()}
         _banner(result, args)
         print(describe(predict(result, kind=args.kind, allow_unconverged=args.allow_unconverged, **at), args.prob).drop(columns="prediction").to_string(float_format="%.4g"))
         return 0
     if args.command == "ppc":
-        from bayescale.plots import plot_ppc
+        from bayescale.results.plots import plot_ppc
 
         plot_ppc(result, x=args.x, group=args.group, path=args.out)
         print(f"wrote {args.out}")

@@ -193,7 +193,7 @@ def load_runs(
         logged, so the model always sees nats per token.
     target
         Kind of the target column (mapped to ``loss``), as a law file's ``[target]`` declares it
-        (:data:`bayescale.laws.TARGET_KINDS`): ``"loss"`` (> 0, nats/token), ``"real"`` (any finite number, e.g. a
+        (:data:`bayescale.laws.catalogue.TARGET_KINDS`): ``"loss"`` (> 0, nats/token), ``"real"`` (any finite number, e.g. a
         unigram-normalised loss), ``"unit_interval"`` (strictly between 0 and 1, e.g. accuracy).
 
     Returns
@@ -370,10 +370,10 @@ def _report_unusual(problems: list[str], allow: bool) -> None:
     raise DataError("; ".join(problems) + ". If the data are real, load them with load_runs(..., allow_unusual=True) "
                     "(--allow-unusual); for toy data check_units=False (--no-unit-check)")
 def check_target(values: np.ndarray, kind: str, column: str = "loss") -> None:
-    """Check the target column against its kind (:data:`bayescale.laws.TARGET_KINDS`), with one error naming the
+    """Check the target column against its kind (:data:`bayescale.laws.catalogue.TARGET_KINDS`), with one error naming the
     column and the rows: a loss must be > 0 (it is modelled on log scale), a unit-interval target strictly inside
     (0, 1) (modelled on its logit); a real target only needs to be finite (checked when the column is read)."""
-    from bayescale.laws import TARGET_KINDS
+    from bayescale.laws.catalogue import TARGET_KINDS
 
     if kind not in TARGET_KINDS:
         raise DataError(f"target kind {kind!r}: must be one of {list(TARGET_KINDS)}")
@@ -433,4 +433,4 @@ def check_identifiable(ds: xr.Dataset, law, *, require: bool = True) -> None:
         warnings.warn(
             f"few points: {ds.sizes['point']}, not more than the {n_params} parameters of law {law.id!r} with noise; "
             f"fitting anyway, the priors carry what the data cannot identify (see the contraction and sd_ratio "
-            f"columns of bayescale.summary)", FewPointsWarning, stacklevel=3)
+            f"columns of bayescale.results.summary)", FewPointsWarning, stacklevel=3)

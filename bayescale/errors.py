@@ -44,7 +44,7 @@ class ArgumentError(BayescaleError, ValueError):
 
 
 class ResultError(BayescaleError, ValueError):
-    """A read-out asked of a result that cannot serve it: the wrong kind of result (:mod:`bayescale.contract`), or one
+    """A read-out asked of a result that cannot serve it: the wrong kind of result (:mod:`bayescale.results.contract`), or one
     that lacks the group the read-out needs."""
 
 

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.checks import check_coverage
-from bayescale.contract import require
-from bayescale.diagnostics import convergence, convergence_checked
-from bayescale.planning import _optimum, compute_optimal, format_plan, plan, plan_summary, planning_law
-from bayescale.plots import plot_ppc, plt
-from bayescale.results import law_of, provenance
-from bayescale.summary import describe, matching_references, summary
+from bayescale.results.checks import check_coverage
+from bayescale.results.contract import require
+from bayescale.infer.diagnostics import convergence, convergence_checked
+from bayescale.planning.optimum import optimum_per_draw, compute_optimal, format_plan, plan, plan_summary, planning_law
+from bayescale.results.plots import plot_ppc, plt
+from bayescale.results.io import law_of, provenance
+from bayescale.results.summary import describe, matching_references, summary
 
 __all__ = ["write_report", "plan_table", "plot_prior_posterior", "plot_plan", "DEFAULT_BUDGET"]
 
@@ -119,7 +119,7 @@ def _reference_optima(result: xr.DataTree, budget: float, k: float) -> dict[str,
     for source in own:
         values = {n: float(ref[n].sel(source=source)) for n in law.parameter_names}
         if all(np.isfinite(list(values.values()))):
-            u, log_l, interior = _optimum(law, {n: jnp.asarray(v) for n, v in values.items()}, jnp.log(budget / k))
+            u, log_l, interior = optimum_per_draw(law, {n: jnp.asarray(v) for n, v in values.items()}, jnp.log(budget / k))
             if bool(interior):
                 out[str(source)] = (float(np.exp(u)), float(np.exp(log_l)))
     return out
@@ -297,7 +297,7 @@ def write_report(
         checkpoints, sampler, versions).
     """
     require(result, "report", ("posterior_predictive", "observed_data", "constant_data"))
-    from bayescale.results import check_destination
+    from bayescale.results.io import check_destination
 
     out = check_destination(out_dir, what="report folder", folder=True)
     prov = provenance(result)

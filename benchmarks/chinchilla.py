@@ -9,11 +9,11 @@ draws and is timed twice in a fresh process: a 2-warmup/2-draw fit (compilation 
 "sampling" is the difference. ESS/s divides the smallest bulk ESS over the parameters by the full wall time.
 "auto" (today's default) runs one chain per CPU host device (set up by ``import bayescale``); "vectorized" and
 "sequential" run the chains in lockstep or one after another on one device. "centred" samples power-law amplitudes at
-the data's centre (:mod:`bayescale.reparam`), "init" is where chains start (``map``: multi-start MAP and Laplace draws,
-:mod:`bayescale.init`; ``median``: the prior median). Every configuration gets its own empty
+the data's centre (:mod:`bayescale.infer.reparam`), "init" is where chains start (``map``: multi-start MAP and Laplace draws,
+:mod:`bayescale.infer.starts`; ``median``: the prior median). Every configuration gets its own empty
 persistent compilation cache ("cold"); the "warm" row is a second process after an identical first one, i.e. what a
 refit of the same law and data shape costs. The baseline for the ratios is the default before the speed work
-(dense, vectorized, cold). The last row is the classic method (`bayescale.baseline.fit_baseline`: summed Huber on log
+(dense, vectorized, cold). The last row is the classic method (`bayescale.validation.baseline.fit_baseline`: summed Huber on log
 residuals, L-BFGS-B from 243 starts, then 1,000 bootstrap resamples of runs), timed the same way: "overhead" is the
 point estimate alone (243 starts, including JAX compilation), "sampling" the bootstrap.
 
@@ -77,7 +77,7 @@ def measure(dense_mass: bool, chain_method: str, cache: str, centre: bool = True
 
 
 def measure_baseline(num_bootstrap: int) -> dict:
-    from bayescale.baseline import fit_baseline
+    from bayescale.validation.baseline import fit_baseline
     from bayescale.datasets import load_chinchilla
 
     ds = load_chinchilla()

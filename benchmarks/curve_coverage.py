@@ -6,12 +6,12 @@
     PYTHONPATH=. python benchmarks/curve_coverage.py --checkpoints 32 --spacing linear   # checkpoints logged every k steps
 
 Each repetition simulates curves from hoffmann2022 at fixed constants with the noise the curve model assumes
-(``bayescale.simulate.simulate_curves``: 0.5% run effect, 1% residuals correlated along log-tokens with length 0.5),
+(``bayescale.validation.simulate.simulate_curves``: 0.5% run effect, 1% residuals correlated along log-tokens with length 0.5),
 16 runs (8 sizes from 5e7 to 5e9 x 2 seeds) x 16 checkpoints, and fits it twice: ``noise="run+ou"`` and ``noise="iid"`` (every
 checkpoint independent). It records whether each true constant lies inside its central 90% posterior interval. The
 correlated model should cover in about 90% of cases (85-95% over enough repetitions); the independent one, which
 counts 16 correlated checkpoints as 16 independent measurements, should under-cover (the negative control).
-Datasets are fitted in batches of ``--batch`` with ``bayescale.batch.fit_batch`` (one compiled, vectorised NUTS run
+Datasets are fitted in batches of ``--batch`` with ``bayescale.infer.batch.fit_batch`` (one compiled, vectorised NUTS run
 per batch and noise model; ``--loop`` fits one at a time with ``bayescale.fit``). Prints one table; the numbers in
 docs/noise.md come from this script.
 """
@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale.simulate import simulate_curves
+from bayescale.validation.simulate import simulate_curves
 
 TRUTH = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
 NOISE = dict(sigma=0.01, tau=0.005, ell=0.5)
 
 
-#: ``--truth prior``: E's prior with a fixed bound (as in SBC, bayescale.calibration) so that the law the truth is
+#: ``--truth prior``: E's prior with a fixed bound (as in SBC, bayescale.validation.calibration) so that the law the truth is
 #: drawn from and the law that is fitted are the same distribution; the fit uses the same override.
 PRIOR_OVERRIDES = {"E": "Uniform(0, 2)"}
 
@@ -42,8 +42,8 @@ def prior_truth(seed: int) -> tuple[dict, dict]:
     """Law constants and noise parameters drawn from the fitted model's own priors (hoffmann2022 + noise priors)."""
     import jax
 
-    from bayescale.model import NOISE_PRIORS, resolve_priors
-    from bayescale.noise import Noise
+    from bayescale.infer.model import NOISE_PRIORS, resolve_priors
+    from bayescale.infer.noise import Noise
 
     priors = resolve_priors(bs.load_law("hoffmann2022"), "normal", PRIOR_OVERRIDES, Noise.parse("run+ou"))
     keys = jax.random.split(jax.random.PRNGKey(seed), len(priors))

@@ -5,7 +5,7 @@
     PYTHONPATH=. python benchmarks/curves.py gemstones --num-warmup 500 --num-samples 500
 
 Both tables compare ``noise="run+ou"`` (the default: run effects and the OU path integrated out, NUTS samples only the
-law and noise parameters; bayescale.noise) with ``noise="run+ou+latent"`` (the earlier model: non-centred run effects
+law and noise parameters; bayescale.infer.noise) with ``noise="run+ou+latent"`` (the earlier model: non-centred run effects
 ``z_run`` sampled by NUTS, Student-t innovations per checkpoint), and give the ratio latent / collapsed.
 
 - ``gemstones``: hoffmann2022 on the 220 checkpoints of Gemstones' 22 `hot` runs (McLeish et al. 2025; the bundled

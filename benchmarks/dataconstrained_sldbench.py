@@ -17,7 +17,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 import bayescale as bs
-from bayescale.baseline import huber
+from bayescale.validation.baseline import huber
 from bayescale.datasets.datablations import datablations_table
 
 LAW = bs.load_law("muennighoff2023")

@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale.batch import select_fit
-from bayescale.design import rank_next_experiments
-from bayescale.predict import draws_log_law
+from bayescale.infer.batch import select_fit
+from bayescale.planning.design import rank_next_experiments
+from bayescale.results.predict import draws_log_law
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _table import markdown  # noqa: E402

@@ -9,13 +9,13 @@ negative controls that must fail.
 For every (law, likelihood:noise): the positive control (simulate from the fitted model; must pass) with as many
 simulations as a 90% power against a posterior 30% too narrow in one parameter needs (``--simulations power``, the
 default: 225 at 10 bins and 100 kept draws), or a given number. With ``--controls`` (optionally naming some), the
-negative controls of ``bayescale.calibration`` (``prior``: a sampler that returns the prior; ``narrow``: posterior
+negative controls of ``bayescale.validation.calibration`` (``prior``: a sampler that returns the prior; ``narrow``: posterior
 draws shrunk 0.5x; ``law``: data from the law with every input raised to 1.25; ``sigma``: residuals 3x the drawn
 sigma), each of which must fail. Prints one row per study: the verdict, the number of simulations, the test's power against a posterior 30% too
 narrow, 30% too wide and shifted by 0.5 sd, the smallest p-value and the rank histogram of that parameter
 (``worst_histogram``, in the CSV), every parameter's p-value, and the mean and per-parameter contraction (posterior IQR
 / prior IQR in prior-quantile units). Exits non-zero if a positive control fails or a negative control
-passes. Curve noise (``run+ou``) uses 6 runs x 6 checkpoints (``bayescale.calibration.default_design``) and needs a
+passes. Curve noise (``run+ou``) uses 6 runs x 6 checkpoints (``bayescale.validation.calibration.default_design``) and needs a
 law of N and D. The table in docs/validation.md comes from this script.
 """
 
@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale.calibration import check_calibration, simulations_for_power
-from bayescale.noise import Noise
+from bayescale.validation.calibration import check_calibration, simulations_for_power
+from bayescale.infer.noise import Noise
 
 #: The noise models of the full study: likelihood:noise.
 NOISE_MODELS = ("student_t:iid", "normal:iid", "student_t:hetero", "normal:run+ou")
 #: Simulations of each negative control: the 0.5x-narrow posterior needs 100 for a per-parameter power of 0.95 in 5
-#: bins (bayescale.calibration.sbc_power); the other failures are gross (contraction ~1, ranks all at one end).
+#: bins (bayescale.validation.calibration.sbc_power); the other failures are gross (contraction ~1, ranks all at one end).
 CONTROL_SIMULATIONS = {"prior": 50, "narrow": 100, "law": 50, "sigma": 30}
 
 

@@ -11,7 +11,7 @@ starts, per-point groups thinned to float32 above 5e6 values) and saved with ``b
 wall and CPU time of fit and save together, the time of the NUTS run and of the per-point groups, the file size,
 leapfrog steps per draw, and the same fit with ``pointwise=False`` (``--no-compare`` skips it).
 
-Data: synthetic training curves of hoffmann2022 (bayescale.simulate.simulate_curves: run effects 0.5%, residuals
+Data: synthetic training curves of hoffmann2022 (bayescale.validation.simulate.simulate_curves: run effects 0.5%, residuals
 1% correlated along log-tokens), 100 checkpoints per run, so 1e6 points are 10,000 runs. The model is the one
 ``bayescale.fit(..., noise="run+ou")`` builds (law + 10,000 partially pooled run effects + the exact OU likelihood),
 with fit's sampler settings (dense mass over the global parameters, diagonal over run effects; median init), one
@@ -38,10 +38,10 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale.inference import data_statistics, log_inputs_of
-from bayescale.model import ModelSpec, build_model, mass_structure, resolve_priors
-from bayescale.noise import Noise, curve_structure
-from bayescale.simulate import simulate_curves
+from bayescale.infer.fit import data_statistics, log_inputs_of
+from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolve_priors
+from bayescale.infer.noise import Noise, curve_structure
+from bayescale.validation.simulate import simulate_curves
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _table import markdown  # noqa: E402
@@ -127,7 +127,7 @@ def measure_table(n_rows: int, compare: bool = True) -> list[dict]:
     the load than the wall time; ``sampling_s`` and ``groups_s`` time the NUTS run and the per-point groups alone."""
     import tempfile
 
-    import bayescale.inference as inference
+    import bayescale.infer.fit as inference
 
     phases: dict[str, float] = {}
 

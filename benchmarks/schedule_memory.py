@@ -60,7 +60,7 @@ def child(path: str, draws: int, chunk_size: int) -> None:
     import xarray as xr
 
     import bayescale as bs
-    from bayescale import schedules as S
+    from bayescale.analyses import schedules as S
 
     result = bs.load(path)
     post = result["posterior"].to_dataset()
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         child(args.child[0], int(args.child[1]), int(args.child[2]))
         return
     import bayescale as bs
-    from bayescale import schedules as S
+    from bayescale.analyses import schedules as S
     from _table import markdown
 
     law = S.load_schedule_law("luo2025_mpl")

@@ -24,8 +24,8 @@ from numpyro.infer.util import log_density
 
 import bayescale as bs
 from bayescale.data import load_runs
-from bayescale.model import ModelSpec, build_model, resolve_priors
-from bayescale.noise import Noise, curve_structure
+from bayescale.infer.model import ModelSpec, build_model, resolve_priors
+from bayescale.infer.noise import Noise, curve_structure
 
 
 def main() -> None:

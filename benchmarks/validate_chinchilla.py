@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bayescale.datasets import load_chinchilla
-from bayescale.validation import plot_validation, validate
+from bayescale.validation.holdout import plot_validation, validate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import bayescale as bs
 from bayescale.datasets import load_chinchilla
 from bayescale.report import plan_table
-from bayescale.settings import add_sampler_arguments, sampler_from_args
+from bayescale.infer.settings import add_sampler_arguments, sampler_from_args
 
 BUDGET = 5.76e23  # Chinchilla's training compute (Hoffmann et al. 2022, Sec. 4), the budget Besiroglu et al. check
 

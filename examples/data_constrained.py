@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 import bayescale as bs  # noqa: E402
 from bayescale.datasets.datablations import datablations_table, load_datablations  # noqa: E402
-from bayescale.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
+from bayescale.infer.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
 
 BUDGETS = [(2.81e9, 5.5e10), (4.2465e9, 8.4e10), (8.67e9, 1.78e11)]  # the isoFLOP runs (Muennighoff et al. Fig. 4)
 

@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import bayescale as bs  # noqa: E402
 from bayescale.datasets import gemstones_dir  # noqa: E402
-from bayescale.shape import fit_shape, flat_region_probability, plot_shape, read_gemstones, shape_summary  # noqa: E402
-from bayescale.settings import MEDIAN_START, add_sampler_arguments, sampler_from_args  # noqa: E402
+from bayescale.analyses.kaplan.shape import fit_shape, flat_region_probability, plot_shape, read_gemstones, shape_summary  # noqa: E402
+from bayescale.infer.settings import MEDIAN_START, add_sampler_arguments, sampler_from_args  # noqa: E402
 
 DATA = gemstones_dir()  # bundled hot and cool_end tables; pass --data for a full copy of the Gemstones folder
 

@@ -24,8 +24,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bayescale import batchsize as bb  # noqa: E402
-from bayescale.settings import MEDIAN_START, add_sampler_arguments, sampler_from_args  # noqa: E402
+from bayescale.analyses.kaplan import batchsize as bb  # noqa: E402
+from bayescale.infer.settings import MEDIAN_START, add_sampler_arguments, sampler_from_args  # noqa: E402
 
 SEQ_LEN = 2048  # Step Law's sequence length (CARD.md): tokens per batch = bs·2048
 

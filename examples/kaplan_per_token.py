@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bayescale.pertoken import (  # noqa: E402
+from bayescale.analyses.kaplan.pertoken import (  # noqa: E402
     PER_TOKEN_SAMPLER,
     fit_per_token,
     fit_per_token_steps,
@@ -32,7 +32,7 @@ from bayescale.pertoken import (  # noqa: E402
     simulate_per_token,
     simulate_per_token_steps,
 )
-from bayescale.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
+from bayescale.infer.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -6,7 +6,7 @@ constant run at step 19200: it is predicted twice, as a new run and as a branch 
     python examples/lr_schedules.py --out results/schedules                 # both laws (a few minutes on 2 CPU cores)
     python examples/lr_schedules.py --out results/schedules --quick         # tiny settings (smoke test)
 
-Data: simulated by bayescale.schedules.simulate_schedule_curves from the multi-power law at the published constants
+Data: simulated by bayescale.analyses.schedules.simulate_schedule_curves from the multi-power law at the published constants
 of Luo et al.'s 400M model (24000 steps, peak LR 3e-4, 2160 linear-warmup steps, final LR 3e-5; the law file's
 convention, the authors' "all_steps"), with a run effect and OU residuals along ln(step); the WSD run shares the
 constant run's effect and residual path up to step 19200. Both laws are fitted to the same simulated runs: the multi-power law (the truth's
@@ -26,14 +26,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bayescale.schedules import (  # noqa: E402
+from bayescale.analyses.schedules import (  # noqa: E402
     fit_schedule,
     load_schedule_law,
     lr_schedule,
     predict_schedule,
     simulate_schedule_curves,
 )
-from bayescale.settings import MEDIAN_START, add_sampler_arguments, sampler_from_args  # noqa: E402
+from bayescale.infer.settings import MEDIAN_START, add_sampler_arguments, sampler_from_args  # noqa: E402
 
 TRAIN = ("constant", "cosine")
 HELD_OUT = ("wsd", "step")

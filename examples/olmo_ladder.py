@@ -11,7 +11,7 @@ Data: the bundled ladder table (bayescale/datasets/olmo_ladder, Apache-2.0): 16 
 - step 2: ``bhagia2024_sigmoid`` fitted to (task loss, accuracy) at every ladder checkpoint after the first 10% of each
   run, with run effects (``noise="run+latent"``: checkpoints of one run share an offset from the curve), the floor's prior
   around the task's chance rate;
-- chained: :func:`bayescale.predict_chained` at each target's (N, D): step 1's posterior predictive pushed through
+- chained: :func:`bayescale.downstream.predict_chained` at each target's (N, D): step 1's posterior predictive pushed through
   step 2's posterior draws (independent fits, draws paired at random), with step 2's noise for a new run;
 - one step: ``bhagia2024_accuracy_nd`` fitted to the 16 runs' final accuracy, predicted at the targets.
 
@@ -33,8 +33,8 @@ import pandas as pd
 
 import bayescale as bs
 from bayescale.datasets import olmo_ladder
-from bayescale.downstream import load_downstream_law
-from bayescale.settings import NUTS, add_sampler_arguments, sampler_from_args
+from bayescale.analyses.downstream import load_downstream_law
+from bayescale.infer.settings import NUTS, add_sampler_arguments, sampler_from_args
 
 #: ± around the chance rate allowed for the accuracy floor (length-normalised accuracy of a model that knows nothing
 #: sits within a few points of 1/options on these tasks: the 190M runs' first evaluations, 0.21-0.28 on 4-way tasks).
@@ -80,7 +80,7 @@ def predict_targets(task: str, fits: dict, allow: bool) -> list[dict]:
     for _, t in targets.iterrows():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bs.ExtrapolationWarning)  # the targets are 0.7-1 decade beyond on purpose
-            chained = bs.predict_chained(fits["step1"], fits["step2"], N=t["N"], D=t["D"], allow_unconverged=allow)
+            chained = bs.downstream.predict_chained(fits["step1"], fits["step2"], N=t["N"], D=t["D"], allow_unconverged=allow)
             alone = bs.predict(fits["step2"], kind="predictive", L=t["loss"], allow_unconverged=allow)
             one = bs.predict(fits["one_step"], kind="predictive", N=t["N"], D=t["D"], allow_unconverged=allow)
         mid, lo, hi = interval(chained["loss"].values)

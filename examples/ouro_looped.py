@@ -5,7 +5,7 @@ coverage of the 90% band on the held-out points.
     python examples/ouro_looped.py --out results/ouro              # fit and grid (about 3 minutes on 2 CPU cores)
     python examples/ouro_looped.py --out results/ouro --splits     # + 3-of-5 sizes, 25/50/75% prefixes, leave one T_m out
 
-Data: simulated by bayescale.simulate.ouro_curves (Ouro's runs are not public): 5 sizes (53M-1.364B) x T_m in
+Data: simulated by bayescale.validation.simulate.ouro_curves (Ouro's runs are not public): 5 sizes (53M-1.364B) x T_m in
 {2, 4, 8}, checkpoints from 1M to 20B tokens, 1% residual noise correlated along log-tokens and a 0.5% run effect.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 import bayescale as bs
-from bayescale.plots import plot_curve_grid
-from bayescale.settings import add_sampler_arguments, sampler_from_args
-from bayescale.simulate import OURO_TRUTH, ouro_curves
-from bayescale.validation import validate
+from bayescale.results.plots import plot_curve_grid
+from bayescale.infer.settings import add_sampler_arguments, sampler_from_args
+from bayescale.validation.simulate import OURO_TRUTH, ouro_curves
+from bayescale.validation.holdout import validate
 
 #: R² the paper reports (App. D.2) for the same questions, on its real runs.
 PAPER_R2 = {"all points": 0.9596, "3 of 5 sizes": 0.9542, "first 25%": 0.9385, "first 50%": 0.9609, "first 75%": 0.962,

@@ -1,6 +1,6 @@
 """Real training curves, three ways: the Chinchilla law (hoffmann2022) fitted to the same runs as
 (a) final losses only (each run's last checkpoint), (b) every checkpoint as an independent point (noise "iid"), and
-(c) the curve model (noise "run+ou": run effects + residuals correlated along log-tokens, bayescale.noise).
+(c) the curve model (noise "run+ou": run effects + residuals correlated along log-tokens, bayescale.infer.noise).
 Prints one table of medians, 90% intervals and interval-width ratios (b)/(c), (a)/(c) for E, A, B, alpha, beta and
 the compute-optimal N*, D*, and writes it as CSV with a figure of the intervals side by side.
 
@@ -34,7 +34,7 @@ import pandas as pd
 
 import bayescale as bs
 from bayescale.datasets import gemstones_dir
-from bayescale.settings import add_sampler_arguments, sampler_from_args
+from bayescale.infer.settings import add_sampler_arguments, sampler_from_args
 
 COLUMNS = {"N": "N", "D": "D", "loss": "loss", "run": "run"}
 TREATMENTS = {
@@ -108,7 +108,7 @@ def fit_one(label: str, ds, args, **kwargs):
     seconds = time.perf_counter() - t0
     table = bs.summary(result)
     info = dict(treatment=label, points=int(ds.sizes["point"]), runs=int(np.unique(ds["run"].values).size),
-                noise=bs.noise.Noise.from_attrs(result.attrs).spec, seconds=round(seconds, 1),
+                noise=bs.infer.noise.Noise.from_attrs(result.attrs).spec, seconds=round(seconds, 1),
                 divergences=int(table.attrs["divergences"]), max_rhat=float(table["rhat"].max()),
                 min_ess_bulk=float(table["ess_bulk"].min()), converged=bool(table.attrs["converged"]), warnings=" | ".join(str(w.message).replace("\n", " ")
                                                                                 for w in caught))

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import bayescale as bs
 from bayescale.datasets import load_chinchilla
-from bayescale.scaleout import fit_many, job_grid
-from bayescale.settings import NUTS, add_sampler_arguments, sampler_from_args
-from bayescale.validation import make_splits
+from bayescale.infer.scaleout import fit_many, job_grid
+from bayescale.infer.settings import NUTS, add_sampler_arguments, sampler_from_args
+from bayescale.validation.holdout import make_splits
 
 LAWS = ["hoffmann2022", "kaplan2020_nd"]
 

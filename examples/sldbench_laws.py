@@ -29,9 +29,9 @@ import arviz_stats as azs  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bayescale as bs  # noqa: E402
-from bayescale.batch import select_fit  # noqa: E402
+from bayescale.infer.batch import select_fit  # noqa: E402
 from bayescale.datasets.sldbench import TASKS, load_task  # noqa: E402
-from bayescale.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
+from bayescale.infer.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
 
 
 def r_squared(result, ds, allow_unconverged: bool = False) -> float:

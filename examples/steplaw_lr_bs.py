@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bayescale as bs  # noqa: E402
-from bayescale import lr_bs  # noqa: E402
-from bayescale.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
+from bayescale.analyses import steplaw as lr_bs  # noqa: E402
+from bayescale.infer.settings import add_sampler_arguments, sampler_from_args  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "steplaw_lr_bs" / "data" / "dense_lr_bs_loss.csv"
 OPT_NAMES = ["c_lr", "a_N", "a_D", "c_bs", "d_bs"]

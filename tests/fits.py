@@ -14,10 +14,10 @@ import numpy as np
 import xarray as xr
 
 import bayescale as bs
-from bayescale import batchsize as bb
-from bayescale import pertoken as pt
-from bayescale import schedules as S
-from bayescale import shape as sh
+from bayescale.analyses.kaplan import batchsize as bb
+from bayescale.analyses.kaplan import pertoken as pt
+from bayescale.analyses import schedules as S
+from bayescale.analyses.kaplan import shape as sh
 from bayescale.datasets import load_chinchilla
 
 #: Per-token positions of the per-token simulators (Kaplan Fig. 20: contexts of 1024).

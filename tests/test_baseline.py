@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 import bayescale as bs
-from bayescale.baseline import fit_baseline, point_estimate
+from bayescale.validation.baseline import fit_baseline, point_estimate
 from bayescale.datasets import load_chinchilla
 from tests import fits
 from tests.conftest import simulate_table
@@ -60,7 +60,7 @@ def test_bootstrap_is_shaped_like_a_posterior_and_predicts(simulated_baseline):
         assert draws.std() > 0 and draws.min() <= point[name] <= draws.max(), name
     # Exponents recovered: 36 points with 0.5% noise pin alpha, beta to ~0.02 (the Bayesian recovery test's tolerance).
     assert abs(point["alpha"] - truth["alpha"]) < 0.05 and abs(point["beta"] - truth["beta"]) < 0.05
-    # bayescale.predict reads the baseline like a fit: law and predictive kinds.
+    # bayescale.results.predict reads the baseline like a fit: law and predictive kinds.
     pred = bs.predict(result, N=[1e8, 1e9], D=[1e10, 1e10])
     assert pred["loss"].shape == (1, 30, 2)
     expected = np.asarray(bs.load_law("hoffmann2022").predict(point, N=np.array([1e8, 1e9]), D=np.array([1e10, 1e10])))
@@ -73,24 +73,24 @@ def test_bootstrap_is_shaped_like_a_posterior_and_predicts(simulated_baseline):
 
 def test_bootstrap_resamples_runs_not_points():
     # Two checkpoints per run: a resample must keep both or neither, so every bootstrap weight is even.
-    from bayescale import baseline
+    from bayescale.validation.holdout import baseline
 
     df = simulate_table("kaplan2020_n", dict(N_c=8.8e13, alpha_N=0.076), sigma=0.01, seed=0)
     df = df.iloc[:12]
     df = pd_concat_two_checkpoints(df)
     ds = bs.load_runs(df, inputs=("N",))
     seen = []
-    original = baseline._minimise
+    original = baseline.minimise
 
     def spy(fun, starts, w):
         seen.append(np.asarray(w))
         return original(fun, starts, w)
 
-    baseline._minimise = spy
+    baseline.minimise = spy
     try:
         fit_baseline("kaplan2020_n", ds, grid_size=2, num_bootstrap=3, bootstrap_starts=1)
     finally:
-        baseline._minimise = original
+        baseline.minimise = original
     for w in seen[1:]:
         assert np.all(w[0::2] == w[1::2]) and w.sum() == len(df)
 
@@ -118,7 +118,7 @@ def test_errors_name_the_problem():
 
 
 def test_compare_intervals_puts_both_methods_in_one_table(simulated_baseline):
-    from bayescale.baseline import compare_intervals
+    from bayescale.validation.baseline import compare_intervals
 
     _, _, result = simulated_baseline
     table = compare_intervals(result, result)  # a result against itself: identical columns, width ratio 1

@@ -1,4 +1,4 @@
-"""Batched fits (bayescale.batch.fit_batch): one vectorised NUTS run over many datasets."""
+"""Batched fits (bayescale.infer.batch.fit_batch): one vectorised NUTS run over many datasets."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from numpyro.infer.util import log_density
 
 import bayescale as bs
-from bayescale.batch import _batch_arrays, devices_of, fit_batch, map_pairs, select_fit
-from bayescale.inference import data_statistics, log_inputs_of
-from bayescale.model import ModelSpec, build_model, resolve_priors
-from bayescale.noise import Noise, curve_structure
-from bayescale.simulate import simulate_curves
+from bayescale.infer.batch import _batch_arrays, devices_of, fit_batch, map_pairs, select_fit
+from bayescale.infer.fit import data_statistics, log_inputs_of
+from bayescale.infer.model import ModelSpec, build_model, resolve_priors
+from bayescale.infer.noise import Noise, curve_structure
+from bayescale.validation.simulate import simulate_curves
 
 from tests import fits
 from tests.conftest import simulate_table

@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import brentq, minimize_scalar
 
 import bayescale as bs
-from bayescale import batchsize as bb
+from bayescale.analyses.kaplan import batchsize as bb
 
 K = bb.KAPLAN_BATCH
 OTHER = {"B_star": 5e7, "alpha_B": 0.4, "N_c": 1e12, "alpha_N": 0.15, "S_c": 50.0, "alpha_S": 0.5}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import bayescale as bs
-from bayescale.calibration import (
+from bayescale.validation.calibration import (
     MAX_CONTRACTION,
     check_calibration,
     default_design,
@@ -44,7 +44,7 @@ def test_positive_control_passes(batched):
     assert ranks.shape == (16, 4) and ranks.min() >= 0 and ranks.max() <= 150
     # Normalised mean ranks of a calibrated fit are 0.5 ± 0.29/sqrt(16) = ±0.07; 0.25 is > 3 SE.
     assert np.all(np.abs(table["mean_rank"] - 0.5) < 0.25)
-    # The data inform the law's parameters and sigma: measured 0.09-0.22 (thresholds in bayescale.calibration).
+    # The data inform the law's parameters and sigma: measured 0.09-0.22 (thresholds in bayescale.validation.calibration).
     assert np.all(table.loc[["N_c", "alpha_N", "sigma"], "contraction"] < 0.5)
     assert set(table.attrs["power"]) == {"narrow_30", "wide_30", "shift_0.5"}
     assert "PASSES (16 simulations" in format_verdict(table)
@@ -135,7 +135,7 @@ def test_design_and_errors():
         check_calibration("kaplan2020_n", num_simulations=0)
     with pytest.raises(ValueError, match=r"num_samples // thin = 2 draws give too few rank values for 5 bins"):
         check_calibration("kaplan2020_n", num_samples=10, thin=5, num_bins=5)
-    with pytest.raises(bs.settings.SamplerSettingsError, match=r"check_calibration starts every chain at the prior median"):
+    with pytest.raises(bs.infer.settings.SamplerSettingsError, match=r"check_calibration starts every chain at the prior median"):
         check_calibration("kaplan2020_n", sampler=bs.NUTS(init="map"))
     with pytest.raises(ValueError, match=r"num_chains \* num_samples // thin = 2 draws give too few rank values"):
         check_calibration("kaplan2020_n", num_chains=2, num_samples=2, thin=2, num_bins=5)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bayescale as bs
-from bayescale.comparison import compare_laws, log_likelihood_by_run, loo, predict_averaged
+from bayescale.validation.comparison import compare_laws, log_likelihood_by_run, loo, predict_averaged
 from tests.conftest import simulate_table
 
 TINY = dict(num_chains=2, num_warmup=300, num_samples=300, rng_key=0)
@@ -77,15 +77,15 @@ def test_comparison_errors_name_the_problem(fits):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# compare_fits (bayescale.planning): two fits of (N, D) at a budget. These read the session's Chinchilla golden fit.
+# compare_fits (bayescale.planning.optimum): two fits of (N, D) at a budget. These read the session's Chinchilla golden fit.
 
 import warnings  # noqa: E402
 
 import xarray as xr  # noqa: E402
 
 from bayescale.cli import main  # noqa: E402
-from bayescale.extrapolation import ExtrapolationWarning  # noqa: E402
-from bayescale.planning import compare_fits, comparison_summary, format_comparison  # noqa: E402
+from bayescale.results.extrapolation import ExtrapolationWarning  # noqa: E402
+from bayescale.planning.optimum import compare_fits, comparison_summary, format_comparison  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ import pytest
 import xarray as xr
 
 import bayescale as bs
-from bayescale.contract import READOUTS, RESULT_KINDS, ResultError, require, result_kind
+from bayescale.results.contract import READOUTS, RESULT_KINDS, ResultError, require, result_kind
 from bayescale.datasets import load_chinchilla
-from bayescale.priors import parse_prior
+from bayescale.laws.priors import parse_prior
 
-#: The contract, written out independently of bayescale.contract: which read-outs each kind serves.
+#: The contract, written out independently of bayescale.results.contract: which read-outs each kind serves.
 EXPECTED = {
     "law": set(READOUTS),
     "law_batch": {"save"},
@@ -47,7 +47,7 @@ SHARED = {"fit": "chinchilla", "fit_batch": "batch", "fit_baseline": "baseline",
 @pytest.fixture(scope="module")
 def results(shared_fit):
     out = {name: shared_fit(SHARED[name]) for name, _ in FITS if name in SHARED}
-    out["select_fit"] = bs.batch.select_fit(out["fit_batch"], 1)
+    out["select_fit"] = bs.infer.batch.select_fit(out["fit_batch"], 1)
     return out
 
 
@@ -99,7 +99,7 @@ def _check_works(readout: str, result: xr.DataTree, tmp_path) -> None:
     elif readout == "report":
         assert (tmp_path / "report" / "report.md").is_file()
     elif readout == "save":
-        # the file adds only its content checksum (bayescale.results: verified on load); a result that was itself
+        # the file adds only its content checksum (bayescale.results.io: verified on load); a result that was itself
         # loaded from a file (the shared fits, when another worker built them) carries the older file's checksum
         def without_checksum(attrs):
             return {k: v for k, v in attrs.items() if k != "content_sha256"}
@@ -135,7 +135,7 @@ def test_readout_works_or_says_why_not(results, fit_name, kind, readout, tmp_pat
         _invoke(readout, result, tmp_path)
 
 
-#: Fit functions whose result is built by bayescale.inference.build_result (a law or a declared model sampled by NUTS).
+#: Fit functions whose result is built by bayescale.infer.fit.build_result (a law or a declared model sampled by NUTS).
 BUILT = ["fit", "fit_per_token", "fit_per_token_steps", "fit_shape", "fit_critical_batch", "fit_loss_steps"]
 
 

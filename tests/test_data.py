@@ -11,7 +11,7 @@ import xarray as xr
 
 import bayescale as bs
 from bayescale.data import check_identifiable
-from bayescale.laws import parse_law_text
+from bayescale.laws.catalogue import parse_law_text
 
 SIZES = np.array([1e8, 4e8, 1.6e9])
 TOKENS = np.array([2e9, 8e9, 3.2e10])

@@ -1,4 +1,4 @@
-"""Which run next (bayescale.design): the Bayes-linear variance against the exact linear-Gaussian answer, and the
+"""Which run next (bayescale.planning.design): the Bayes-linear variance against the exact linear-Gaussian answer, and the
 budgeted selection on problems whose best choice is known. Tests on a fitted posterior are in test_planning.py
 (they share its Chinchilla fit)."""
 
@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bayescale.design import adjusted_variance, select_within_budget
+from bayescale.planning.design import adjusted_variance, select_within_budget
 
 
 def _linear_problem(seed: int, k: int = 6, p: int = 3):
@@ -109,7 +109,7 @@ def _expected_posterior_variance(nu: float, s: float, n: int = 4000, seed: int =
 
 @pytest.mark.parametrize("nu,s", [(2.5, 0.3), (5.0, 0.3), (3.0, 1.0)])
 def test_student_t_variance_is_a_heuristic_not_a_bound(nu, s):
-    # What bayescale.design claims: with the information-equivalent variance s²(ν+3)/(ν+1) (what rank_next_experiments
+    # What bayescale.planning.design claims: with the information-equivalent variance s²(ν+3)/(ν+1) (what rank_next_experiments
     # uses), the Bayes-linear variance falls BELOW the expected posterior variance for heavy tails (not conservative);
     # with the t's actual variance s²ν/(ν-2) it is an upper bound. One parameter, q = μ = θ ~ N(0, 1).
     expected, se = _expected_posterior_variance(nu, s)

@@ -1,4 +1,4 @@
-"""Downstream metrics in two steps (bayescale.downstream): a task loss from (N, D), accuracy from the task loss, and the
+"""Downstream metrics in two steps (bayescale.analyses.downstream): a task loss from (N, D), accuracy from the task loss, and the
 chained prediction carrying step 1's posterior through step 2. Simulated data with known constants; the OLMo ladder
 table and example with tiny settings."""
 
@@ -13,9 +13,9 @@ import xarray as xr
 
 import bayescale as bs
 from bayescale.datasets import olmo_ladder
-from bayescale.downstream import list_downstream_laws, load_downstream_law, predict_chained
+from bayescale.analyses.downstream import list_downstream_laws, load_downstream_law, predict_chained
 from bayescale.errors import ArgumentError, LawError
-from bayescale.laws import parse_law_text
+from bayescale.laws.catalogue import parse_law_text
 
 #: Step 1 truth: a task loss (bits per byte) of the ladder's magnitude, 1.14 at 1e8 parameters and 2e9 tokens, 0.57 at
 #: the target below.

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import bayescale as bs
-from bayescale._formula import FORMULA_FUNCTIONS, FormulaError, compile_log_formula, parse_formula
+from bayescale.laws.formula import FORMULA_FUNCTIONS, FormulaError, compile_log_formula, parse_formula
 
 RTOL = 1e-12  # see the module docstring
 ATOL_LOG = 1e-12

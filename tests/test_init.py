@@ -1,4 +1,4 @@
-"""Where chains start (bayescale.init): multi-start MAP, Laplace draws per chain, multimodality reported."""
+"""Where chains start (bayescale.infer.starts): multi-start MAP, Laplace draws per chain, multimodality reported."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.init import describe_modes, find_start
-from bayescale.inference import data_statistics, log_inputs_of
-from bayescale.laws import parse_law_text
-from bayescale.model import ModelSpec, build_model, resolve_priors
+from bayescale.infer.starts import describe_modes, find_start
+from bayescale.infer.fit import data_statistics, log_inputs_of
+from bayescale.laws.catalogue import parse_law_text
+from bayescale.infer.model import ModelSpec, build_model, resolve_priors
 
 from .conftest import simulate_table
 

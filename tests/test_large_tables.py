@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 
 import bayescale as bs
-import bayescale.inference as inference
-from bayescale.inference import pointwise_draws
+import bayescale.infer.fit as inference
+from bayescale.infer.fit import pointwise_draws
 
 from .conftest import simulate_table
 

@@ -1,4 +1,4 @@
-"""The law catalogue (`load_law`, law files) and prior expressions (`bayescale.priors.parse_prior`)."""
+"""The law catalogue (`load_law`, law files) and prior expressions (`bayescale.laws.priors.parse_prior`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import numpyro.distributions as dist
 import pytest
 
 import bayescale as bs
-from bayescale._formula import BinOp, Call, FormulaError, Neg, Sym, evaluate_number
-from bayescale.laws import _positive_support, law_search_path, parse_law_text
-from bayescale.priors import DISTRIBUTIONS, parse_prior
+from bayescale.laws.formula import BinOp, Call, FormulaError, Neg, Sym, evaluate_number
+from bayescale.laws.catalogue import positive_support, law_search_path, parse_law_text
+from bayescale.laws.priors import DISTRIBUTIONS, parse_prior
 
 CATALOGUE = ["caballero2023_bpl", "chen2025_parscale", "clark2022_moe", "frantar2023_sparsity", "hoffmann2022",
              "kaplan2020_d", "kaplan2020_n", "kaplan2020_nd", "kaplan2020_per_token_steps", "krajewski2024_finegrained",
@@ -361,7 +361,7 @@ def test_prior_with_bad_evaluated_arguments(text, stats, match):
 )
 def test_positive_support(text, positive):
     """Parameters with a positive prior are carried in log space; any other must not be (log of a negative is nan)."""
-    assert _positive_support(parse_prior(text)) is positive
+    assert positive_support(parse_prior(text)) is positive
 
 
 @pytest.mark.parametrize("prior_E", ["Normal(0, 1)", "Uniform(-5, 5)", "StudentT(3, 0, 1)"])
@@ -418,7 +418,7 @@ def test_catalogue_prior_support(law_id, min_loss):
         draws = np.asarray(p.prior.distribution(stats).sample(jax.random.fold_in(key, i), (1000,)))
         assert draws.shape == (1000,) and np.isfinite(draws).all(), p.name
         assert (draws > 0).all(), f"{law_id}: {p.name} ~ {p.prior.text} is not positive"
-        assert _positive_support(p.prior), p.name
+        assert positive_support(p.prior), p.name
         if p.name == "E":
             assert draws.max() < min_loss, f"{law_id}: E ~ {p.prior.text} exceeds min_loss"
         if p.name in exponents:

@@ -15,9 +15,9 @@ import pytest
 import xarray as xr
 
 import bayescale as bs
-from bayescale import lr_bs
+from bayescale.analyses import steplaw as lr_bs
 from bayescale.datasets.datablations import datablations_table, load_datablations
-from bayescale.laws import LawError, parse_law_text
+from bayescale.laws.catalogue import LawError, parse_law_text
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The Step Law CSV has no licence, so it is not bundled: the tests that read it are marked slow (`make test-slow`) and
@@ -227,7 +227,7 @@ def test_optimal_lr_batch_from_fit(steplaw_fit):
 
 def test_plan_reports_the_optimal_lr_and_batch(steplaw_fit):
     """A law with an [optimum] plans over (N, D) at the optimal lr and batch size and reports both at (N*, D*)."""
-    from bayescale.planning import compute_optimal, format_plan
+    from bayescale.planning.optimum import compute_optimal, format_plan
 
     c = 6 * 6e8 * 2e10  # inside the simulated grid: no extrapolation
     opt = compute_optimal(steplaw_fit, c)

@@ -12,12 +12,12 @@ from numpyro.infer import log_likelihood
 
 import bayescale as bs
 from bayescale.data import DataError
-from bayescale.inference import data_statistics, log_inputs_of
-from bayescale.model import ModelSpec, build_model, resolve_priors
-from bayescale.noise import Noise, curve_structure, linear_recurrence
-from bayescale.predict import NoiseTerms, draws_log_law, log_density, noise_terms
-from bayescale.simulate import ouro_curves, simulate_curves
-from bayescale.validation import make_splits
+from bayescale.infer.fit import data_statistics, log_inputs_of
+from bayescale.infer.model import ModelSpec, build_model, resolve_priors
+from bayescale.infer.noise import Noise, curve_structure, linear_recurrence
+from bayescale.results.predict import NoiseTerms, draws_log_law, log_density, noise_terms
+from bayescale.validation.simulate import ouro_curves, simulate_curves
+from bayescale.validation.holdout import make_splits
 
 TRUTH = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
 
@@ -142,7 +142,7 @@ def test_a_seen_run_is_continued_from_its_last_checkpoint(curve_fit):
 
 def test_min_tokens_drops_early_checkpoints_and_says_so(curve_fit):
     ds, _ = curve_fit
-    from bayescale.inference import drop_before
+    from bayescale.infer.fit import drop_before
 
     kept = drop_before(ds, 1e10)
     assert kept.sizes["point"] == int((ds["D"].values >= 1e10).sum())
@@ -192,7 +192,7 @@ def test_noise_models_are_compared_by_loo_over_runs(curve_fit):
 
 
 def test_hetero_scale_is_sigma_at_the_lowest_loss_and_follows_the_loss_level():
-    from bayescale.noise import noise_scale
+    from bayescale.infer.noise import noise_scale
 
     stats = {"min_loss": 2.0, "max_loss": 10.0}
     log_mu = np.log(np.array([2.0, 4.0, 10.0]))
@@ -225,7 +225,7 @@ def test_collapsed_log_density_is_the_dense_multivariate_density(spec, nu, chain
     """Σ_points collapsed_log_terms = Σ_runs log N(d_r; 0, tau²·11ᵀ + S K S) (or multivariate t), from scipy with
     dense matrices, to 1e-10 (float64; the sums here are ~ +200, rounding is ~1e-13). With ``chain`` the point terms
     are the conditionals p(d_k | d_<k): their running sum along a run is the density of its first k points."""
-    from bayescale.noise import collapsed_log_terms
+    from bayescale.infer.noise import collapsed_log_terms
 
     rng = np.random.default_rng(11)
     ds, run, t, resid, s = _random_curves(rng)
@@ -254,7 +254,7 @@ def test_collapsed_log_density_is_the_dense_multivariate_density(spec, nu, chain
 def test_run_effect_conditional_is_the_dense_gaussian_conditional(nu):
     """u | d: mean tau²·1ᵀΣ⁻¹d, variance tau² − tau⁴·1ᵀΣ⁻¹1; for the multivariate t the latent precision's Gamma has
     shape (nu + n)/2 and rate (nu + dᵀΣ⁻¹d)/2 (the scale mixture's conjugate update)."""
-    from bayescale.noise import run_effect_conditional
+    from bayescale.infer.noise import run_effect_conditional
 
     rng = np.random.default_rng(12)
     ds, run, t, resid, s = _random_curves(rng)
@@ -317,7 +317,7 @@ def test_collapsed_and_latent_run_effects_give_the_same_posterior():
 def test_a_new_run_under_collapsed_student_t_noise_has_the_multivariate_t_marginal():
     """One latent precision scales the run effect and the residual together: a new run's log-loss residual is
     t_nu(0, sqrt(tau² + s²)); the latent model's Normal(0, tau) + t_nu(0, s) stays as it was."""
-    from bayescale.predict import _multivariate_t
+    from bayescale.results.predict import _multivariate_t
 
     shape = (3, 2)
     terms = NoiseTerms(shift=np.zeros(shape), run_sd=np.array([[0.02, 0.0]] * 3), scale=np.full(shape, 0.01),

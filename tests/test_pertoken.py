@@ -12,8 +12,8 @@ import pytest
 import xarray as xr
 
 import bayescale as bs
-from bayescale.priors import parse_prior
-from bayescale import pertoken as pt
+from bayescale.laws.priors import parse_prior
+from bayescale.analyses.kaplan import pertoken as pt
 from tests import fits
 from tests.fits import HELD_OUT, POSITIONS
 

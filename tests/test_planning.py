@@ -11,9 +11,9 @@ import pytest
 
 import bayescale as bs
 from bayescale.cli import main
-from bayescale.design import rank_next_experiments
-from bayescale.extrapolation import ExtrapolationWarning, extrapolation
-from bayescale.planning import (
+from bayescale.planning.design import rank_next_experiments
+from bayescale.results.extrapolation import ExtrapolationWarning, extrapolation
+from bayescale.planning.optimum import (
     budget_for_target,
     compare_fits,
     format_plan,

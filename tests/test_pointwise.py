@@ -7,8 +7,8 @@ import warnings
 import pytest
 
 import bayescale as bs
-from bayescale.model import ModelSpec, mass_structure, resolve_priors
-from bayescale.noise import Noise
+from bayescale.infer.model import ModelSpec, mass_structure, resolve_priors
+from bayescale.infer.noise import Noise
 
 from .conftest import simulate_table
 

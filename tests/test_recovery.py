@@ -9,7 +9,7 @@ import pytest
 
 import bayescale as bs
 
-from bayescale.simulate import OURO_TRUTH, ouro_curves
+from bayescale.validation.simulate import OURO_TRUTH, ouro_curves
 
 from .conftest import simulate_table
 

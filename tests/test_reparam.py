@@ -1,4 +1,4 @@
-"""Centred power-law amplitudes (bayescale.reparam): which terms are found, the prior is kept exactly, NUTS needs
+"""Centred power-law amplitudes (bayescale.infer.reparam): which terms are found, the prior is kept exactly, NUTS needs
 fewer steps."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from numpyro.infer import Predictive
 from numpyro.infer.util import log_density
 
 import bayescale as bs
-from bayescale._formula import parse_formula, power_terms, unparse
-from bayescale.batch import fit_batch, select_fit
-from bayescale.inference import data_statistics, log_inputs_of
-from bayescale.model import ModelSpec, build_model, resolve_priors
-from bayescale.reparam import auxiliary_name, centres_of, plan_centring
+from bayescale.laws.formula import parse_formula, power_terms, unparse
+from bayescale.infer.batch import fit_batch, select_fit
+from bayescale.infer.fit import data_statistics, log_inputs_of
+from bayescale.infer.model import ModelSpec, build_model, resolve_priors
+from bayescale.infer.reparam import auxiliary_name, centres_of, plan_centring
 
 from .conftest import simulate_table
 

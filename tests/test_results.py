@@ -116,7 +116,7 @@ def test_plot_ppc_writes_figure(chinchilla_fit, tmp_path):
 def test_release_compiled_clears_only_past_the_threshold():
     import sys
 
-    from bayescale.inference import release_compiled
+    from bayescale.infer.fit import release_compiled
 
     assert release_compiled(1.0) is False  # no process holds every mapping the kernel allows
     assert release_compiled(0.0) is sys.platform.startswith("linux")  # Linux: /proc tells the count; clears

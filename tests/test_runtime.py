@@ -13,7 +13,7 @@ import pytest
 
 import bayescale  # noqa: F401  (configures JAX)
 from bayescale._runtime import host_device_count, x64_from_env
-from bayescale.inference import resolve_chain_method
+from bayescale.infer.fit import resolve_chain_method
 
 
 def _run(code: str, **env: str) -> str:

@@ -1,4 +1,4 @@
-"""Fits on a Dask cluster (bayescale.scaleout.fit_many): results in order and identical to fits made here, saved as
+"""Fits on a Dask cluster (bayescale.infer.scaleout.fit_many): results in order and identical to fits made here, saved as
 they arrive, resumed, worker errors as one-line errors; the example on a local cluster."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from dask.distributed import Client, LocalCluster
 
 import bayescale as bs
-from bayescale.scaleout import FitJob, FitJobError, _job_failure, fit_many, job_grid
+from bayescale.infer.scaleout import FitJob, FitJobError, _job_failure, fit_many, job_grid
 
 from tests.conftest import simulate_table
 from tests.fits import TRUTH

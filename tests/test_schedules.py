@@ -1,4 +1,4 @@
-"""Schedule laws (bayescale.schedules): schedules, the two laws against hand-written numpy loops, the block merge,
+"""Schedule laws (bayescale.analyses.schedules): schedules, the two laws against hand-written numpy loops, the block merge,
 recovery of known constants from simulated curves and cross-schedule prediction, errors, the example."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bayescale as bs
-from bayescale import schedules as S
+from bayescale.analyses import schedules as S
 from tests import fits
 
 MPL = S.load_schedule_law("luo2025_mpl")
@@ -104,7 +104,7 @@ def test_laws_match_numpy_loops(kind, extra, warmup, mpl_convention, annealing_c
     want = mpl_reference(TRUTH, sc.lr, steps, warmup, mpl_convention)
     common = dict(warmup_steps=warmup, convention=mpl_convention)
     np.testing.assert_allclose(S.multi_power_loss(TRUTH, sc.lr, steps, **common), want, rtol=1e-12)
-    jitted = bs.schedules.jax.jit(S.multi_power_loss, static_argnames=("warmup_steps", "convention"))
+    jitted = bs.analyses.schedules.jax.jit(S.multi_power_loss, static_argnames=("warmup_steps", "convention"))
     np.testing.assert_allclose(jitted(TRUTH, sc.lr, steps, **common), want, rtol=1e-12)
     # the fit's design path with single terms is the same sum
     design = S._design("multi_power", [sc], [steps], {}, 1, mpl_convention)
@@ -368,7 +368,7 @@ def test_fit_schedule_errors():
     with pytest.raises(bs.LawError, match="prior given for 'D'"):
         S.fit_schedule(MPL, ok, sched, priors={"D": "Uniform(0, 1)"})
     with pytest.raises(ValueError, match="not a fit_schedule result"):
-        S.predict_schedule(bs.schedules.xr.DataTree(), sched["a"])
+        S.predict_schedule(bs.analyses.schedules.xr.DataTree(), sched["a"])
 
 
 def test_convention_errors():

@@ -13,8 +13,8 @@ import jax
 
 import bayescale as bs
 from bayescale._runtime import GPU_MIN_CHAINS, GPU_MIN_POINTS, DeviceError, available_platforms, choose_platform
-from bayescale.inference import place, resolve_chain_method, run_nuts
-from bayescale.settings import NUTS, SamplerSettingsError, add_sampler_arguments, sampler_from_args
+from bayescale.infer.fit import place, resolve_chain_method, run_nuts
+from bayescale.infer.settings import NUTS, SamplerSettingsError, add_sampler_arguments, sampler_from_args
 
 from tests.conftest import simulate_table
 from tests.fits import TRUTH
@@ -154,7 +154,7 @@ def test_available_platforms_reads_jax_devices(monkeypatch):
 def test_placement_on_a_gpu_machine(monkeypatch):
     """With a GPU among the platforms (mocked), a small fit is placed on the CPU, where chains run one after another
     (numpyro's 'parallel' maps over the default backend's devices, the GPU's), and a large one on the GPU."""
-    import bayescale.inference as inference
+    import bayescale.infer.fit as inference
 
     monkeypatch.setattr(inference, "available_platforms", lambda: GPU)
     small, large = place("auto", n_points=240, n_chains=4), place("auto", n_points=10**6, n_chains=4)
@@ -181,7 +181,7 @@ def test_forced_cpu_is_recorded():
     mcmc = run_nuts(model, rng_key=jax.random.PRNGKey(0), y=jax.numpy.zeros(5),
                     sampler=NUTS(num_chains=1, num_warmup=20, num_samples=20, device="cpu", progress_bar=False))
     assert mcmc.placement.platform == "cpu" and mcmc.placement.reason == "forced: device='cpu'"
-    from bayescale.inference import sampler_record
+    from bayescale.infer.fit import sampler_record
 
     record = json.loads(sampler_record(NUTS(device="cpu"), 0, mcmc.placement))
     assert (record["device"], record["platform"], record["placement"]) == ("cpu", "cpu", "forced: device='cpu'")
@@ -190,7 +190,7 @@ def test_one_positive_integer_check():
     # settings.check_positive_ints serves the sampler settings and every count (calibration's simulations, bins): a
     # bool is refused although Python counts it an int, and the error is an ArgumentError (so a ValueError).
     from bayescale.errors import ArgumentError
-    from bayescale.settings import check_positive_ints
+    from bayescale.infer.settings import check_positive_ints
 
     check_positive_ints(num_simulations=3, num_bins=np.int64(2))
     with pytest.raises(ArgumentError, match="num_bins must be a positive integer, got True"):

@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import minimize_scalar
 
 import bayescale as bs
-from bayescale import shape as sh
+from bayescale.analyses.kaplan import shape as sh
 from bayescale.datasets import gemstones_dir
 from tests import fits
 

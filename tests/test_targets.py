@@ -10,7 +10,7 @@ import pytest
 
 import bayescale as bs
 from bayescale.data import DataError, FewPointsWarning, check_target
-from bayescale.laws import LawError, parse_law_text
+from bayescale.laws.catalogue import LawError, parse_law_text
 
 REAL = """\
 id = "toy_real"

@@ -27,7 +27,7 @@ import bayescale as bs
 from bayescale.cli import main
 from bayescale.datasets import chinchilla_table, gemstones_dir, load_chinchilla
 from bayescale.datasets.datablations import load_datablations
-from bayescale.validation import crps_score, score
+from bayescale.validation.holdout import crps_score, score
 
 from .conftest import simulate_table
 
@@ -188,7 +188,7 @@ def test_shared_real_tables_load_without_override():
     sys.path.insert(0, str(ROOT / "examples"))
     import real_curves
 
-    from bayescale.lr_bs import load_steplaw
+    from bayescale.analyses.steplaw import load_steplaw
 
     porian = pd.read_csv(SHARED / "porian_resolving_discrepancies" / "derived_isoflop_points.csv")
     sld = SHARED / "sldbench_train"
@@ -339,7 +339,7 @@ def test_saved_files_respect_the_umask_and_round_trip_the_checksum(good, tmp_pat
     finally:
         os.umask(old)
     loaded = bs.load(path)
-    assert loaded.attrs["content_sha256"] == bs.results.content_hash(good)
+    assert loaded.attrs["content_sha256"] == bs.results.io.content_hash(good)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.nc", "private.nc"]
 
 

@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 
 import bayescale as bs
-from bayescale.validation import crps_sample, make_splits, plot_validation, validate
+from bayescale.validation.holdout import crps_sample, make_splits, plot_validation, validate
 from tests.conftest import simulate_table
 
 TINY = dict(num_chains=2, num_warmup=300, num_samples=300)
@@ -111,7 +111,7 @@ def test_cli_validate_prints_the_table(tmp_path, capsys):
 # --- several laws on one split, stacked by extrapolation (validate_laws) ---
 
 def test_stacking_weights_maximise_the_mixture_score():
-    from bayescale.validation import Draws, _mixture
+    from bayescale.validation.holdout import Draws, _mixture
 
     rng = np.random.default_rng(3)
     # Two models, each better on half the points: the optimum is inside the simplex. A grid over w in steps of 1e-4

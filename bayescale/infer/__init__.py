@@ -1,0 +1,1 @@
+"""Stage 2: the numpyro model, noise, centring, chain starts, the one NUTS path, batches, diagnostics."""

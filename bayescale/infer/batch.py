@@ -1,0 +1,368 @@
+"""Many independent fits of one law as one vectorised computation (SBC simulations, coverage studies, splits).
+
+Every fit uses the same numpyro model as :func:`bayescale.fit`, with its data passed as arguments rather than closed
+over: datasets are padded to the largest one (points and runs), padded points are masked out of the likelihood, and
+the data statistics that priors use (``min_loss``) are traced per fit. NUTS runs through numpyro's functional API
+(``numpyro.infer.hmc.hmc``), vmapped over (fit, chain) pairs and compiled once, so a thousand fits cost one
+compilation and no Python loop. Chains of a vmapped batch advance in lockstep (each NUTS step waits for the deepest
+tree in the batch); ``batch_size`` bounds how many run together (``jax.lax.map``), docs/performance.md measures it.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import arviz_stats as azs
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from numpyro.infer import init_to_median
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import initialize_model
+
+from bayescale.data import check_identifiable, load_runs
+from bayescale.errors import ArgumentError
+from bayescale.infer.diagnostics import SamplingError, SamplingWarning
+from bayescale.infer.fit import as_key, data_statistics, log_inputs_of, on_platform, place
+from bayescale.laws.catalogue import Law, load_law, require_loss_target
+from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolve_priors
+from bayescale.infer.noise import Noise, curve_structure
+from bayescale.infer.reparam import centres_of, describe_centring, plan_centring
+from bayescale.results.io import versions
+from bayescale.infer.settings import NUTS, median_start_settings
+
+__all__ = ["devices_of", "fit_batch", "map_pairs", "select_fit"]
+
+#: R-hat above this (per fit, any parameter) or any divergence counts a fit as troubled in the batch's warning.
+RHAT_LIMIT = 1.01
+
+
+def _as_datasets(law: Law, datasets: Any, columns: Mapping[str, str] | None) -> list[xr.Dataset]:
+    if isinstance(datasets, (xr.Dataset, str)) or not isinstance(datasets, Sequence):
+        raise TypeError("datasets must be a list of run tables (xarray Datasets from load_runs, DataFrames or paths)")
+    if len(datasets) == 0:
+        raise ValueError("datasets is empty: give at least one run table")
+    return [d if isinstance(d, xr.Dataset) else load_runs(d, columns=columns, inputs=law.input_names)
+            for d in datasets]
+
+
+def _pad(values: np.ndarray, size: int, fill: Any) -> np.ndarray:
+    return np.concatenate([values, np.full(size - values.size, fill, dtype=values.dtype)])
+
+
+def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dict],
+                  centres: list[dict] | None = None) -> tuple[dict, int]:
+    """Per-fit model arguments stacked along a leading fit axis, padded to the largest fit; and the padded run count."""
+    structures = [curve_structure(ds, noise) for ds in dss]
+    n_points = max(ds.sizes["point"] for ds in dss)
+    n_runs = max(s["n_runs"] for s in structures)
+    per_fit = []
+    for i, (ds, st, structure) in enumerate(zip(dss, stats, structures)):
+        n = ds.sizes["point"]
+        logs = {k: _pad(np.asarray(v), n_points, float(np.asarray(v)[0])) for k, v in log_inputs_of(ds, law).items()}
+        struct = {"run_idx": _pad(np.asarray(structure["run_idx"]), n_points, 0)}
+        if noise.correlation:
+            struct["prev"] = np.concatenate([np.asarray(structure["prev"]), np.arange(n, n_points)])
+            struct["dlog"] = _pad(np.asarray(structure["dlog"]), n_points, 0.0)
+            struct["has_prev"] = _pad(np.asarray(structure["has_prev"]), n_points, False)
+        per_fit.append(dict(
+            log_inputs=logs,
+            loss=_pad(ds["loss"].values.astype(float), n_points, 1.0),
+            per_fit=dict(statistics={k: np.float64(v) for k, v in st.items()}, structure=struct,
+                         mask=np.arange(n_points) < n,
+                         **({} if centres is None else
+                            {"centres": {k: np.float64(v) for k, v in centres[i].items()}})),
+        ))
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *per_fit)
+    return stacked, n_runs
+
+
+#: Default sampler of :func:`fit_batch`: fewer, shorter chains than a single fit (a batch is for many small fits, as in
+#: simulation studies), chains from the prior median.
+BATCH_SAMPLER = NUTS(num_chains=2, num_warmup=500, num_samples=500, init="median")
+
+
+def fit_batch(
+    law: Law | str,
+    datasets: Sequence[Any],
+    *,
+    sampler: NUTS | Mapping[str, Any] | None = None,
+    rng_key: int | jax.Array = 0,
+    likelihood: str = "student_t",
+    noise: str | Noise = "auto",
+    priors: Mapping[str, str] | None = None,
+    batch_size: int | None = None,
+    num_devices: int | None = None,
+    statistics: Mapping[str, float] | None = None,
+    require_identifiable: bool = True,
+    centre_amplitudes: bool = True,
+    strict: bool = False,
+    columns: Mapping[str, str] | None = None,
+    **sampler_options: Any,
+) -> xr.DataTree:
+    """Fit one law to each of many datasets with NUTS, as one compiled, vectorised computation.
+
+    Parameters
+    ----------
+    law
+        A :class:`~bayescale.laws.catalogue.Law`, a catalogue id or a path to a law file.
+    datasets
+        Run tables, one per fit: datasets from :func:`~bayescale.data.load_runs`, or anything it accepts. They may
+        differ in size; all must resolve to the same ``noise`` structure.
+    sampler, **sampler_options, likelihood, noise, priors
+        As in :func:`bayescale.fit`; every fit gets the same settings. The default sampler is
+        :data:`BATCH_SAMPLER` (2 chains × 500 + 500, chains from the prior median: a multi-start MAP per fit is not
+        vectorised, so ``init="map"`` is refused).
+    batch_size
+        How many (fit, chain) pairs advance together in one vectorised step (``jax.lax.map``'s ``batch_size``);
+        ``None``: all of them. Smaller batches wait less for the slowest chain in the batch. With several devices,
+        per device.
+    num_devices
+        Devices of the chosen platform the (fit, chain) pairs are sharded over (``jax.shard_map`` over the pair axis:
+        each device runs its share in its own lockstep group, with no communication); ``None``: every device of the
+        platform (several GPUs; on CPU the host devices ``import bayescale`` sets up), ``1``: no sharding. The draws
+        do not depend on it: each pair has its own key. The platform is chosen by ``sampler.device``
+        (:func:`bayescale._runtime.choose_platform`: a batch of many chains goes to a GPU when there is one).
+    centre_amplitudes
+        As in :func:`bayescale.fit`: power-law amplitudes sampled at each fit's own data centre (computed from that
+        fit's points and passed to the model per fit); ``attrs["centred"]`` lists the terms and ``attrs["centres"]``
+        the centres of every fit.
+    statistics
+        Data statistics for data-dependent priors (``min_loss``), the same for every fit, instead of each dataset's
+        own (simulation-based calibration draws the truth from one fixed prior: :mod:`bayescale.validation.calibration`).
+    strict
+        Raise :class:`~bayescale.infer.diagnostics.SamplingError` when any fit has R-hat > 1.01 or divergences.
+
+    Returns
+    -------
+    xarray.DataTree
+        ``posterior`` and ``sample_stats`` with dims ``(fit, chain, draw)`` for every law and noise parameter
+        (run-level effects are not kept); ``fit_diagnostics`` with ``rhat`` and ``ess_bulk`` per fit and parameter
+        and ``divergences`` per fit; ``attrs`` with the law, priors, noise, sampler settings and versions.
+
+    Examples
+    --------
+    >>> result = bs.fit_batch("hoffmann2022", [table_a, table_b])           # doctest: +SKIP
+    >>> result.posterior["alpha"].quantile([0.05, 0.95], dim=("chain", "draw"))  # one interval per fit
+    """
+    law = law if isinstance(law, Law) else load_law(law)
+    require_loss_target(law, "fit_batch")
+    dss = _as_datasets(law, datasets, columns)
+    settings = median_start_settings(sampler, sampler_options, "fit_batch", BATCH_SAMPLER)
+    num_chains, num_warmup, num_samples = settings.num_chains, settings.num_warmup, settings.num_samples
+    dense_mass, target_accept_prob = settings.dense_mass, settings.target_accept_prob
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    placement = place(settings.device, n_points=max(ds.sizes["point"] for ds in dss),
+                      n_chains=len(dss) * num_chains)
+    devices = devices_of(placement.platform, num_devices)
+    noises = [Noise.parse(noise, ds) for ds in dss]
+    if len({n.spec for n in noises}) > 1:
+        kinds = sorted({n.spec for n in noises})
+        raise ValueError(f"noise {noise!r} resolves to different structures across the datasets ({kinds}): "
+                         "a batch shares one model; pass noise= explicitly")
+    noise = noises[0]
+    for i, ds in enumerate(dss):
+        try:
+            check_identifiable(ds, law, require=require_identifiable)
+        except ValueError as err:
+            raise type(err)(f"dataset {i}: {err}") from None
+    prior_specs = resolve_priors(law, likelihood, priors, noise)
+    stats = [dict(statistics) if statistics is not None else data_statistics(ds) for ds in dss]
+    for i, st in enumerate(stats):  # each fit's data-dependent priors must be valid distributions
+        for prior in prior_specs.values():
+            if prior.uses_data():
+                try:
+                    prior.distribution(st)
+                except ValueError as err:
+                    raise type(err)(f"dataset {i}: {err}") from None
+
+    centring = plan_centring(law, prior_specs) if centre_amplitudes else None
+    centres = None if centring is None else [
+        centres_of(centring, log_inputs_of(ds, law), prior_specs, st) for ds, st in zip(dss, stats)]
+    arrays, n_runs = _batch_arrays(law, dss, noise, stats, centres)
+    spec = ModelSpec(law=law, priors=prior_specs, statistics=stats[0], likelihood=likelihood, noise=noise,
+                     centres=None if centres is None else centres[0])
+    model = build_model(spec, {"n_runs": n_runs}, batched=True)
+    names = spec.sampled_names
+    key, key_record = as_key(rng_key)
+    k_init, k_run = jax.random.split(key)
+
+    def args_of(i):
+        a = jax.tree_util.tree_map(lambda x: x[i], arrays)
+        return a["log_inputs"], a["loss"], a["per_fit"]
+
+    # The model's shapes and transforms come from fit 0; every parameter starts at its prior median, which in the
+    # unconstrained space does not depend on the data (Uniform(0, min_loss) has its median at logit 0 for any data),
+    # except a centred amplitude's, which is fit 0's (its centre shifts by p * (c_i - c_0) between fits, a fraction of
+    # the prior's width; warmup absorbs it). No MAP start here: a per-fit optimiser inside the vmapped program is not
+    # implemented, so batched fits keep init="median" (attrs["sampler"]["init"]).
+    info = initialize_model(k_init, model, model_args=args_of(0), dynamic_args=True, init_strategy=init_to_median)
+    z0 = info.param_info.z
+    init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
+
+    def one(index, chain_key):
+        args = args_of(index)
+        state = init_kernel(z0, num_warmup, dense_mass=mass_structure(dense_mass, spec), target_accept_prob=target_accept_prob,
+                            max_tree_depth=settings.max_tree_depth, model_args=args, rng_key=chain_key)
+        state = jax.lax.fori_loop(0, num_warmup, lambda _, s: sample_kernel(s, model_args=args), state)
+
+        def step(s, _):
+            s = sample_kernel(s, model_args=args)
+            return s, (s.z, s.diverging, s.num_steps, s.accept_prob, s.energy)
+
+        _, (z, diverging, steps, accept, energy) = jax.lax.scan(step, state, None, length=num_samples)
+        values = jax.vmap(info.postprocess_fn(*args))(z)
+        return {n: values[n] for n in names}, dict(diverging=diverging, n_steps=steps, acceptance_rate=accept,
+                                                    energy=energy)
+
+    n_fits = len(dss)
+    index = jnp.repeat(jnp.arange(n_fits), num_chains)
+    keys = jax.random.split(k_run, n_fits * num_chains)
+    draws, stats_out = map_pairs(one, index, keys, devices, batch_size)
+
+    def shaped(v):
+        v = np.asarray(v)
+        return v.reshape(n_fits, num_chains, num_samples, *v.shape[2:])
+
+    dims = ("fit", "chain", "draw")
+    coords = {"fit": np.arange(n_fits), "chain": np.arange(num_chains), "draw": np.arange(num_samples)}
+    posterior = xr.Dataset({n: (dims, shaped(v)) for n, v in draws.items()}, coords=coords)
+    sample_stats = xr.Dataset({n: (dims, shaped(v)) for n, v in stats_out.items()}, coords=coords)
+    dt = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": sample_stats})
+    dt["fit_diagnostics"] = xr.DataTree(_diagnostics(posterior, sample_stats))
+    dt.attrs.update(
+        result_kind="law_batch",
+        law_id=law.id,
+        law_source=law.source_text or "",
+        priors=json.dumps({k: v.text for k, v in prior_specs.items()}),
+        likelihood=likelihood,
+        noise=noise.to_json(),
+        centred=describe_centring(centring, None),
+        centres=json.dumps(centres or []),
+        inputs=json.dumps(list(law.input_names)),
+        parameters=json.dumps(list(law.parameter_names)),
+        noise_parameters=json.dumps([n for n in names if n not in law.parameter_names]),
+        data_statistics=json.dumps(stats),
+        n_points=json.dumps([int(ds.sizes["point"]) for ds in dss]),
+        data_hashes=json.dumps([ds.attrs.get("data_hash", "") for ds in dss]),
+        sampler=settings.to_attrs(chain_method="vmapped over fits and chains", batch_size=batch_size, rng_key=key_record,
+                                  x64=bool(jax.config.jax_enable_x64), **placement.to_record(),
+                                  num_devices=len(devices)),
+        versions=json.dumps(versions()),
+    )
+    _report(dt, law.id, strict)
+    return dt
+
+
+def devices_of(platform: str, num_devices: int | None = None) -> list[jax.Device]:
+    """The first ``num_devices`` devices of ``platform`` (``None``: all of them); an ``ArgumentError`` when there are
+    fewer."""
+    available = jax.devices(platform)
+    if num_devices is None:
+        return list(available)
+    if isinstance(num_devices, bool) or not isinstance(num_devices, (int, np.integer)) or num_devices < 1:
+        raise ArgumentError(f"num_devices must be a positive integer or None, got {num_devices!r}")
+    if num_devices > len(available):
+        raise ArgumentError(f"num_devices={num_devices} but there are {len(available)} {platform} devices (on CPU, "
+                            "set BAYESCALE_HOST_DEVICES before importing bayescale for more)")
+    return list(available[:num_devices])
+
+
+def _shard_map(f, mesh, in_specs, out_specs):
+    # jax.shard_map (jax >= 0.7) or its experimental predecessor; no replication checks: the body is independent
+    # per shard (no collectives), and the checks do not follow numpyro's while loops
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+    from jax.experimental.shard_map import shard_map
+
+    return shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+
+
+def map_pairs(one, index: jax.Array, keys: jax.Array, devices: Sequence[jax.Device],
+              batch_size: int | None = None) -> Any:
+    """``one(index[i], keys[i])`` for every pair ``i``, compiled once: ``jax.lax.map`` in groups of ``batch_size``
+    (``None``: all pairs of a device at once, vectorised) on each of ``devices``, the pairs split evenly between
+    them (``jax.shard_map`` over the pair axis; the last pair is repeated to fill the last device's share, and the
+    repeats are dropped). Returns the outputs stacked along the pair axis, on the host."""
+    n = int(index.shape[0])
+    if len(devices) == 1:
+        with on_platform(devices[0].platform):
+            run = jax.jit(lambda idx, ks: jax.lax.map(lambda a: one(*a), (idx, ks), batch_size=batch_size or n))
+            return jax.device_get(run(index, keys))
+    per_device = -(-n // len(devices))
+    fill = per_device * len(devices) - n
+    index = jnp.concatenate([index, jnp.repeat(index[-1:], fill)])
+    keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], fill, axis=0)])
+    mesh = Mesh(np.asarray(devices), ("pair",))
+    local = _shard_map(lambda idx, ks: jax.lax.map(lambda a: one(*a), (idx, ks),
+                                                   batch_size=min(batch_size or per_device, per_device)),
+                       mesh, (PartitionSpec("pair"), PartitionSpec("pair")), PartitionSpec("pair"))
+    sharding = NamedSharding(mesh, PartitionSpec("pair"))
+    out = jax.device_get(jax.jit(local)(jax.device_put(index, sharding), jax.device_put(keys, sharding)))
+    return jax.tree_util.tree_map(lambda v: np.asarray(v)[:n], out)
+
+
+def select_fit(dt: xr.DataTree, i: int) -> xr.DataTree:
+    """Fit ``i`` of a :func:`fit_batch` result as a result of one fit: ``posterior`` and ``sample_stats`` with dims
+    (chain, draw) and that fit's attributes. It holds no data groups, so it serves what reads the posterior alone
+    (:func:`~bayescale.results.predict.draws_log_law`, :mod:`bayescale.planning.optimum`, :func:`~bayescale.planning.design.rank_next_experiments`)
+    but not posterior predictive checks or extrapolation distances, which need the fitted data."""
+    n_fits = dt["posterior"].sizes["fit"]
+    if not 0 <= i < n_fits:
+        raise IndexError(f"fit {i} of a batch of {n_fits}")
+    out = xr.DataTree.from_dict({g: dt[g].to_dataset().isel(fit=i, drop=True) for g in ("posterior", "sample_stats")})
+    out.attrs.update(dt.attrs)
+    out.attrs["data_statistics"] = json.dumps(json.loads(dt.attrs["data_statistics"])[i])
+    out.attrs["n_points"] = json.loads(dt.attrs["n_points"])[i]
+    out.attrs["data_hash"] = json.loads(out.attrs.pop("data_hashes"))[i]
+    out.attrs["batch_fit"] = i
+    out.attrs["result_kind"] = "law_batch_member"
+    diag = dt["fit_diagnostics"].to_dataset().isel(fit=i)
+    post = out["posterior"].to_dataset()
+    tail = azs.ess(post, method="tail")  # the batch keeps R-hat and bulk ESS per fit; tail ESS from this fit's draws
+    out.attrs["diagnostics"] = json.dumps({
+        "parameters": [{"parameter": str(p), "rhat": float(diag["rhat"].sel(parameter=p)),
+                        "ess_bulk": float(diag["ess_bulk"].sel(parameter=p)), "ess_tail": float(tail[str(p)])}
+                       for p in diag["parameter"].values],
+        "divergences": int(diag["divergences"]),
+    })
+    centres = json.loads(out.attrs.pop("centres", "[]"))
+    if centres:  # this fit's centres in the layout of a single fit's attrs["centred"]
+        out.attrs["centred"] = json.dumps({k: dict(v, centre=centres[i][k])
+                                           for k, v in json.loads(out.attrs["centred"]).items()})
+    return out
+
+
+def _diagnostics(posterior: xr.Dataset, sample_stats: xr.Dataset) -> xr.Dataset:
+    if posterior.sizes["chain"] > 1:
+        rhat = azs.rhat(posterior)
+    else:  # R-hat needs two chains; report NaN rather than a number that means nothing
+        rhat = xr.full_like(posterior.isel(chain=0, draw=0, drop=True), np.nan)
+    ess = azs.ess(posterior, method="bulk")
+    out = xr.Dataset({
+        "rhat": rhat.to_array("parameter"),
+        "ess_bulk": ess.to_array("parameter"),
+        "divergences": sample_stats["diverging"].sum(("chain", "draw")),
+    })
+    return out.transpose("fit", "parameter")
+
+
+def _report(dt: xr.DataTree, law_id: str, strict: bool) -> None:
+    diag = dt["fit_diagnostics"].to_dataset()
+    bad_rhat = (diag["rhat"] > RHAT_LIMIT).any("parameter").values
+    bad_div = (diag["divergences"] > 0).values
+    dt.attrs["troubled_fits"] = json.dumps(np.flatnonzero(bad_rhat | bad_div).tolist())
+    if not (bad_rhat.any() or bad_div.any()):
+        return
+    text = (f"fit_batch of law {law_id!r}: {int(bad_rhat.sum())} of {bad_rhat.size} fits have R-hat > {RHAT_LIMIT}, "
+            f"{int(bad_div.sum())} have divergences (attrs['troubled_fits'] lists them; "
+            "fit_diagnostics has the numbers)")
+    if strict:
+        raise SamplingError(text, result=dt)
+    warnings.warn(text, SamplingWarning, stacklevel=3)

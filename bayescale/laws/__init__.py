@@ -1,0 +1,1 @@
+"""Stage 1: law files → Law (catalogue), the formula compiler, prior expressions."""

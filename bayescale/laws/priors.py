@@ -1,0 +1,120 @@
+"""Prior declarations: short expressions such as ``"LogNormal(log(400), 1.5)"`` or ``"Uniform(0, min_loss)"``.
+
+A prior is written as one call of a whitelisted numpyro distribution. Its arguments are arithmetic over numbers,
+``log``/``exp``/``sqrt`` and *data statistics* (:data:`DATA_STATISTICS`), which are filled in from the validated
+run table when the model is built; that is how a law file states "the irreducible loss lies below the smallest
+observed loss" without knowing the data.
+
+NUTS samples every parameter in numpyro's unconstrained space of its prior's support: a ``LogNormal`` amplitude is
+sampled as its logarithm, a ``Uniform(0, min_loss)`` irreducible loss on the logit scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpyro.distributions as dist
+
+from bayescale.laws.formula import Call, FormulaError, check_arity, symbols_of, evaluate_array, evaluate_number, parse_expression
+
+__all__ = ["Prior", "parse_prior", "DISTRIBUTIONS", "DATA_STATISTICS"]
+
+#: Distributions a prior may use, with the names of their arguments in order.
+DISTRIBUTIONS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "Normal": (dist.Normal, ("loc", "scale")),
+    "LogNormal": (dist.LogNormal, ("loc", "scale")),
+    "HalfNormal": (dist.HalfNormal, ("scale",)),
+    "HalfCauchy": (dist.HalfCauchy, ("scale",)),
+    "Uniform": (dist.Uniform, ("low", "high")),
+    "TruncatedNormal": (dist.TruncatedNormal, ("loc", "scale", "low", "high")),
+    "Exponential": (dist.Exponential, ("rate",)),
+    "Gamma": (dist.Gamma, ("concentration", "rate")),
+    "Beta": (dist.Beta, ("concentration1", "concentration0")),
+    "StudentT": (dist.StudentT, ("df", "loc", "scale")),
+}
+
+#: Names a prior expression may use for quantities of the data.
+DATA_STATISTICS: dict[str, str] = {
+    "min_loss": "smallest observed loss",
+    "max_loss": "largest observed loss",
+}
+
+_NUMBER_FUNCTIONS = {"exp": 1, "log": 1, "sqrt": 1}  # name -> arity
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A parsed prior: distribution name and keyword arguments as expressions (not yet evaluated)."""
+
+    text: str
+    family: str
+    arguments: tuple[tuple[str, object], ...]
+
+    def distribution(self, statistics: Mapping[str, float]) -> dist.Distribution:
+        """Build the numpyro distribution, filling data statistics from ``statistics``."""
+        kwargs = {name: evaluate_number(node, statistics) for name, node in self.arguments}
+        bad = {k: v for k, v in kwargs.items() if not math.isfinite(v)}
+        if bad:
+            raise FormulaError(f"prior {self.text!r} evaluates to non-finite arguments {bad}")
+        if "low" in kwargs and "high" in kwargs and not kwargs["low"] < kwargs["high"]:
+            # numpyro does not check this (Uniform's bounds are "dependent" constraints): a reversed interval
+            # would silently give a prior with no valid support.
+            raise FormulaError(f"prior {self.text!r} needs low < high, got {kwargs}")
+        cls, _ = DISTRIBUTIONS[self.family]
+        try:
+            return cls(**kwargs)
+        except ValueError as err:
+            raise FormulaError(f"prior {self.text!r} has invalid arguments {kwargs}: {err}") from None
+
+    def traced_distribution(self, statistics: Mapping[str, object]) -> dist.Distribution:
+        """The distribution with data statistics given as JAX values (traced per fit in a batched fit), unchecked:
+        each fit's prior is checked with :meth:`distribution` on its own statistics first."""
+        cls, _ = DISTRIBUTIONS[self.family]
+        return cls(**{name: evaluate_array(node, statistics) for name, node in self.arguments})
+
+    def uses_data(self) -> bool:
+        return any(s in self.text for s in DATA_STATISTICS)
+
+
+def parse_prior(text: str, statistics: Iterable[str] = ()) -> Prior:
+    """Parse a prior expression; ``statistics`` names data statistics it may use beyond :data:`DATA_STATISTICS`
+    (those a declared model states, :mod:`bayescale.infer.declared`).
+
+    Examples
+    --------
+    >>> parse_prior("Uniform(0, min_loss)").family
+    'Uniform'
+    """
+    node = parse_expression(
+        text,
+        names=set(DATA_STATISTICS) | set(statistics),
+        functions=set(DISTRIBUTIONS) | set(_NUMBER_FUNCTIONS),
+        what="prior",
+    )
+    if not isinstance(node, Call) or node.func not in DISTRIBUTIONS:
+        raise FormulaError(
+            f"prior {text!r} must be a call of one distribution, one of {sorted(DISTRIBUTIONS)}"
+        )
+    cls, names = DISTRIBUTIONS[node.func]
+    if len(node.args) > len(names):
+        raise FormulaError(f"{node.func} takes at most {len(names)} arguments {list(names)} in prior {text!r}")
+    arguments = list(zip(names, node.args))
+    for key, value in node.keywords:
+        if key not in names:
+            raise FormulaError(f"{node.func} has no argument {key!r}; it must be one of {list(names)}")
+        if key in dict(arguments):
+            raise FormulaError(f"{node.func} got argument {key!r} twice in prior {text!r}")
+        arguments.append((key, value))
+    given = [k for k, _ in arguments]
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise FormulaError(f"prior {text!r} is missing arguments {missing} of {node.func}{list(names)}")
+    for _, value in arguments:
+        _, called = symbols_of(value)
+        if called & set(DISTRIBUTIONS):
+            raise FormulaError(f"prior {text!r}: distributions cannot be nested")
+        check_arity(value, _NUMBER_FUNCTIONS, text)
+    return Prior(text=text.strip(), family=node.func, arguments=tuple(arguments))
+

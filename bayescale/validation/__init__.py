@@ -1,0 +1,1 @@
+"""Validation: held-out splits, the Huber baseline, SBC calibration, LOO and stacking, simulators."""
