@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--kind", default="law", choices=["law", "predictive"])
     pr.add_argument("--prob", type=float, default=0.9)
 
-    pp = sub.add_parser("ppc", help="real-vs-predicted figure with 50/90% bands")
+    pp = sub.add_parser("ppc", help="real-vs-predicted figure with 50/90%% bands")
     pp.add_argument("fit")
     pp.add_argument("--out", required=True, help="image file (.png, .pdf, .svg)")
     pp.add_argument("--x", default=None)

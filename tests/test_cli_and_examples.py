@@ -75,3 +75,20 @@ def test_example_ouro_looped_draws_the_3x5_grid(tmp_path, monkeypatch, capsys):
     grid = matplotlib.image.imread(out / "ouro_grid.png")
     assert grid.shape[1] > 1.5 * grid.shape[0]  # 5 columns (sizes) by 3 rows (loop counts)
     assert (out / "fit.nc").is_file() and (out / "ouro_curves.csv").is_file()
+
+
+def test_help_of_every_subcommand_prints(capsys):
+    # argparse formats help strings with %: a bare "90%" in a help text made `bayescale --help` crash
+    import argparse
+
+    from bayescale import cli
+
+    parser = cli._parser()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        assert name in parser.format_help()
+        assert sub.format_help()
+    assert "50/90% bands" in capsys.readouterr().out
