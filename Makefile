@@ -22,9 +22,10 @@ chromium:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; fi
 
 # Two pytest workers (pytest-xdist), a test file per worker: XLA compilation and Python overhead, which dominate the
-# small fits of the suite, are single-threaded, so two workers use two cores.
+# small fits of the suite, are single-threaded, so two workers use two cores. --durations: the slowest tests, printed
+# so each CI log says where the time goes.
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
