@@ -73,7 +73,7 @@ def test_bootstrap_is_shaped_like_a_posterior_and_predicts(simulated_baseline):
 
 def test_bootstrap_resamples_runs_not_points():
     # Two checkpoints per run: a resample must keep both or neither, so every bootstrap weight is even.
-    from bayescale.validation.holdout import baseline
+    from bayescale.validation import baseline
 
     df = simulate_table("kaplan2020_n", dict(N_c=8.8e13, alpha_N=0.076), sigma=0.01, seed=0)
     df = df.iloc[:12]
