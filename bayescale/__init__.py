@@ -47,7 +47,7 @@ from bayescale.validation.baseline import fit_baseline  # noqa: E402
 from bayescale.validation.calibration import check_calibration  # noqa: E402
 from bayescale.validation.comparison import compare_laws, loo, predict_averaged, stacking_weights  # noqa: E402
 from bayescale.validation.holdout import LawValidation, plot_validation, validate, validate_laws  # noqa: E402
-from bayescale.infer.batch import fit_batch  # noqa: E402
+from bayescale.infer.batch import fit_batch, select_fit  # noqa: E402
 from bayescale.infer.scaleout import FitJob, fit_many, job_grid  # noqa: E402  (Dask is imported only by fit_many)
 
 from bayescale.analyses import downstream, kaplan, schedules  # noqa: E402
@@ -88,6 +88,7 @@ __all__ = [
     "fit",
     "fit_baseline",
     "fit_batch",
+    "select_fit",
     "fit_many",
     "FitJob",
     "job_grid",

@@ -1,4 +1,7 @@
-"""Sampler trouble warns, is recorded in the result, and raises with strict=True; each trigger has a control."""
+"""Sampler trouble warns, is recorded in the result, and raises with strict=True; each trigger has a control.
+
+The fits leave out the per-point groups (``pointwise=False``): the diagnostics read the posterior, the sampler
+statistics and the prior draws only, and each per-point group costs a compiled program of its own."""
 
 from __future__ import annotations
 
@@ -22,10 +25,12 @@ def table():
 def test_prior_bound_is_flagged_and_strict_raises(table):
     # E's true value 1.8 is above this prior's upper bound 1.0: the posterior piles up against the bound
     with pytest.warns(bs.SamplingWarning, match="sit on the upper prior bound 1"):
-        result = bs.fit("hoffmann2022", table, priors={"E": "Uniform(0, 1.0)"}, num_chains=2, num_warmup=300, num_samples=300)
+        result = bs.fit("hoffmann2022", table, priors={"E": "Uniform(0, 1.0)"}, num_chains=2, num_warmup=300, num_samples=300,
+                           pointwise=False)
     assert any("upper prior bound" in w for w in json.loads(result.attrs["warnings"]))
     with pytest.raises(bs.SamplingError, match="upper prior bound") as info:
-        bs.fit("hoffmann2022", table, priors={"E": "Uniform(0, 1.0)"}, num_chains=2, num_warmup=300, num_samples=300, strict=True)
+        bs.fit("hoffmann2022", table, priors={"E": "Uniform(0, 1.0)"}, num_chains=2, num_warmup=300, num_samples=300,
+               pointwise=False, strict=True)
     assert info.value.result is not None  # the draws are not lost
 
 
@@ -38,7 +43,7 @@ def test_uninformed_parameter_is_flagged(table):
                 "alpha": "LogNormal(log(0.3), 0.6)", "beta": "LogNormal(log(0.3), 0.6)", "gamma": "Normal(0, 1)"},
     )
     with pytest.warns(bs.SamplingWarning, match="gamma: posterior barely moved from the prior"):
-        result = bs.fit(law, table, num_chains=2, num_warmup=300, num_samples=300)
+        result = bs.fit(law, table, num_chains=2, num_warmup=300, num_samples=300, pointwise=False)
     # control: only the unused parameter is flagged as uninformed
     flagged = [w.split(":")[0] for w in json.loads(result.attrs["warnings"]) if "barely moved" in w]
     assert flagged == ["gamma"]
@@ -49,7 +54,7 @@ def test_uninformed_parameter_is_flagged(table):
 
 def test_low_ess_is_flagged(table):
     with pytest.warns(bs.SamplingWarning, match="effective sample size"):
-        bs.fit("hoffmann2022", table, num_chains=2, num_warmup=100, num_samples=30)
+        bs.fit("hoffmann2022", table, num_chains=2, num_warmup=100, num_samples=30, pointwise=False)
 
 
 def test_bad_settings_raise_before_sampling(table):

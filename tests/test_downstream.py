@@ -41,7 +41,8 @@ prior = "LogNormal(0, 1)"
 [parameters.alpha]
 prior = "LogNormal(log(0.3), 0.5)"
 """
-FAST = dict(num_chains=2, num_warmup=300, num_samples=400, progress_bar=False)
+# the tests read posterior and prior draws only: no per-point groups
+FAST = dict(num_chains=2, num_warmup=300, num_samples=400, progress_bar=False, pointwise=False)
 
 
 def _step1_table(seed: int = 0) -> pd.DataFrame:
@@ -214,7 +215,7 @@ def test_step1_values_step2_cannot_take_are_refused(fits):
     N = np.geomspace(1e8, 1e9, 6)
     table = pd.DataFrame({"N": N, "loss": -1.0 - 0.01 * np.arange(6)})
     real = bs.fit(law, bs.load_runs(table, inputs=("N",), target="real", check_units=False), num_chains=1,
-                  num_warmup=50, num_samples=50, progress_bar=False, require_identifiable=False)
+                  num_warmup=50, num_samples=50, progress_bar=False, require_identifiable=False, pointwise=False)
     with pytest.raises(ArgumentError, match=r"step 1 law 'toy_real' predicts values step 2 law 'bhagia2024_sigmoid' "
                                             r"cannot take \(it needs finite values > 0 for input 'L'\)"):
         predict_chained(real, step2, allow_unconverged=True, N=1e10)

@@ -719,7 +719,7 @@ def fit_schedule(
         "schedules": json.dumps({n: json.loads(scheds[n].to_json()) for n in names}),
         "data_statistics": json.dumps(stats), "priors": json.dumps({k: v.text for k, v in prior_specs.items()}),
         "likelihood": likelihood, "noise": noise.to_json(), "max_block": int(max_block),
-        "sampler": sampler_record(settings, key_record),
+        "sampler": sampler_record(settings, key_record, mcmc.placement),
         "versions": json.dumps(versions()),
     })
     dists = {name: p.distribution(stats) for name, p in prior_specs.items()}

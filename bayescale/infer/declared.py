@@ -189,7 +189,7 @@ def declared_result(
         result_kind=declared.result_kind,
         provenance=declared.attrs(priors, table, statistics, tuple(priors)) | {"likelihood": "normal"} | dict(attrs),
         priors={k: p.text for k, p in priors.items()}, settings=settings, key_record=key_record,
-        checked=(tuple(priors), distributions), strict=strict,
+        placement=mcmc.placement, checked=(tuple(priors), distributions), strict=strict,
     )
 
 

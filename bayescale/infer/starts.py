@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from numpyro.distributions.distribution import validation_enabled
 from numpyro.infer import init_to_median, init_to_sample
 from numpyro.infer.util import initialize_model
 
@@ -86,11 +87,6 @@ def find_start(
                             init_strategy=init_to_median)
     flat0, unravel = ravel_pytree(info.param_info.z)
     starts = [np.asarray(flat0)]
-    if num_starts > 1:  # prior draws, all in one (vmapped) call
-        keys = jax.random.split(k_prior, num_starts - 1)
-        z = initialize_model(keys, model, model_args=model_args, model_kwargs=dict(model_kwargs),
-                             init_strategy=init_to_sample).param_info.z
-        starts += [np.asarray(x) for x in jax.vmap(lambda t: ravel_pytree(t)[0])(z)]
     potential = info.potential_fn
     value_and_grad = jax.jit(jax.value_and_grad(lambda x: potential(unravel(x))))
 
@@ -100,6 +96,18 @@ def find_start(
         if not np.isfinite(v) or not np.all(np.isfinite(g)):
             return 1e300, np.zeros_like(g)  # outside the support or overflow: L-BFGS-B backs off
         return v, g
+
+    if num_starts > 1:
+        # prior draws one key at a time, eagerly: the model's operations were compiled by the call above (same
+        # shapes), whereas one vmapped call over the keys would compile a program of its own (seconds, per dataset).
+        # Eagerly, numpyro checks distribution arguments as they are made and raises on an extreme draw (a loss
+        # mean of exactly 0 or 1 under a logit link); with the check off such a draw has a non-finite potential and
+        # numpyro draws again, as it does in the vmapped call.
+        with validation_enabled(False):
+            for k in jax.random.split(k_prior, num_starts - 1):
+                z = initialize_model(k, model, model_args=model_args, model_kwargs=dict(model_kwargs),
+                                     init_strategy=init_to_sample).param_info.z
+                starts.append(np.asarray(ravel_pytree(z)[0]))
 
     sols, vals = minimise(fun, np.asarray(starts), None, options=_OPTIONS)
     order = np.argsort(vals)

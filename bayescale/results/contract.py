@@ -2,7 +2,8 @@
 
 Every fit function stamps ``attrs["result_kind"]`` on its result, one of :data:`RESULT_KINDS`. Each kind lists the
 generic read-outs it supports (:data:`READOUTS`); a read-out first calls :func:`require`, which either passes or
-raises one :class:`ResultError` that names the kind, what it lacks and what to use instead. So every read-out works
+raises one :class:`ResultError` that names the kind, what it lacks and what to use instead (spelled as the public
+API, ``bs`` being ``import bayescale as bs``). So every read-out works
 on every result or says clearly why not, and the knowledge of "which result supports what" lives here only.
 
 Results written before ``result_kind`` existed are recognised from their older attributes (``schedule_law``,
@@ -49,12 +50,12 @@ RESULT_KINDS: dict[str, ResultKind] = {
             "law_batch",
             "bayescale.fit_batch (one law fitted to many tables in one vectorised run)",
             frozenset({"save"}),
-            {r: "bayescale.infer.batch.select_fit(result, i) for fit i (its posterior), or fit_diagnostics for all fits"
+            {r: "bs.select_fit(result, i) for fit i (its posterior), or fit_diagnostics for all fits"
              for r in READOUTS if r != "save"},
         ),
         ResultKind(
             "law_batch_member",
-            "bayescale.infer.batch.select_fit (one fit of a fit_batch; posterior only)",
+            "bs.select_fit (one fit of a fit_batch; posterior only)",
             _POSTERIOR_ONLY,
             {r: "bayescale.fit on that table (a batch member keeps no per-point groups)"
              for r in ("plot_ppc", "loo", "check_coverage", "report")},
@@ -68,43 +69,43 @@ RESULT_KINDS: dict[str, ResultKind] = {
         ),
         ResultKind(
             "per_token",
-            "bayescale.analyses.kaplan.pertoken.fit_per_token (hierarchical per-token loss over model sizes)",
+            "bs.kaplan.fit_per_token (hierarchical per-token loss over model sizes)",
             _MODEL,
-            {"predict": "bayescale.analyses.kaplan.pertoken.predict_per_token", "plot_ppc": "bayescale.analyses.kaplan.pertoken.plot_per_token",
-             "plan": "a fit of a law of (N, D)", "report": "bayescale.analyses.kaplan.pertoken.plot_per_token"},
+            {"predict": "bs.kaplan.predict_per_token", "plot_ppc": "bs.kaplan.plot_per_token",
+             "plan": "a fit of a law of (N, D)", "report": "bs.kaplan.plot_per_token"},
         ),
         ResultKind(
             "shape",
-            "bayescale.analyses.kaplan.shape.fit_shape (L(N, D) with a shape penalty)",
+            "bs.kaplan.fit_shape (L(N, D) with a shape penalty)",
             _MODEL,
-            {"predict": "bayescale.analyses.kaplan.shape.shape_summary / compute_equivalent", "plot_ppc": "bayescale.analyses.kaplan.shape.plot_shape",
-             "plan": "bayescale.analyses.kaplan.shape.compute_equivalent", "report": "bayescale.analyses.kaplan.shape.plot_shape"},
+            {"predict": "bs.kaplan.shape_summary / compute_equivalent", "plot_ppc": "bs.kaplan.plot_shape",
+             "plan": "bs.kaplan.compute_equivalent", "report": "bs.kaplan.plot_shape"},
         ),
         ResultKind(
             "critical_batch",
-            "bayescale.analyses.kaplan.batchsize.fit_critical_batch (Kaplan's batch-size hyperbolae)",
+            "bs.kaplan.fit_critical_batch (Kaplan's batch-size hyperbolae)",
             _MODEL,
             {"predict": "the posterior of B_crit over cells (result['posterior']['B_crit'])",
-             "plot_ppc": "bayescale.analyses.kaplan.batchsize.plot_hyperbolae / plot_critical_batch",
-             "plan": "bayescale.analyses.kaplan.batchsize.fit_loss_steps + compute_frontier",
-             "report": "bayescale.analyses.kaplan.batchsize.plot_critical_batch"},
+             "plot_ppc": "bs.kaplan.plot_hyperbolae / plot_critical_batch",
+             "plan": "bs.kaplan.fit_loss_steps + compute_frontier",
+             "report": "bs.kaplan.plot_critical_batch"},
         ),
         ResultKind(
             "loss_steps",
-            "bayescale.analyses.kaplan.batchsize.fit_loss_steps (L(N, S_min) with the implicit batch adjustment)",
+            "bs.kaplan.fit_loss_steps (L(N, S_min) with the implicit batch adjustment)",
             frozenset({"summary", "check_reference", "save"}),
-            {"predict": "bayescale.analyses.kaplan.batchsize.solve_loss on the posterior draws",
-             "plot_ppc": "bayescale.analyses.kaplan.batchsize.plot_frontier", "plan": "bayescale.analyses.kaplan.batchsize.compute_frontier",
+            {"predict": "bs.kaplan.solve_loss on the posterior draws",
+             "plot_ppc": "bs.kaplan.plot_frontier", "plan": "bs.kaplan.compute_frontier",
              "loo": "an exact refit (its likelihood is on log loss of a solved implicit equation; no pointwise group)",
-             "check_coverage": "bayescale.analyses.kaplan.batchsize.plot_frontier (no posterior predictive group)",
-             "report": "bayescale.analyses.kaplan.batchsize.plot_frontier"},
+             "check_coverage": "bs.kaplan.plot_frontier (no posterior predictive group)",
+             "report": "bs.kaplan.plot_frontier"},
         ),
         ResultKind(
             "schedule_law",
-            "bayescale.analyses.schedules.fit_schedule (loss over a learning-rate schedule)",
+            "bs.schedules.fit_schedule (loss over a learning-rate schedule)",
             _MODEL,
-            {"predict": "bayescale.analyses.schedules.predict_schedule", "plot_ppc": "bayescale.analyses.schedules.predict_schedule",
-             "plan": "a fit of a law of (N, D)", "report": "bayescale.analyses.schedules.predict_schedule"},
+            {"predict": "bs.schedules.predict_schedule", "plot_ppc": "bs.schedules.predict_schedule",
+             "plan": "a fit of a law of (N, D)", "report": "bs.schedules.predict_schedule"},
         ),
     )
 }

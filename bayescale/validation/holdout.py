@@ -292,7 +292,8 @@ def validate(
         Any of :data:`METHODS`: ``"bayes"`` (:func:`bayescale.fit`) and ``"baseline"`` (Huber + bootstrap).
     fit_kwargs, baseline_kwargs
         Passed to :func:`bayescale.fit` and :func:`bayescale.validation.baseline.fit_baseline` (e.g. ``num_samples``,
-        ``num_bootstrap``).
+        ``num_bootstrap``). The Bayesian fits leave out their in-sample per-point groups (``pointwise=False``) unless
+        ``on_fold`` is given or ``fit_kwargs`` sets ``pointwise``.
     rng_key
         Seed of the fits and of the predictive draws.
     on_fold
@@ -326,7 +327,10 @@ def validate(
         train, test = ds.isel(point=np.flatnonzero(fold.train)), ds.isel(point=np.flatnonzero(fold.test))
         for method in methods:
             if method == "bayes":
-                result = fit(law, train, **({"rng_key": rng_key} | dict(fit_kwargs or {})))
+                # a fold's fit is scored on held-out points from its posterior: its per-point groups (each a
+                # compiled program of its own) are kept only when on_fold may read them
+                result = fit(law, train, **({"rng_key": rng_key, "pointwise": on_fold is not None}
+                                            | dict(fit_kwargs or {})))
             else:
                 result = fit_baseline(law, train, **({"rng_key": rng_key} | dict(baseline_kwargs or {})))
             if on_fold is not None:
@@ -455,7 +459,9 @@ def validate_laws(
         How many of the largest distinct values of ``by`` are held out for scoring, and how many of the next-largest
         for fitting the weights.
     fit_kwargs
-        Passed to every :func:`bayescale.fit` (sampler settings, ``likelihood``, ``noise``).
+        Passed to every :func:`bayescale.fit` (sampler settings, ``likelihood``, ``noise``). The fits leave out their
+        in-sample per-point groups (``pointwise=False``; the fits on the whole training split keep them with
+        ``loo_weights`` or when ``fit_kwargs`` sets ``pointwise``).
     loo_weights
         Also stack with PSIS-LOO weights of the training fits (needs their pointwise log-likelihood).
     rng_key
@@ -511,11 +517,13 @@ def validate_laws(
     (inner,) = make_splits(train, "largest", by=by, holdout=stack_holdout, flops_per_param_token=flops_per_param_token)
     inner_train = train.isel(point=np.flatnonzero(inner.train))
     inner_test = train.isel(point=np.flatnonzero(inner.test))
-    kwargs = {"rng_key": rng_key} | dict(fit_kwargs or {})
+    # the fits are scored on held-out points from their posteriors: the in-sample per-point groups (each a compiled
+    # program of its own) are kept only where they are read, the LOO stack's log-likelihood
+    kwargs = {"rng_key": rng_key, "pointwise": loo_weights} | dict(fit_kwargs or {})
 
     fits, inner_parts, parts, converged = {}, [], [], {}
     for law in laws:
-        inner_fit = fit(law, inner_train, **kwargs)
+        inner_fit = fit(law, inner_train, **(kwargs | {"pointwise": False}))
         inner_parts.append(predictive_draws(inner_fit, inner_test, law, rng_key=rng_key))
         fits[law.id] = fit(law, train, **kwargs)
         parts.append(predictive_draws(fits[law.id], test, law, rng_key=rng_key))

@@ -363,6 +363,7 @@ def fit_critical_batch(
         priors={k: p.text for k, p in parsed.items()},
         settings=settings,
         key_record=key_record,
+        placement=mcmc.placement,
         checked=(tuple(dists), dists),
         strict=strict,
         extra_groups={
@@ -555,6 +556,7 @@ def fit_loss_steps(
         priors={k: p.text for k, p in parsed.items()},
         settings=settings,
         key_record=key_record,
+        placement=mcmc.placement,
         checked=(tuple(checked), checked),
         strict=strict,
         extra_groups={"references": xr.Dataset({k: ("source", [v]) for k, v in KAPLAN_BATCH.items()},
