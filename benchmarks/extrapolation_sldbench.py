@@ -9,7 +9,8 @@ point, 90% predictive coverage), and the laws are stacked with weights fitted on
 nested inside the training part (``bayescale.validate_laws``): the held-out points play no part in the weights. The
 ``stack_loo`` row stacks the same fits with in-sample PSIS-LOO weights instead, for contrast. Candidates are each
 task's catalogue law, simpler or Chinchilla-like alternatives from the catalogue, and the user law files in
-``benchmarks/laws/``. Sampler: 2 chains × 300 warmup + 300 draws per fit (each law is fitted twice), seed 0, the
+``benchmarks/laws/``. Sampler: 2 chains × 300 warmup + 300 draws per fit by default (the shared sampler flags
+--chains, --warmup, --samples cut a task that is too slow on a busy machine; each law is fitted twice), seed 0, the
 task's likelihood (Student-t). Columns ``rhat`` (largest R-hat of the fit scored) and ``steps`` (leapfrog steps per
 draw) come from the fit on the whole training part.
 """
