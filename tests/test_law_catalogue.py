@@ -44,9 +44,11 @@ _MIX /= _MIX.sum(axis=1, keepdims=True)
 CASES = {
     "clark2022_moe": (dict(a=-0.08, b=-0.12, c=0.006, d=1.0, E_start=1.8, E_max=300.0),
                       dict(N=np.geomspace(1.6e7, 3.7e8, 5), E=2.0 ** np.arange(10)), _moe_reference),
-    "chen2025_parscale": (dict(E=1.0, A=3e8, alpha=0.2, k=0.5),
+    # E = 1, A = 3e8 in the paper's form: v = E + (A/1e9)^alpha, s = alpha (A/1e9)^alpha (models/chen2025_parscale.toml)
+    "chen2025_parscale": (dict(v=1.786, s=0.1572, alpha=0.2, k=0.5),
                           dict(N=np.geomspace(5e8, 4.4e9, 6), P=np.array([1.0, 2.0, 4.0, 8.0])),
-                          lambda p, N, P: (p["A"] / (N * (p["k"] * np.log(P) + 1))) ** p["alpha"] + p["E"]),
+                          lambda p, N, P: p["v"] + p["s"] * ((N / 1e9 * (p["k"] * np.log(P) + 1)) ** -p["alpha"] - 1)
+                          / p["alpha"]),
     "frantar2023_sparsity": (dict(a_S=0.3, b_S=0.5, c_S=0.3, b_N=0.3, a_D=1.0, b_D=0.3, c=1.8),
                              dict(N_active=np.geomspace(0.015, 0.3, 5), P=np.array([1.5, 3.0, 6.0, 12.0]),
                                   D2=np.array([1.15, 2.3, 4.6])),
