@@ -9,7 +9,8 @@ point, 90% predictive coverage), and the laws are stacked with weights fitted on
 nested inside the training part (``bayescale.validate_laws``): the held-out points play no part in the weights. The
 ``stack_loo`` row stacks the same fits with in-sample PSIS-LOO weights instead, for contrast. Candidates are each
 task's catalogue law, simpler or Chinchilla-like alternatives from the catalogue, and the user law files in
-``benchmarks/laws/``. Sampler: 2 chains × 300 warmup + 300 draws per fit (each law is fitted twice), seed 0, the
+``benchmarks/laws/``. Sampler: 2 chains × 300 warmup + 300 draws per fit by default (the shared sampler flags
+--chains, --warmup, --samples cut a task that is too slow on a busy machine; each law is fitted twice), seed 0, the
 task's likelihood (Student-t). Columns ``rhat`` (largest R-hat of the fit scored) and ``steps`` (leapfrog steps per
 draw) come from the fit on the whole training part.
 """
@@ -28,6 +29,7 @@ import numpy as np
 
 import bayescale as bs
 from bayescale.datasets.sldbench import TASKS, load_task
+from bayescale.infer.settings import NUTS, add_sampler_arguments, sampler_from_args
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _table import markdown  # noqa: E402
@@ -44,7 +46,7 @@ CANDIDATES = {
     "parallel": (["chen2025_parscale", LAWS / "parscale_power.toml", LAWS / "power_n_floor.toml"], "N", 1, 1),
     "sparsity": (["frantar2023_sparsity", LAWS / "sparsity_chinchilla.toml"], "N_active", 1, 1),
 }
-SAMPLER = dict(num_chains=2, num_warmup=300, num_samples=300, progress_bar=False)
+SAMPLER = NUTS(num_chains=2, num_warmup=300, num_samples=300, progress_bar=False)
 
 
 def _fit_stats(result) -> tuple[float, float]:
@@ -52,7 +54,7 @@ def _fit_stats(result) -> tuple[float, float]:
     return float(rhat), float(result["sample_stats"]["n_steps"].mean())
 
 
-def run_task(task: str, seed: int = 0) -> list[dict]:
+def run_task(task: str, seed: int = 0, sampler: NUTS = SAMPLER) -> list[dict]:
     laws, by, holdout, stack_holdout = CANDIDATES[task]
     rows = []
     for group, ds in load_task(task).items():
@@ -61,7 +63,7 @@ def run_task(task: str, seed: int = 0) -> list[dict]:
             warnings.simplefilter("ignore")
             out = bs.validate_laws(ds, [bs.load_law(law) for law in laws], by=by, holdout=holdout,
                                    stack_holdout=stack_holdout, rng_key=seed,
-                                   fit_kwargs=SAMPLER | {"likelihood": TASKS[task].likelihood})
+                                   fit_kwargs={"sampler": sampler, "likelihood": TASKS[task].likelihood})
         wall = time.perf_counter() - t0
         split = out.table.attrs["split"]
         for r in out.table.itertuples():
@@ -81,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", action="append", choices=sorted(CANDIDATES), help="default: every task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the rows to this JSON file")
+    add_sampler_arguments(p, SAMPLER)  # --chains/--warmup/--samples cut a task that is too slow on a busy machine
     args = p.parse_args(argv)
+    sampler = sampler_from_args(args)
     rows = []
     for task in args.task or list(CANDIDATES):
-        rows += run_task(task, args.seed)
+        rows += run_task(task, args.seed, sampler)
         if args.json:  # after each task: a long run keeps what it finished
             Path(args.json).write_text(json.dumps(rows, indent=1))
     print(markdown(rows))

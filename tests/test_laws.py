@@ -92,10 +92,10 @@ PUBLISHED = {
     ("steplaw2025", "li2025"): dict(c_lr=1.79, a_N=-0.713, a_D=0.307, c_bs=0.58, d_bs=0.571),
     ("muennighoff2023", "muennighoff2023"): dict(E=1.869, A=520.8, B=1487.7, alpha=0.3526596, beta=0.3526596,
                                                  R_D_star=15.387756, R_N_star=5.309743),
-    # the optimum of the authors' released fitting procedure on their Stack-V2 runs (QwenLM/ParScale parametric_fit.py),
-    # A converted from their units of 1e9 parameters
-    ("chen2025_parscale", "chen2025_stack"): dict(E=0.691237, A=1.13062e7, alpha=0.189371, k=0.393463),
-    ("chen2025_parscale", "chen2025_pile"): dict(E=1.28877, A=1.97352e8, alpha=0.196333, k=0.334456),
+    # the optimum of the authors' released fitting procedure (QwenLM/ParScale parametric_fit.py): stack E 0.691237,
+    # A 1.13062e7, pile E 1.28877, A 1.97352e8, as v = E + (A/1e9)^alpha, s = alpha (A/1e9)^alpha (the file's form)
+    ("chen2025_parscale", "chen2025_stack"): dict(v=1.11915, s=0.0810342, alpha=0.189371, k=0.393463),
+    ("chen2025_parscale", "chen2025_pile"): dict(v=2.01593, s=0.142766, alpha=0.196333, k=0.334456),
 }
 
 #: Parameters whose sign is free: exponents of where an optimum sits (Step Law's eta_opt, B_opt) and a correlation,
@@ -106,10 +106,11 @@ SIGNED = {"steplaw2025": {"a_N", "a_D", "d_bs", "rho"},
           # the floor of a negative target (Tao et al.: F, a negative normalised loss)
           "clark2022_moe": {"a", "b", "c", "d"}, "caballero2023_bpl": {"c0", "c1"},
           "li2025_farseer": {"a1", "b1", "alpha", "a2", "b2", "beta", "a3", "b3", "gamma"},
-          "ye2024_mixing": {"t1", "t2", "t3", "t4"}, "tao2024_vocab": {"F"}}
+          "ye2024_mixing": {"t1", "t2", "t3", "t4"}, "tao2024_vocab": {"F"}, "chen2025_parscale": {"v"}}
 #: Laws that are not power laws in an input: log-bilinear in log N and log experts (Clark et al. 2022), exponential in
-#: the mixture proportions (Ye et al. 2024).
-NOT_POWER_LAWS = {"clark2022_moe", "ye2024_mixing"}
+#: the mixture proportions (Ye et al. 2024); and a power law written in Box-Cox form with expm1, so without a `**`
+#: (ParScale: v + s (n^-alpha - 1) / alpha).
+NOT_POWER_LAWS = {"clark2022_moe", "ye2024_mixing", "chen2025_parscale"}
 
 
 def test_published_table_covers_catalogue():
