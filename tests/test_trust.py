@@ -471,6 +471,25 @@ def test_cli_warnings_are_one_clean_line(files, capsys):
     assert main(["summary", str(files / "good.nc"), "--strict"]) == (4 if json.loads(good_warnings(files)) else 0)
 
 
+def test_cli_verdict_says_which_parameters_missed_the_targets(good, tmp_path, capsys):
+    # A fit inside the refusal limits (R-hat <= 1.1, ESS >= 50) whose warnings say R-hat or ESS missed the targets:
+    # "converged" alone would contradict the warnings printed just above it.
+    near = good.copy()
+    near.attrs["converged"], near.attrs["convergence"] = 1, "[]"
+    near.attrs["warnings"] = json.dumps(["E: R-hat 1.017 > 1.01 (chains disagree; run longer or reparameterise)",
+                                         "nu: effective sample size bulk 348 / tail 449 < 400",
+                                         "gamma: posterior barely moved from the prior (contraction 0.01 < 0.19)"])
+    bs.save(near, tmp_path / "near.nc")
+    capsys.readouterr()
+    assert main(["summary", str(tmp_path / "near.nc")]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("convergence:")]
+    assert line and "but E, nu missed the R-hat (<= 1.01) or effective-sample-size targets" in line[0], line
+    near.attrs["warnings"] = json.dumps(["gamma: posterior barely moved from the prior (contraction 0.01 < 0.19)"])
+    bs.save(near, tmp_path / "near.nc")  # control: no R-hat or ESS warning, the plain verdict
+    assert main(["summary", str(tmp_path / "near.nc")]) == 0
+    assert "convergence: converged\n" in capsys.readouterr().out
+
+
 def good_warnings(files: Path) -> str:
     return bs.load(files / "good.nc").attrs["warnings"]
 

@@ -24,7 +24,7 @@ from numpyro.distributions.transforms import biject_to
 from bayescale.errors import ArgumentError, BayescaleError, ConvergenceError
 
 __all__ = ["SamplingWarning", "SamplingError", "ConvergenceWarning", "Convergence", "convergence", "require_converged",
-           "convergence_gate", "convergence_checked", "diagnose", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE", "DIVERGENT_REFUSE"]
+           "convergence_gate", "convergence_checked", "diagnose", "short_of_targets", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE", "DIVERGENT_REFUSE"]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400  # Vehtari et al. 2021 recommend ESS > 100 per chain for 4 chains
@@ -240,6 +240,18 @@ def convergence(result: xr.DataTree) -> Convergence:
     if "posterior" not in result.children:
         raise ArgumentError("convergence needs a result with a posterior group")
     return _verdict_of_posterior(result)
+
+
+def short_of_targets(result: xr.DataTree) -> list[str]:
+    """Parameters whose R-hat or effective sample size missed the targets (:data:`RHAT_MAX`, :data:`ESS_MIN`) in a
+    fit that still passed the refusal limits: its numbers are usable, but more draws would make them final. Read from
+    the warnings recorded at fit time (``attrs["warnings"]``)."""
+    names = []
+    for message in json.loads(result.attrs.get("warnings", "[]")):
+        name, _, text = message.partition(":")
+        if ("R-hat" in text or "effective sample size" in text) and name not in names:
+            names.append(name)
+    return names
 
 
 def require_converged(result: xr.DataTree, what: str, allow_unconverged: bool = False) -> Convergence:
