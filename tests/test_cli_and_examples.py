@@ -12,8 +12,9 @@ from bayescale.cli import main
 from .conftest import simulate_table
 
 #: Sampler flags that leave the least to compile, which is most of a tiny fit's time: chains start at the prior median
-#: (no multi-start MAP), and two chains run one after the other in one compiled program (``parallel`` compiles a
-#: program per device layout, several times slower to build). Neither is what these tests check.
+#: (no multi-start MAP), and two chains run one after the other (``sequential``). For these law fits the two programs
+#: of ``parallel`` (one chain per host device) took 31-57 s to compile on a shared 2-core machine, the sequential ones
+#: 9-14 s in all. Neither the start nor the chain layout is what these tests check.
 LEAST_COMPILING = ["--init", "median", "--chain-method", "sequential"]
 
 
