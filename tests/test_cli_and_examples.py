@@ -11,6 +11,12 @@ from bayescale.cli import main
 
 from .conftest import simulate_table
 
+#: Sampler flags that leave the least to compile, which is most of a tiny fit's time: chains start at the prior median
+#: (no multi-start MAP), and two chains run one after the other (``sequential``). For these law fits the two programs
+#: of ``parallel`` (one chain per host device) took 31-57 s to compile on a shared 2-core machine, the sequential ones
+#: 9-14 s in all. Neither the start nor the chain layout is what these tests check.
+LEAST_COMPILING = ["--init", "median", "--chain-method", "sequential"]
+
 
 @pytest.fixture(scope="module")
 def csv(tmp_path_factory):
@@ -24,7 +30,8 @@ def csv(tmp_path_factory):
 def test_cli_round_trip(csv, tmp_path, capsys):
     fit = tmp_path / "fit.nc"
     argv = ["fit", str(csv), "--law", "hoffmann2022", "--out", str(fit), "--column", "N=model_n",
-            "--chains", "2", "--warmup", "200", "--samples", "200", "--no-progress"]
+            "--chains", "2", "--warmup", "200", "--samples", "200", "--no-progress",
+            *LEAST_COMPILING]
     assert main(argv) == 0
     assert "saved" in capsys.readouterr().out and fit.is_file()
     assert main(["summary", str(fit)]) == 0
@@ -55,7 +62,7 @@ def test_cli_errors_are_one_line(csv, tmp_path, capsys):
 def test_example_chinchilla(tmp_path, monkeypatch, capsys):
     out = tmp_path / "demo"
     monkeypatch.setattr(sys, "argv", ["chinchilla.py", "--out", str(out), "--chains", "2",
-                                      "--warmup", "150", "--samples", "150"])
+                                      "--warmup", "150", "--samples", "150", *LEAST_COMPILING])
     runpy.run_path("examples/chinchilla.py", run_name="__main__")
     printed = capsys.readouterr().out
     assert "N*" in printed and "D*" in printed and "[" in printed
@@ -66,7 +73,7 @@ def test_example_chinchilla(tmp_path, monkeypatch, capsys):
 def test_example_ouro_looped_draws_the_3x5_grid(tmp_path, monkeypatch, capsys):
     out = tmp_path / "ouro"
     monkeypatch.setattr(sys, "argv", ["ouro_looped.py", "--out", str(out), "--checkpoints", "6", "--chains", "1",
-                                      "--warmup", "150", "--samples", "150"])
+                                      "--warmup", "40", "--samples", "40", *LEAST_COMPILING])
     runpy.run_path("examples/ouro_looped.py", run_name="__main__")
     printed = capsys.readouterr().out
     assert "fitting ouro2025 (noise run+ou)" in printed and "coverage of the 90% predictive band" in printed

@@ -59,7 +59,7 @@ def test_cli_no_pointwise_leaves_out_the_per_point_groups(tmp_path, monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["fit", str(csv), "--law", "hoffmann2022", "--out", str(out), "--chains", "1", "--warmup", "50",
-                     "--samples", "50", "--no-progress", "--no-pointwise"]) == 0
+                     "--samples", "50", "--init", "median", "--no-progress", "--no-pointwise"]) == 0
     dt = bs.load(out)
     assert "log_likelihood" not in dt.children and "posterior_predictive" not in dt.children
     assert json.loads(dt.attrs["pointwise"]) == {"kept": False}

@@ -162,7 +162,7 @@ def test_sldbench_tasks_load(task):
 @pytest.mark.parametrize("task", ["vocab", "domain_mixture"])
 def test_example_sldbench_laws(task, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["sldbench_laws.py", "--task", task, "--quick", "--out", str(tmp_path),
-                                      "--chains", "1", "--warmup", "30", "--samples", "30"])
+                                      "--chains", "1", "--warmup", "30", "--samples", "30", "--init", "median"])
     runpy.run_path("examples/sldbench_laws.py", run_name="__main__")
     printed = capsys.readouterr().out
     rows = json.loads((tmp_path / "sldbench_fits.json").read_text())

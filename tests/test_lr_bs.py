@@ -295,7 +295,9 @@ def _example(name: str):
 
 def test_data_constrained_example(tmp_path):
     """The example end to end with tiny sampler settings (its fit is the small 156-run one)."""
-    out = _example("data_constrained").main(["--quick", "--out", str(tmp_path)])
+    # the least to compile: no multi-start MAP, the 2 chains in one program, no per-point groups (nothing reads them)
+    out = _example("data_constrained").main(["--quick", "--init", "median", "--chain-method", "sequential",
+                                             "--no-pointwise", "--out", str(tmp_path)])
     assert (out / "dataconstr_epochs.png").is_file() and (out / "fit.nc").is_file()
 
 

@@ -15,8 +15,8 @@ def test_example_real_curves_gemstones(tmp_path, monkeypatch, capsys):
     out = tmp_path / "real"
     # --data-dir without a gemstones folder: the example falls back to the bundled copy (bayescale.datasets)
     monkeypatch.setattr(sys, "argv", ["real_curves.py", "--dataset", "gemstones", "--data-dir", "/nonexistent",
-                                      "--out", str(out), "--chains", "1",
-                                      "--warmup", "150", "--samples", "150"])
+                                      "--out", str(out), "--chains", "1", "--init", "median",
+                                      "--warmup", "40", "--samples", "40", "--no-pointwise"])
     runpy.run_path("examples/real_curves.py", run_name="__main__")
     printed = capsys.readouterr().out
     assert "(a) median [90%]" in printed and "(b) median [90%]" in printed and "(c) median [90%]" in printed

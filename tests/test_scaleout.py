@@ -23,15 +23,43 @@ TINY = dict(sampler=bs.NUTS(num_chains=1, num_warmup=60, num_samples=60, init="m
             pointwise=False)
 
 
+#: The local cluster fit_many starts when given no client (n_workers=2): 2 worker processes, one thread each.
+CLUSTER = dict(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local cluster of worker processes for the whole module: starting one (and importing JAX and bayescale in
+    each worker) costs more than the tiny fits it runs, so the tests share it."""
+    cluster = LocalCluster(**CLUSTER)
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with Client(cluster) as c:
+        yield c
+
+
 @pytest.fixture(scope="module")
 def tables():
     return {f"t{s}": simulate_table("hoffmann2022", TRUTH, seed=s) for s in range(2)}
 
 
-def test_fit_many_on_a_local_cluster(tables, tmp_path):
+def test_fit_many_on_a_local_cluster(cluster, tables, tmp_path, monkeypatch):
     """Two jobs on a local cluster of 2 processes (the default client): results in job order, each identical to the
     same call in this process (same seed, same machine), each saved as it arrived; a second call resumes from the
-    files without running anything."""
+    files without running anything.
+
+    Without a client fit_many starts a ``LocalCluster`` and closes it when done. Here that call is handed the module's
+    cluster, started with the same arguments (one cluster start for the module instead of two); what fit_many asked
+    for and that it closed its cluster are checked."""
+    import dask.distributed
+
+    started, closed = [], []
+    monkeypatch.setattr(dask.distributed, "LocalCluster", lambda **kw: started.append(kw) or cluster)
+    monkeypatch.setattr(cluster, "close", lambda *a, **kw: closed.append(True))
     jobs = job_grid(["hoffmann2022"], tables, rng_key=3, **TINY)
     assert [j.name for j in jobs] == ["hoffmann2022__t0", "hoffmann2022__t1"]
     arrived = []
@@ -39,6 +67,7 @@ def test_fit_many_on_a_local_cluster(tables, tmp_path):
         warnings.simplefilter("ignore")  # tiny fits: convergence warnings
         results = fit_many(jobs, out_dir=tmp_path, n_workers=2, on_result=lambda i, r: arrived.append(i))
         here = bs.fit("hoffmann2022", tables["t1"], rng_key=3, **TINY)
+    assert started == [CLUSTER] and closed == [True]  # worker processes, one thread each; closed after the jobs
     assert sorted(arrived) == [0, 1]
     np.testing.assert_array_equal(results[1].posterior["alpha"].values, here.posterior["alpha"].values)
     assert not np.array_equal(results[0].posterior["alpha"].values, results[1].posterior["alpha"].values)
@@ -46,16 +75,8 @@ def test_fit_many_on_a_local_cluster(tables, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hoffmann2022__t0.nc", "hoffmann2022__t1.nc"]
 
     resumed = fit_many(jobs, out_dir=tmp_path, on_result=lambda i, r: pytest.fail("a saved job ran again"))
+    assert len(started) == 1  # nothing left to run: no cluster started
     np.testing.assert_array_equal(resumed[0].posterior["alpha"].values, results[0].posterior["alpha"].values)
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
-    with Client(cluster) as c:
-        yield c
-    cluster.close()
 
 
 def test_worker_errors_are_one_line(client, tables, tmp_path):

@@ -101,7 +101,7 @@ def test_cli_validate_prints_the_table(tmp_path, capsys):
     truth = dict(N_c=8.8e13, alpha_N=0.076)
     simulate_table("kaplan2020_n", truth, sigma=0.01, seed=2).to_csv(tmp_path / "runs.csv", index=False)
     rc = main(["validate", str(tmp_path / "runs.csv"), "--law", "kaplan2020_n", "--split", "rollout", "--max-folds", "1",
-               "--chains", "1", "--warmup", "150", "--samples", "150", "--out", str(tmp_path / "v.png")])
+               "--chains", "1", "--warmup", "150", "--samples", "150", "--init", "median", "--out", str(tmp_path / "v.png")])
     out = capsys.readouterr().out
     assert rc == 0 and "cover90" in out and "from the 35 smallest" in out and (tmp_path / "v.png").is_file()
     rc = main(["validate", str(tmp_path / "runs.csv"), "--law", "kaplan2020_n", "--by", "D"])
