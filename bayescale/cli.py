@@ -358,21 +358,14 @@ def _read_candidates(path: str) -> pd.DataFrame:
 
 def _print_verdict(result) -> None:
     import bayescale as bs
-    from bayescale.infer.diagnostics import DIVERGENT_REFUSE, ESS_REFUSE, RHAT_MAX, RHAT_REFUSE, short_of_targets
+    from bayescale.infer.diagnostics import describe_convergence
 
     verdict = bs.convergence(result)
     if verdict.checked and not verdict.converged:
         _warn(f"the fit did NOT converge ({'; '.join(verdict.reasons)}): plan, predict, compare and next refuse it "
               "unless --allow-unconverged")
     else:
-        short = short_of_targets(result) if verdict.checked else []
-        if short:
-            print(f"convergence: converged within the limits plan and predict accept (R-hat <= {RHAT_REFUSE}, "
-                  f"ESS >= {ESS_REFUSE}, divergences <= {DIVERGENT_REFUSE:.0%}), but {', '.join(short)} missed the "
-                  f"R-hat (<= {RHAT_MAX}) or effective-sample-size targets (warnings above): more draws (--samples, "
-                  "--chains) before these numbers are final")
-        else:
-            print(f"convergence: {verdict.describe()}")
+        print(f"convergence: {describe_convergence(result)}")
 
 
 def _banner(result, args) -> None:

@@ -21,7 +21,7 @@ import xarray as xr
 
 from bayescale.results.checks import check_coverage
 from bayescale.results.contract import require
-from bayescale.infer.diagnostics import convergence, convergence_checked
+from bayescale.infer.diagnostics import convergence, convergence_checked, describe_convergence
 from bayescale.planning.optimum import optimum_per_draw, compute_optimal, format_plan, plan, plan_summary, planning_law
 from bayescale.results.plots import plot_ppc, plt
 from bayescale.results.io import law_of, provenance
@@ -387,7 +387,7 @@ def write_report(
         _fmt(table),
         "",
         f"Divergent transitions: {table.attrs['divergences']}. Warnings: {warnings_text}. "
-        f"Convergence: {verdict.describe()}.",
+        f"Convergence: {describe_convergence(result)}.",
         "",
         *([published_note, ""] if published_note else []),
         "## Posterior predictive check",
@@ -442,7 +442,7 @@ def write_report(
         f"<li>likelihood on log-loss: <code>{e(prov['likelihood'])}</code></li></ul>",
         "<h2>Diagnostics and parameters</h2>",
         f"<p>Median, {prob:.0%} interval, R-hat, ESS and published values. Divergent transitions: "
-        f"{table.attrs['divergences']}. Warnings: {e(warnings_text)}. Convergence: {e(verdict.describe())}.</p>",
+        f"{table.attrs['divergences']}. Warnings: {e(warnings_text)}. Convergence: {e(describe_convergence(result))}.</p>",
         _html_table(table),
         *([f"<p>{e(published_note)}</p>"] if published_note else []),
         "<h2>Prior vs posterior</h2>",

@@ -205,6 +205,11 @@ def test_cli_plan_compare(small, tmp_path, capsys):
                  "--at", "N=7e10,D=1.4e12"]) == 0
     out = capsys.readouterr().out
     assert "near-optimal N" in out and "regret (FLOP)" in out and "smallest C with P(L* < 1.96)" in out
+    assert "blank near-optimal rows" not in out  # both regions exist at ε = 0.005 on 240 points
+    # ε far below the posterior spread of the optimum: no N is near-optimal with P ≥ 0.9, and the blank row is explained
+    assert main(["plan", str(fit), "--compute", "5.76e23", "--epsilon", "1e-7"]) == 0
+    out = capsys.readouterr().out
+    assert "blank near-optimal rows: no N keeps the loss within ε of the optimum with that probability" in out
     better = bs.save(_shift_e(small, -0.05), tmp_path / "better.nc")
     assert main(["compare", str(fit), str(better), "--compute", "5.76e23"]) == 0
     out = capsys.readouterr().out

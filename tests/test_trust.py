@@ -484,10 +484,15 @@ def test_cli_verdict_says_which_parameters_missed_the_targets(good, tmp_path, ca
     assert main(["summary", str(tmp_path / "near.nc")]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("convergence:")]
     assert line and "but E, nu missed the R-hat (<= 1.01) or effective-sample-size targets" in line[0], line
+    assert "--samples" in line[0]
     near.attrs["warnings"] = json.dumps(["gamma: posterior barely moved from the prior (contraction 0.01 < 0.19)"])
     bs.save(near, tmp_path / "near.nc")  # control: no R-hat or ESS warning, the plain verdict
     assert main(["summary", str(tmp_path / "near.nc")]) == 0
     assert "convergence: converged\n" in capsys.readouterr().out
+    # the report says the same
+    near.attrs["warnings"] = json.dumps(["E: R-hat 1.017 > 1.01 (chains disagree; run longer or reparameterise)"])
+    text = bs.write_report(near, tmp_path / "report", budgets=[1e21]).read_text()
+    assert "Convergence: converged within the limits plan and predict accept" in text and "but E missed" in text
 
 
 def good_warnings(files: Path) -> str:

@@ -24,7 +24,7 @@ from numpyro.distributions.transforms import biject_to
 from bayescale.errors import ArgumentError, BayescaleError, ConvergenceError
 
 __all__ = ["SamplingWarning", "SamplingError", "ConvergenceWarning", "Convergence", "convergence", "require_converged",
-           "convergence_gate", "convergence_checked", "diagnose", "short_of_targets", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE", "DIVERGENT_REFUSE"]
+           "convergence_gate", "convergence_checked", "describe_convergence", "diagnose", "short_of_targets", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE", "DIVERGENT_REFUSE"]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400  # Vehtari et al. 2021 recommend ESS > 100 per chain for 4 chains
@@ -252,6 +252,20 @@ def short_of_targets(result: xr.DataTree) -> list[str]:
         if ("R-hat" in text or "effective sample size" in text) and name not in names:
             names.append(name)
     return names
+
+
+def describe_convergence(result: xr.DataTree) -> str:
+    """The convergence verdict of ``result`` in words, for the CLI and the report: :meth:`Convergence.describe`, and
+    for a fit inside the refusal limits whose R-hat or ESS missed the targets (:func:`short_of_targets`), which
+    parameters did and that more draws are needed, so that "converged" never stands alone under such warnings."""
+    verdict_ = convergence(result)
+    short = short_of_targets(result) if verdict_.checked and verdict_.converged else []
+    if not short:
+        return verdict_.describe()
+    return (f"converged within the limits plan and predict accept (R-hat <= {RHAT_REFUSE}, ESS >= {ESS_REFUSE}, "
+            f"divergences <= {DIVERGENT_REFUSE:.0%}), but {', '.join(short)} missed the R-hat (<= {RHAT_MAX}) or "
+            "effective-sample-size targets: more draws (num_samples, num_chains; --samples, --chains in the CLI) "
+            "before these numbers are final")
 
 
 def require_converged(result: xr.DataTree, what: str, allow_unconverged: bool = False) -> Convergence:

@@ -582,8 +582,14 @@ def format_plan(plan_tree: xr.DataTree, prob: float | None = None) -> str:
     p = table.attrs["prob"]
     header = (f"plan for {plan_tree.attrs['law_id']} (C = {plan_tree.attrs['flops_per_param_token']:g}·N·D); "
               f"median and central {p:.0%} interval; mean where given (regret: expected regret)")
-    return header + "\n" + table.rename(columns={"low": f"q{(1 - p) / 2:.3g}", "high": f"q{(1 + p) / 2:.3g}"}).to_string(
+    text = header + "\n" + table.rename(columns={"low": f"q{(1 - p) / 2:.3g}", "high": f"q{(1 + p) / 2:.3g}"}).to_string(
         index=False, float_format=lambda v: f"{v:.4g}", na_rep="")
+    empty = table["quantity"].str.startswith("near-optimal") & table["low"].isna()
+    if empty.any():  # a blank region is an answer, not a missing number: say what it means
+        text += ("\nblank near-optimal rows: no N keeps the loss within ε of the optimum with that probability; the "
+                 "posterior of the optimum is too wide at this budget for a region at that level (a larger ε, "
+                 "--epsilon, or more runs near the optimum narrows it)")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -218,7 +218,10 @@ def predict(
         log_mu = log_mu + draw_noise(noise_terms(result, law, log_mu, x, run), as_key(rng_key)[0])
     elif run is not None:
         raise ValueError("run= applies to kind='predictive' (the law curve is the same for every run)")
-    loss = law.target.inverse(log_mu).reshape(chains, draws, -1)
+    # a predictive draw from heavy Student-t tails (nu near 1) can lie hundreds of e-folds out: its loss is +inf, the
+    # honest value of such a draw (quantiles and bands are unaffected), not a numerical accident to warn about
+    with np.errstate(over="ignore"):
+        loss = law.target.inverse(log_mu).reshape(chains, draws, -1)
     decades = extrapolation(result, **x) if "constant_data" in result.children else {}
     warn_extrapolation(decades, extrapolation_threshold, stacklevel=4)  # 4: the convergence gate adds a frame
     return xr.Dataset(
