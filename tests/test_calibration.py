@@ -228,3 +228,4 @@ def test_sbc_benchmark_smoke(tmp_path):
     row = pd.read_csv(out).iloc[0]
     assert (row["control"], row["simulations"], row["verdict"]) == ("prior", 12, "FAILS")
     assert sum(int(c) for c in row["worst_histogram"].split()) == 12
+    assert row["stuck"] == 0  # prior draws spread like the prior: no simulation counts as a chain that stopped

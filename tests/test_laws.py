@@ -279,6 +279,32 @@ def test_valid_prior(text, family, expected, x):
     assert math.isfinite(lp) and lp == pytest.approx(lp_want, rel=1e-12)
 
 
+@pytest.mark.parametrize("text", ["1 + Gamma(2, 0.1)", "Gamma(2, 0.1) + 1", "0.5 * min_loss + 0.1 + Gamma(2, 0.1)"])
+def test_shifted_prior(text):
+    # c + Gamma(2, 0.1) is the law of c + X: density of X at x - c, support (c, inf), draws all above c
+    shift = 1.0 if "min_loss" not in text else 0.5 * STATS["min_loss"] + 0.1
+    prior = parse_prior(text)
+    assert prior.family == "Gamma" and prior.text == text
+    d = prior.distribution(STATS)
+    base = dist.Gamma(2.0, 0.1)
+    for x in (shift + 1e-3, shift + 3.0, shift + 40.0):
+        assert float(d.log_prob(x)) == pytest.approx(float(base.log_prob(x - shift)), rel=1e-12)
+    assert float(d.support.lower_bound) == pytest.approx(shift)
+    assert not bool(d.support(shift)) and bool(d.support(shift + 1e-9))
+    draws = np.asarray(d.sample(jax.random.PRNGKey(0), (4000,)))
+    assert draws.min() > shift
+    # mean of 4000 draws of Gamma(2, 0.1) + c: sd of the mean 14.1 / sqrt(4000) = 0.22, 5 sd = 1.1
+    assert abs(draws.mean() - (shift + 20.0)) < 1.1
+    traced = prior.traced_distribution({k: jnp.asarray(v) for k, v in STATS.items()})
+    assert float(traced.log_prob(shift + 3.0)) == pytest.approx(float(d.log_prob(shift + 3.0)), rel=1e-12)
+
+
+def test_shifted_prior_is_positive_only_when_the_shift_is():
+    assert positive_support(parse_prior("1 + Gamma(2, 0.1)"))
+    assert positive_support(parse_prior("0 + LogNormal(0, 1)"))
+    assert not positive_support(parse_prior("-1 + Gamma(2, 0.1)"))
+
+
 def test_data_statistics_set_bounds():
     prior = parse_prior("Uniform(0, min_loss)")
     for min_loss in (1.2, 2.0, 3.5):
@@ -296,7 +322,13 @@ INVALID_PRIORS = [
     ("log(2)", r"prior 'log\(2\)' must be a call of one distribution, one of \['Beta', 'Exponential', 'Gamma', "),
     ("3", r"prior '3' must be a call of one distribution"),
     ("min_loss", r"prior 'min_loss' must be a call of one distribution"),
-    ("Normal(0, 1) + 1", r"prior 'Normal\(0, 1\) \+ 1' must be a call of one distribution"),
+    ("Normal(0, 1) + 1", r"prior 'Normal\(0, 1\) \+ 1': only a distribution bounded below can be shifted, one of "
+                         r"\['Gamma', 'LogNormal', 'HalfNormal', 'HalfCauchy', 'Exponential'\]; move Normal's own location"),
+    ("1 - Gamma(2, 0.1)", r"prior '1 - Gamma\(2, 0\.1\)' must be a call of one distribution"),
+    ("Gamma(2, 1) + Gamma(2, 1)", r"prior 'Gamma\(2, 1\) \+ Gamma\(2, 1\)' must be a call of one distribution"),
+    ("Gamma(2, 1) + 2 * HalfNormal(1)", r"distributions cannot be nested"),
+    ("exp(1, 2) + Gamma(2, 1)", r"exp\(\) takes 1 positional argument\(s\)"),
+    ("mu + Gamma(2, 1)", r"in prior 'mu \+ Gamma\(2, 1\)': unknown symbols \['mu'\]"),
     ("Normal(0)", r"prior 'Normal\(0\)' is missing arguments \['scale'\] of Normal\['loc', 'scale'\]"),
     ("Uniform()", r"prior 'Uniform\(\)' is missing arguments \['low', 'high'\] of Uniform\['low', 'high'\]"),
     ("TruncatedNormal(0, 1, low=0)", r"is missing arguments \['high'\] of TruncatedNormal"),

@@ -36,8 +36,14 @@ __all__ = ["LIKELIHOODS", "NOISE_PRIORS", "ModelSpec", "build_model", "mass_stru
 LIKELIHOODS = ("student_t", "normal")
 
 #: Default priors of the noise parameters. sigma is the residual scale of log-loss: seed noise of 0.01-0.02 nats
-#: at losses of 2-4 (LAWS.md, "practice") is 0.003-0.01 in log-loss, well inside HalfNormal(0.05). nu follows
-#: Juarez & Steel (2010), Gamma(2, 0.1), mean 20, which lets data choose between heavy and Gaussian tails.
+#: at losses of 2-4 (LAWS.md, "practice") is 0.003-0.01 in log-loss, well inside HalfNormal(0.05). nu - 1 follows
+#: Juarez & Steel (2010)'s Gamma(2, 0.1) (mean 20), which lets data choose between heavy and Gaussian tails; the shift
+#: by 1 keeps the posterior proper. Near nu = 0 it is not: where the law passes exactly through k of the n points the
+#: density in NUTS's log sigma behaves like sigma^((n - k) nu - k + 1) as sigma -> 0, unbounded for nu < (k - 1)/(n - k)
+#: (Fernandez & Steel 1999, Biometrika 86:153; benchmarks/student_t_spike.py, docs/validation.md), and SBC chains were
+#: caught there. With nu >= 1 it falls whenever n >= 2k, i.e. for any table with twice as many points as the law has
+#: parameters. brms bounds Student-t nu at 1 under the same Gamma(2, 0.1) (by truncation; a shift needs no inverse
+#: CDF to sample and moves the prior little: Gamma(2, 0.1) puts 0.5% of its mass below 1).
 #: tau, the spread of run effects on log-loss: seed-to-seed spread of final losses is ~0.3-1% (LAWS.md, "practice"),
 #: well inside HalfNormal(0.05). ell, the correlation length of residuals along ln(tokens): LogNormal(ln 0.5, 1) puts
 #: 90% of its mass between 0.1 and 2.6 e-folds, from nearly independent checkpoints at doubling tokens to residuals
@@ -45,7 +51,7 @@ LIKELIHOODS = ("student_t", "normal")
 #: loss 10 to 2.5 (a log-loss span of 1.4) kappa = 1 quadruples the noise scale.
 NOISE_PRIORS: dict[str, str] = {
     "sigma": "HalfNormal(0.05)",
-    "nu": "Gamma(2, 0.1)",
+    "nu": "1 + Gamma(2, 0.1)",
     "tau": "HalfNormal(0.05)",
     "ell": "LogNormal(-0.693, 1)",
     "kappa": "Normal(0, 1)",

@@ -549,6 +549,11 @@ def positive_parameters(parameters) -> set[str]:
 
 def positive_support(prior: Prior) -> bool:
     """Whether a prior's support is strictly positive (so the parameter can be carried in log space)."""
+    if prior.shift is not None:  # c + Family(...) with Family on (0, inf): positive when c >= 0
+        try:
+            return evaluate_number(prior.shift, {"min_loss": 1.0, "max_loss": 1.0}) >= 0
+        except (KeyError, ValueError):
+            return False
     if prior.family in {"LogNormal", "HalfNormal", "HalfCauchy", "Exponential", "Gamma", "Beta"}:
         return True
     if prior.family in {"Uniform", "TruncatedNormal"}:

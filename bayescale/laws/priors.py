@@ -5,8 +5,14 @@ A prior is written as one call of a whitelisted numpyro distribution. Its argume
 run table when the model is built; that is how a law file states "the irreducible loss lies below the smallest
 observed loss" without knowing the data.
 
+A distribution bounded below may be *shifted* by a number: ``"1 + Gamma(2, 0.1)"`` is the law of 1 + X with
+X ~ Gamma(2, 0.1), supported on (1, inf). It bounds a parameter away from a value where the model breaks down (the
+Student-t tail index near 0, :data:`bayescale.infer.model.NOISE_PRIORS`) without a truncated distribution, whose
+sampling would need the base's inverse CDF (numpyro's Gamma has none without tensorflow-probability).
+
 NUTS samples every parameter in numpyro's unconstrained space of its prior's support: a ``LogNormal`` amplitude is
-sampled as its logarithm, a ``Uniform(0, min_loss)`` irreducible loss on the logit scale.
+sampled as its logarithm, a ``Uniform(0, min_loss)`` irreducible loss on the logit scale, a shifted Gamma as the
+logarithm of its excess over the shift.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpyro.distributions as dist
+from numpyro.distributions.transforms import AffineTransform
 
-from bayescale.laws.formula import Call, FormulaError, check_arity, symbols_of, evaluate_array, evaluate_number, parse_expression
+from bayescale.laws.formula import BinOp, Call, FormulaError, check_arity, symbols_of, evaluate_array, evaluate_number, parse_expression
 
-__all__ = ["Prior", "parse_prior", "DISTRIBUTIONS", "DATA_STATISTICS"]
+__all__ = ["Prior", "parse_prior", "DISTRIBUTIONS", "DATA_STATISTICS", "SHIFTABLE"]
 
 #: Distributions a prior may use, with the names of their arguments in order.
 DISTRIBUTIONS: dict[str, tuple[type, tuple[str, ...]]] = {
@@ -43,6 +50,10 @@ DATA_STATISTICS: dict[str, str] = {
 
 _NUMBER_FUNCTIONS = {"exp": 1, "log": 1, "sqrt": 1}  # name -> arity
 
+#: Families whose support is bounded below (at 0), the only ones a shift ``c + Family(...)`` applies to: shifting a
+#: distribution on the whole line is a change of its location argument, and one on an interval of its bounds.
+SHIFTABLE = ("Gamma", "LogNormal", "HalfNormal", "HalfCauchy", "Exponential")
+
 
 @dataclass(frozen=True)
 class Prior:
@@ -51,10 +62,14 @@ class Prior:
     text: str
     family: str
     arguments: tuple[tuple[str, object], ...]
+    #: ``c`` of a shifted prior ``c + Family(...)`` as an expression, or ``None``.
+    shift: object = None
 
     def distribution(self, statistics: Mapping[str, float]) -> dist.Distribution:
         """Build the numpyro distribution, filling data statistics from ``statistics``."""
         kwargs = {name: evaluate_number(node, statistics) for name, node in self.arguments}
+        if self.shift is not None:
+            kwargs["shift"] = evaluate_number(self.shift, statistics)
         bad = {k: v for k, v in kwargs.items() if not math.isfinite(v)}
         if bad:
             raise FormulaError(f"prior {self.text!r} evaluates to non-finite arguments {bad}")
@@ -63,8 +78,9 @@ class Prior:
             # would silently give a prior with no valid support.
             raise FormulaError(f"prior {self.text!r} needs low < high, got {kwargs}")
         cls, _ = DISTRIBUTIONS[self.family]
+        shift = kwargs.pop("shift", None)
         try:
-            return cls(**kwargs)
+            return _shifted(cls(**kwargs), shift)
         except ValueError as err:
             raise FormulaError(f"prior {self.text!r} has invalid arguments {kwargs}: {err}") from None
 
@@ -72,10 +88,33 @@ class Prior:
         """The distribution with data statistics given as JAX values (traced per fit in a batched fit), unchecked:
         each fit's prior is checked with :meth:`distribution` on its own statistics first."""
         cls, _ = DISTRIBUTIONS[self.family]
-        return cls(**{name: evaluate_array(node, statistics) for name, node in self.arguments})
+        base = cls(**{name: evaluate_array(node, statistics) for name, node in self.arguments})
+        return _shifted(base, None if self.shift is None else evaluate_array(self.shift, statistics))
 
     def uses_data(self) -> bool:
         return any(s in self.text for s in DATA_STATISTICS)
+
+
+def _shifted(base: dist.Distribution, shift) -> dist.Distribution:
+    """``base`` moved right by ``shift`` (``None``: unchanged); the support moves with it, so NUTS samples the excess
+    over the shift in the base's unconstrained space."""
+    if shift is None:
+        return base
+    return dist.TransformedDistribution(base, AffineTransform(shift, 1.0, domain=base.support))
+
+
+def _split_shift(node, text: str):
+    """(shift expression or None, distribution call) of ``c + Family(...)`` / ``Family(...) + c``."""
+    if not (isinstance(node, BinOp) and node.op == "+"):
+        return None, node
+    calls = [isinstance(side, Call) and side.func in DISTRIBUTIONS for side in (node.left, node.right)]
+    if calls.count(True) != 1:
+        return None, node  # refused below as "must be a call of one distribution"
+    call, shift = (node.left, node.right) if calls[0] else (node.right, node.left)
+    if call.func not in SHIFTABLE:
+        raise FormulaError(f"prior {text!r}: only a distribution bounded below can be shifted, one of "
+                           f"{list(SHIFTABLE)}; move {call.func}'s own location or bounds instead")
+    return shift, call
 
 
 def parse_prior(text: str, statistics: Iterable[str] = ()) -> Prior:
@@ -86,6 +125,8 @@ def parse_prior(text: str, statistics: Iterable[str] = ()) -> Prior:
     --------
     >>> parse_prior("Uniform(0, min_loss)").family
     'Uniform'
+    >>> parse_prior("1 + Gamma(2, 0.1)").distribution({}).support
+    GreaterThan(lower_bound=1.0)
     """
     node = parse_expression(
         text,
@@ -93,6 +134,7 @@ def parse_prior(text: str, statistics: Iterable[str] = ()) -> Prior:
         functions=set(DISTRIBUTIONS) | set(_NUMBER_FUNCTIONS),
         what="prior",
     )
+    shift, node = _split_shift(node, text)
     if not isinstance(node, Call) or node.func not in DISTRIBUTIONS:
         raise FormulaError(
             f"prior {text!r} must be a call of one distribution, one of {sorted(DISTRIBUTIONS)}"
@@ -111,10 +153,10 @@ def parse_prior(text: str, statistics: Iterable[str] = ()) -> Prior:
     missing = [n for n in names if n not in given]
     if missing:
         raise FormulaError(f"prior {text!r} is missing arguments {missing} of {node.func}{list(names)}")
-    for _, value in arguments:
+    for value in [v for _, v in arguments] + ([shift] if shift is not None else []):
         _, called = symbols_of(value)
         if called & set(DISTRIBUTIONS):
             raise FormulaError(f"prior {text!r}: distributions cannot be nested")
         check_arity(value, _NUMBER_FUNCTIONS, text)
-    return Prior(text=text.strip(), family=node.func, arguments=tuple(arguments))
+    return Prior(text=text.strip(), family=node.func, arguments=tuple(arguments), shift=shift)
 
