@@ -199,9 +199,9 @@ def test_seven_parameter_law_on_five_runs_fits_and_reports_prior_dependence():
     assert list(table.index) == ["E", "A", "B", "alpha", "beta", "sigma", "nu"]
     assert table["sd_ratio"].notna().all() and np.allclose(table["contraction"], 1 - table["sd_ratio"] ** 2)
     # nu (the Student-t tails) cannot be learnt from 5 points: its posterior is its prior (ratio near 1, within the
-    # Monte Carlo error of the 8000 posterior and 1000 prior draws). On one scaling line N ~ D the law cannot separate the N and
-    # D terms: the amplitudes keep much of their prior width, while the loss the five runs pin (through sigma) is
-    # learnt.
+    # Monte Carlo error of the 8000 posterior and 1000 prior draws). On one scaling line N ~ D the law cannot separate
+    # the N and D terms: the amplitudes keep much of their prior width, while the loss the five runs pin (through
+    # sigma) is learnt.
     assert table.loc["nu", "sd_ratio"] > 0.8
     assert table.loc["sigma", "sd_ratio"] < table.loc["nu", "sd_ratio"]
     # the fit predicts the larger runs (Gadre et al. extrapolate to 1.4B and 6.9B) with a finite interval
