@@ -52,6 +52,32 @@ def test_uninformed_parameter_is_flagged(table):
     assert bs.predict(result, law=law, N=1e9, D=1e10)["loss"].shape[-1] == 1
 
 
+def test_a_posterior_that_moved_is_not_called_uninformed():
+    # nu-like parameter under a Gamma(2, 0.1) prior (median ~17): a posterior pressed towards small values (median
+    # 0.85, far below the prior's 10% quantile ~5.3) is wider than the prior on the log scale NUTS samples in, so its
+    # contraction is negative, yet the data moved it: no "barely moved" warning. Control: a posterior that is the
+    # prior is flagged.
+    import numpy as np
+    import numpyro.distributions as dist
+    import xarray as xr
+
+    from bayescale.infer.diagnostics import diagnose
+
+    rng = np.random.default_rng(0)
+    prior = rng.gamma(2.0, 10.0, 4000)
+    moved = np.exp(np.log(0.85) + 1.5 * rng.standard_normal((2, 1000)))
+    unmoved = rng.gamma(2.0, 10.0, (2, 1000))
+    for draws, flagged in ((moved, False), (unmoved, True)):
+        dt = xr.DataTree.from_dict({
+            "posterior": xr.Dataset({"nu": (("chain", "draw"), draws)}),
+            "prior": xr.Dataset({"nu": (("chain", "draw"), prior[None])}),
+        })
+        table, messages = diagnose(dt, ("nu",), {"nu": dist.Gamma(2.0, 0.1)})
+        if not flagged:
+            assert table["contraction"].item() < 0  # the width alone would have flagged it
+        assert any("barely moved" in m for m in messages) is flagged, messages
+
+
 def test_low_ess_is_flagged(table):
     with pytest.warns(bs.SamplingWarning, match="effective sample size"):
         bs.fit("hoffmann2022", table, num_chains=2, num_warmup=100, num_samples=30, pointwise=False)

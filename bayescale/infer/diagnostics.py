@@ -82,6 +82,19 @@ def _bounds(distribution) -> _Bounds | None:
     return _Bounds(low, high)
 
 
+#: A posterior whose median lies outside this central range of its prior's quantiles has moved, whatever its width:
+#: near a bound of the unconstrained transform (nu pressed towards 1 under log(nu - 1)) a well-informed posterior
+#: can be wider on that scale than its prior. Beyond the prior's 10%/90% quantiles the median moved by more than
+#: about 1.3 prior sds; a posterior that is its prior has its median at the prior's 50% quantile.
+UNMOVED_QUANTILES = (0.1, 0.9)
+
+
+def _unmoved(draws: np.ndarray, prior_draws: np.ndarray) -> bool:
+    """Whether the posterior median lies inside the prior's central :data:`UNMOVED_QUANTILES` range."""
+    q = float(np.mean(np.asarray(prior_draws).reshape(-1) < np.median(draws)))
+    return UNMOVED_QUANTILES[0] <= q <= UNMOVED_QUANTILES[1]
+
+
 def diagnose(dt: xr.DataTree, names: tuple[str, ...], distributions: dict) -> tuple[pd.DataFrame, list[str]]:
     """Compute per-parameter diagnostics and the list of warnings.
 
@@ -134,7 +147,7 @@ def diagnose(dt: xr.DataTree, names: tuple[str, ...], distributions: dict) -> tu
                         f"{name}: {share:.0%} of draws sit on the {side} prior bound {edge:.4g}; the prior, not the "
                         f"data, limits it (widen the prior or check the law)"
                     )
-        if np.isfinite(contraction) and contraction < CONTRACTION_MIN:
+        if np.isfinite(contraction) and contraction < CONTRACTION_MIN and _unmoved(draws, prior[name].values):
             messages.append(
                 f"{name}: posterior barely moved from the prior (contraction {contraction:.2f} < {CONTRACTION_MIN}); "
                 f"the data hardly inform it"
