@@ -113,7 +113,6 @@ def nuts_mcmc(
     sampler: NUTS | None = None,
     *,
     mass: bool | list | None = None,
-    reuse_compiled: bool = False,
     platform: str | None = None,
 ) -> MCMC:
     """The numpyro NUTS kernel and MCMC object of the settings ``sampler`` (:class:`bayescale.NUTS`), not yet run:
@@ -121,25 +120,53 @@ def nuts_mcmc(
 
     ``mass`` overrides the mass-matrix structure (``sampler.dense_mass`` by default; e.g. dense over the globals,
     diagonal over run effects, :func:`bayescale.infer.model.mass_structure`); chains start at the prior median unless the
-    run is given ``init_params``. ``reuse_compiled``: the model's arguments are traced (numpyro's
-    ``jit_model_args``), so that running the object again on new data of the same shapes reuses the compiled
-    sampler (simulation-based calibration's loop, :mod:`bayescale.validation.calibration`). ``platform``: where it will run
-    (the device policy's choice, :func:`place`; default JAX's default backend), which decides the chain layout.
+    run is given ``init_params``. ``platform``: where it will run (the device policy's choice, :func:`place`; default
+    JAX's default backend), which decides the chain layout.
+
+    The model's arguments are always arguments of the compiled sampler, never constants inside it (numpyro's
+    ``jit_model_args``; for chains on several devices, :func:`chains_on_devices`): a fit of new data of the same
+    shapes, in this process or, through the persistent compilation cache, in another, runs the sampler compiled for
+    the first. Compiling it takes seconds (docs/performance.md), sampling a small fit less.
     """
     settings = sampler or NUTS()
     progress_bar = sys.stderr.isatty() if settings.progress_bar is None else settings.progress_bar
     kernel = NUTSKernel(model, dense_mass=settings.dense_mass if mass is None else mass,
                         target_accept_prob=settings.target_accept_prob, max_tree_depth=settings.max_tree_depth,
                         init_strategy=init_to_median)
+    chain_method = resolve_chain_method(settings.chain_method, settings.num_chains, platform)
     return MCMC(
         kernel,
         num_warmup=settings.num_warmup,
         num_samples=settings.num_samples,
         num_chains=settings.num_chains,
-        chain_method=resolve_chain_method(settings.chain_method, settings.num_chains, platform),
+        chain_method=chains_on_devices if chain_method == "parallel" else chain_method,
         progress_bar=progress_bar,
-        jit_model_args=reuse_compiled,
+        jit_model_args=True,
     )
+
+
+def chains_on_devices(single_chain: Any):
+    """numpyro's ``chain_method="parallel"`` (one chain per device, ``jax.pmap``) with the model's arguments passed
+    to the mapped program instead of closed over.
+
+    numpyro hands a chain layout the one-chain function with the model's arguments bound
+    (``functools.partial(MCMC._single_chain_mcmc, args=..., kwargs=...)``); its own "parallel" maps that closure, so the
+    data become constants of the compiled program and every new dataset compiles the sampler again (about 4 s for a
+    36-point fit on a 2-core CPU, the largest program of a small fit). Here the arguments are unbound and broadcast
+    to every device as inputs of the mapped function: with ``jit_model_args`` the chains read them from their state,
+    so programs of the same shapes are one program. A function of another form is mapped as numpyro maps it."""
+    import functools
+
+    keywords = dict(getattr(single_chain, "keywords", None) or {})
+    if not isinstance(single_chain, functools.partial) or not {"args", "kwargs"} <= set(keywords):
+        return jax.pmap(single_chain)
+    args, kwargs = keywords.pop("args"), keywords.pop("kwargs")
+
+    def one_chain(map_args, model_args, model_kwargs):
+        return single_chain.func(map_args, args=model_args, kwargs=model_kwargs, **keywords)
+
+    mapped = jax.pmap(one_chain, in_axes=(0, None, None))
+    return lambda map_args: mapped(map_args, args, kwargs)
 
 
 def run_nuts(
@@ -402,6 +429,31 @@ def pointwise_draws(n_chains: int, n_draws: int, num_prior_samples: int, n_point
     return keep, max(1, min(num_prior_samples, limit // max(1, n_points)))
 
 
+def data_arguments(spec: ModelSpec, structure: Mapping[str, Any]) -> dict[str, Any]:
+    """What the model of :func:`model_of_data` reads from the data, as arrays: the data statistics that priors use,
+    the centres of centred amplitudes and the curve structure's index arrays (the run count stays a number: it fixes
+    the shapes). The same dictionary :mod:`bayescale.infer.batch` gives each fit of a batch as ``per_fit``."""
+    return {
+        "statistics": {k: jnp.asarray(v, dtype=float) for k, v in spec.statistics.items()},
+        "structure": {k: v for k, v in structure.items() if k not in ("n_runs", "runs")},
+        **({} if spec.centres is None else {"centres": {k: jnp.asarray(v, dtype=float)
+                                                        for k, v in spec.centres.items()}}),
+    }
+
+
+def model_of_data(spec: ModelSpec, structure: Mapping[str, Any]):
+    """``model(log_inputs, data, loss=None)``: the model of :func:`~bayescale.infer.model.build_model` with its
+    data-derived numbers (:func:`data_arguments`) taken as an argument instead of built in. Data statistics and
+    centres built into the model would be constants of every compiled program (the sampler, the predictive, the
+    log-likelihood, the optimiser's objective), which JAX then compiles again for each new dataset."""
+    inner = build_model(spec, structure)
+
+    def model(log_inputs, data, loss=None):
+        return inner(log_inputs, loss, per_fit=data)
+
+    return model
+
+
 def fit(
     law: Law | str,
     data: Any,
@@ -509,19 +561,21 @@ def fit(
     centres = None if centring is None else centres_of(centring, log_inputs, prior_specs, stats)
     spec = ModelSpec(law=law, priors=prior_specs, statistics=stats, likelihood=likelihood, noise=noise, centres=centres)
     structure = curve_structure(ds, noise)
-    model = build_model(spec, structure)
+    model = model_of_data(spec, structure)
+    # everything the model reads from the data is an argument of it, so compiled programs serve any data of one shape
+    args = (log_inputs, data_arguments(spec, structure))
     key, key_record = as_key(rng_key)
     k_fit, k_ppc, k_prior = jax.random.split(key, 3)
     loss = jnp.asarray(ds["loss"].values)
     start = None
     if settings.init == "map":  # its own key (folded from the seed), so the sampler's keys are those of init="median"
         labels = {auxiliary_name(a): a for a in (centring.amplitudes if centring is not None else ())}
-        start = find_start(model, (log_inputs,), {"loss": loss}, rng_key=jax.random.fold_in(key, 1),
+        start = find_start(model, args, {"loss": loss}, rng_key=jax.random.fold_in(key, 1),
                            num_chains=num_chains, num_starts=settings.num_starts, labels=labels)
 
     mcmc = run_nuts(
         model,
-        log_inputs,
+        *args,
         rng_key=k_fit,
         sampler=settings,
         mass=mass_structure(settings.dense_mass, spec),
@@ -530,12 +584,12 @@ def fit(
     )
     dists = {name: p.distribution(stats) for name, p in prior_specs.items()}
     if pointwise:
-        groups = draw_groups(model, (log_inputs,), mcmc, rng_key=(k_ppc, k_prior), observed={"loss": loss},
+        groups = draw_groups(model, args, mcmc, rng_key=(k_ppc, k_prior), observed={"loss": loss},
                              sampled_names=spec.sampled_names, num_prior_samples=num_prior_samples)
     else:  # parameters' prior draws straight from their distributions: no model run over every point
         keys = jax.random.split(k_prior, len(spec.sampled_names))
         samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-        samples |= recover_run_effects(model, (log_inputs,), {"loss": loss}, samples, jax.random.fold_in(k_ppc, 1))
+        samples |= recover_run_effects(model, args, {"loss": loss}, samples, jax.random.fold_in(k_ppc, 1))
         groups = {
             "posterior": samples,
             "sample_stats": sample_stats_of(mcmc),

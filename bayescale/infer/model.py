@@ -327,6 +327,6 @@ def build_model(spec: ModelSpec, structure: Mapping | None = None, *, batched: b
         params = sample_parameters(law.parameter_names, dists, centring, centres)
         mu = law.link_fn(params, log_inputs)
         observe(mu, loss, dists, likelihood=spec.likelihood, noise=noise, structure=struct, statistics=stats,
-                mask=None if per_fit is None else per_fit["mask"], target=law.target)
+                mask=None if per_fit is None else per_fit.get("mask"), target=law.target)
 
     return model

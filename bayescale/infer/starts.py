@@ -23,7 +23,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions.distribution import validation_enabled
 from numpyro.infer import init_to_median, init_to_sample
-from numpyro.infer.util import initialize_model
+from numpyro.infer.util import initialize_model, potential_energy
 
 __all__ = ["INITS", "Start", "find_start", "describe_modes"]
 
@@ -87,27 +87,33 @@ def find_start(
                             init_strategy=init_to_median)
     flat0, unravel = ravel_pytree(info.param_info.z)
     starts = [np.asarray(flat0)]
-    potential = info.potential_fn
-    value_and_grad = jax.jit(jax.value_and_grad(lambda x: potential(unravel(x))))
+    # the model's arguments enter the compiled objective as arguments, not constants: data of the same shapes reuse it
+    value_and_grad = jax.jit(jax.value_and_grad(
+        lambda x, args, kwargs: potential_energy(model, args, kwargs, unravel(x))))
+    kwargs = dict(model_kwargs)
 
     def fun(x: np.ndarray, _w: Any) -> tuple[float, np.ndarray]:
-        v, g = value_and_grad(jnp.asarray(x))
+        v, g = value_and_grad(jnp.asarray(x), model_args, kwargs)
         v, g = float(v), np.asarray(g, dtype=float)
         if not np.isfinite(v) or not np.all(np.isfinite(g)):
             return 1e300, np.zeros_like(g)  # outside the support or overflow: L-BFGS-B backs off
         return v, g
 
     if num_starts > 1:
-        # prior draws one key at a time, eagerly: the model's operations were compiled by the call above (same
-        # shapes), whereas one vmapped call over the keys would compile a program of its own (seconds, per dataset).
-        # Eagerly, numpyro checks distribution arguments as they are made and raises on an extreme draw (a loss
-        # mean of exactly 0 or 1 under a logit link); with the check off such a draw has a non-finite potential and
-        # numpyro draws again, as it does in the vmapped call.
-        with validation_enabled(False):
-            for k in jax.random.split(k_prior, num_starts - 1):
-                z = initialize_model(k, model, model_args=model_args, model_kwargs=dict(model_kwargs),
+        # prior draws in one compiled call whose arguments are the model's (data of the same shapes reuse it). With
+        # numpyro's argument checks off: an extreme draw (a loss mean of exactly 0 or 1 under a logit link) then has
+        # a non-finite potential and numpyro draws again, where the check would raise.
+        def draws(keys, args, kwargs):
+            def one(k):
+                z = initialize_model(k, model, model_args=args, model_kwargs=kwargs,
                                      init_strategy=init_to_sample).param_info.z
-                starts.append(np.asarray(ravel_pytree(z)[0]))
+                return ravel_pytree(z)[0]
+
+            return jax.vmap(one)(keys)
+
+        with validation_enabled(False):
+            drawn = jax.jit(draws)(jax.random.split(k_prior, num_starts - 1), model_args, dict(model_kwargs))
+        starts.extend(np.asarray(drawn))
 
     sols, vals = minimise(fun, np.asarray(starts), None, options=_OPTIONS)
     order = np.argsort(vals)
