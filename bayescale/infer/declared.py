@@ -10,8 +10,10 @@ which may use the data statistics the model names (``log_B_centre``, ...). A fit
 - resolves the priors with the user's overrides (``priors={"alpha_B": "LogNormal(log(0.2), 0.5)"}``, as
   :func:`bayescale.fit` takes them; :meth:`DeclaredModel.resolve_priors`),
 - validates its table with :func:`check_table` (one error per bad column, row and value),
-- and builds its result with :func:`bayescale.infer.fit.build_result`, stamping :meth:`DeclaredModel.attrs`: the
-  declaration's text and hash, the prior texts, the data hash and columns (the same provenance as a law's result).
+- and builds its result with :meth:`DeclaredModel.result` (:func:`bayescale.infer.fit.build_result` stamped with
+  :meth:`DeclaredModel.attrs`: the declaration's text and hash, the prior texts, the data hash and columns, the same
+  provenance as a law's result), once per fit function; :func:`declared_result` draws the groups of a model observed
+  on ``loss`` first.
 """
 
 from __future__ import annotations
@@ -100,6 +102,61 @@ class DeclaredModel:
             "parameters": json.dumps(list(parameters)),
         }
 
+    def result(
+        self,
+        groups: Mapping[str, Mapping[str, np.ndarray]],
+        mcmc: Any,
+        *,
+        priors: Mapping[str, Prior],
+        checked: Mapping[str, Any],
+        table: pd.DataFrame,
+        statistics: Mapping[str, float],
+        dims: Mapping[str, list[str]],
+        coords: Mapping[str, Any],
+        observed: Any,
+        constant: Any,
+        settings: Any,
+        key_record: Any,
+        strict: bool,
+        parameters: Sequence[str] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        extra_groups: Mapping[str, Any] | None = None,
+        vector_names: Sequence[str] = (),
+    ) -> Any:
+        """The result DataTree of a fit of this model: :func:`bayescale.infer.fit.build_result` with what every
+        declared fit stamps, so no fit function spells it again.
+
+        Parameters
+        ----------
+        groups, mcmc
+            The sampled groups (:func:`bayescale.infer.fit.draw_groups`, or posterior and sample statistics only)
+            and the finished run (where it ran: ``mcmc.placement``).
+        priors, checked
+            The parsed priors as fitted (their texts go to ``attrs["priors"]``, the declaration text to
+            ``attrs["law_source"]``), and parameter → prior distribution of the parameters whose diagnostics are
+            checked.
+        table, statistics, parameters
+            The fitted table and data statistics (hashed and recorded by :meth:`attrs`) and the parameters a summary
+            reports (default: every prior's parameter).
+        dims, coords, observed, constant, extra_groups, vector_names
+            As in :func:`bayescale.infer.fit.build_result`.
+        settings, key_record, strict
+            The sampler settings, the recorded key, and whether sampler trouble raises.
+        provenance
+            Attrs of this fit beyond the declaration's (``n_ref``, ``L_ref``, ...); the likelihood is normal on the
+            log scale for every declared model.
+        """
+        from bayescale.infer.fit import build_result
+
+        return build_result(
+            groups, dims=dims, coords=coords, observed=observed, constant=constant, result_kind=self.result_kind,
+            provenance=self.attrs(priors, table, statistics, tuple(priors) if parameters is None else parameters)
+            | {"likelihood": "normal"} | dict(provenance or {}),
+            priors={k: p.text for k, p in priors.items()}, settings=settings, key_record=key_record,
+            placement=mcmc.placement, checked=(tuple(checked), checked), strict=strict, extra_groups=extra_groups,
+            vector_names=vector_names,
+        )
+
 
 def table_hash(table: pd.DataFrame) -> str:
     """SHA-256 of a table's values (row order matters, the index does not)."""
@@ -159,38 +216,23 @@ def declared_result(
     mcmc: Any,
     *,
     rng_key: Any,
-    key_record: Any,
-    table: pd.DataFrame,
-    statistics: Mapping[str, float],
-    priors: Mapping[str, Prior],
-    distributions: Mapping[str, Any],
-    observed: Any,
-    constant: Any,
     dims: Mapping[str, list[str]],
-    coords: Mapping[str, Any],
-    settings: Any,
-    strict: bool,
-    attrs: Mapping[str, Any] = {},
     num_prior_samples: int = 500,
+    **result: Any,
 ) -> Any:
     """The result of a declared model whose observed site is ``loss`` (log-normal on the loss): every group of
     :func:`bayescale.infer.fit.draw_groups` (posterior, predictive, log-likelihood, prior and prior predictive of
-    every sampled and deterministic site), built by :func:`bayescale.infer.fit.build_result` with the model's
-    provenance; the diagnostics check every declared parameter."""
+    every sampled and deterministic site), built by :meth:`DeclaredModel.result` (``**result``: its keywords); the
+    diagnostics check every declared parameter."""
     import jax.numpy as jnp
 
-    from bayescale.infer.fit import build_result, draw_groups
+    from bayescale.infer.fit import draw_groups
 
     names = list(mcmc.get_samples().keys())  # sampled and deterministic sites: their prior draws too
+    observed = result["observed"]
     groups = draw_groups(model, args, mcmc, rng_key=rng_key, observed={"loss": jnp.asarray(observed["loss"].values)},
                          sampled_names=names, num_prior_samples=num_prior_samples)
-    return build_result(
-        groups, dims=dict(dims) | {"loss": ["point"]}, coords=coords, observed=observed, constant=constant,
-        result_kind=declared.result_kind,
-        provenance=declared.attrs(priors, table, statistics, tuple(priors)) | {"likelihood": "normal"} | dict(attrs),
-        priors={k: p.text for k, p in priors.items()}, settings=settings, key_record=key_record,
-        placement=mcmc.placement, checked=(tuple(priors), distributions), strict=strict,
-    )
+    return declared.result(groups, mcmc, dims=dict(dims) | {"loss": ["point"]}, **result)
 
 
 def check_result(result: Any, model_id: str) -> None:

@@ -300,9 +300,9 @@ def fit_per_token(
     dims = {n: ["model"] for n in ("a", "b", "c", "z_a", "z_b", "z_c")}
     return declared_result(
         PER_TOKEN_MODEL, _per_token_model, args, mcmc, rng_key=k_rest, key_record=key_record,
-        table=table[["model", "N", "T", "loss"]], statistics={}, priors=parsed, distributions=dists,
+        table=table[["model", "N", "T", "loss"]], statistics={}, priors=parsed, checked=dists,
         observed=observed, constant=constant, dims=dims, coords={"model": models.astype(str), "point": point},
-        settings=settings, strict=strict, attrs={"n_ref": float(n_ref)},
+        settings=settings, strict=strict, provenance={"n_ref": float(n_ref)},
     )
 
 

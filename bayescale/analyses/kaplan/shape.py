@@ -265,9 +265,9 @@ def fit_shape(
     )
     return declared_result(
         declared, _shape_model, args, mcmc, rng_key=k_rest, key_record=key_record, table=table,
-        statistics=statistics, priors=parsed, distributions=dists, observed=observed, constant=constant,
+        statistics=statistics, priors=parsed, checked=dists, observed=observed, constant=constant,
         dims={"z_run": ["run"]}, coords={"run": runs, "point": point}, settings=settings, strict=strict,
-        attrs={"shape": json.dumps(list(shape)), "N_ref": float(np.exp(log_refs[0])),
+        provenance={"shape": json.dumps(list(shape)), "N_ref": float(np.exp(log_refs[0])),
                "D_ref": float(np.exp(log_refs[1]))},
     )
 
