@@ -12,8 +12,8 @@ which may use the data statistics the model names (``log_B_centre``, ...). A fit
 - validates its table with :func:`check_table` (one error per bad column, row and value),
 - and builds its result with :meth:`DeclaredModel.result` (:func:`bayescale.infer.fit.build_result` stamped with
   :meth:`DeclaredModel.attrs`: the declaration's text and hash, the prior texts, the data hash and columns, the same
-  provenance as a law's result), once per fit function; :func:`declared_result` draws the groups of a model observed
-  on ``loss`` first.
+  provenance as a law's result), once per fit function; a model observed on the loss (log-normal) is sampled and
+  its result built by :meth:`DeclaredModel.sample`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pandas as pd
 from bayescale.errors import ArgumentError, DataError, LawError
 from bayescale.laws.priors import Prior, parse_prior
 
-__all__ = ["DeclaredModel", "check_result", "check_table", "declared_result", "posterior_draws", "table_hash"]
+__all__ = ["DeclaredModel", "check_result", "check_table", "posterior_draws", "table_hash"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,45 @@ class DeclaredModel:
             "data_statistics": json.dumps({k: float(v) for k, v in statistics.items()}),
             "parameters": json.dumps(list(parameters)),
         }
+
+    def sample(
+        self,
+        model: Any,
+        args: tuple,
+        table: pd.DataFrame,
+        *,
+        rng_key: Any,
+        settings: Any,
+        dims: Mapping[str, list[str]],
+        coords: Mapping[str, Any],
+        num_prior_samples: int = 500,
+        **result: Any,
+    ) -> Any:
+        """Sample ``model`` (observed on ``table["loss"]``, its keyword ``loss``) with NUTS and return its result: every
+        group of :func:`bayescale.infer.fit.draw_groups` (posterior, predictive, log-likelihood, prior and prior
+        predictive of every sampled and deterministic site) over ``point`` (the rows of ``table``), built by
+        :meth:`result` (``dims``, ``coords``, ``**result``: its keywords; ``table`` is the one hashed). ``rng_key``: an int or a key
+        (:func:`bayescale.infer.fit.as_key`), split into the sampler's key and that of the predictive and prior."""
+        import jax
+        import jax.numpy as jnp
+        import xarray as xr
+
+        from bayescale.infer.fit import as_key, draw_groups, release_compiled, run_nuts
+
+        release_compiled()
+        key, key_record = as_key(rng_key)
+        k_fit, k_rest = jax.random.split(key)
+        loss = jnp.asarray(table["loss"].to_numpy(float))
+        mcmc = run_nuts(model, *args, rng_key=k_fit, sampler=settings, loss=loss)
+        names = list(mcmc.get_samples().keys())  # sampled and deterministic sites: their prior draws too
+        groups = draw_groups(model, args, mcmc, rng_key=k_rest, observed={"loss": loss}, sampled_names=names,
+                             num_prior_samples=num_prior_samples)
+        point = np.arange(len(table))
+        return self.result(
+            groups, mcmc, table=table, settings=settings, key_record=key_record,
+            dims=dict(dims) | {"loss": ["point"]}, coords=dict(coords) | {"point": point},
+            observed=xr.Dataset({"loss": ("point", table["loss"].to_numpy(float))}, coords={"point": point}), **result,
+        )
 
     def result(
         self,
@@ -208,31 +247,6 @@ def check_table(
     return table
 
 
-
-def declared_result(
-    declared: DeclaredModel,
-    model: Any,
-    args: tuple,
-    mcmc: Any,
-    *,
-    rng_key: Any,
-    dims: Mapping[str, list[str]],
-    num_prior_samples: int = 500,
-    **result: Any,
-) -> Any:
-    """The result of a declared model whose observed site is ``loss`` (log-normal on the loss): every group of
-    :func:`bayescale.infer.fit.draw_groups` (posterior, predictive, log-likelihood, prior and prior predictive of
-    every sampled and deterministic site), built by :meth:`DeclaredModel.result` (``**result``: its keywords); the
-    diagnostics check every declared parameter."""
-    import jax.numpy as jnp
-
-    from bayescale.infer.fit import draw_groups
-
-    names = list(mcmc.get_samples().keys())  # sampled and deterministic sites: their prior draws too
-    observed = result["observed"]
-    groups = draw_groups(model, args, mcmc, rng_key=rng_key, observed={"loss": jnp.asarray(observed["loss"].values)},
-                         sampled_names=names, num_prior_samples=num_prior_samples)
-    return declared.result(groups, mcmc, dims=dict(dims) | {"loss": ["point"]}, **result)
 
 
 def check_result(result: Any, model_id: str) -> None:
