@@ -12,6 +12,7 @@ import contextvars
 import functools
 import inspect
 import json
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -195,6 +196,17 @@ def diagnose(dt: xr.DataTree, names: tuple[str, ...], distributions: dict, vecto
     return table, messages
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` that makes a warning issued by the caller of this function name the first line outside
+    bayescale: a fit's diagnostics are recorded a few calls deep (``build_result`` under ``fit``, under
+    ``DeclaredModel.result`` ...), and the line worth showing is the user's call of the fit."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = inspect.currentframe().f_back, 1  # the warning's issuer: stacklevel 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def record(dt: xr.DataTree, table: pd.DataFrame, messages: list[str], strict: bool) -> None:
     """Store diagnostics in the result attrs, warn, and raise :class:`SamplingError` when ``strict``."""
     dt.attrs["diagnostics"] = json.dumps(
@@ -210,7 +222,7 @@ def record(dt: xr.DataTree, table: pd.DataFrame, messages: list[str], strict: bo
         text = "sampler diagnostics for law " + repr(dt.attrs.get("law_id")) + ":\n  " + "\n  ".join(messages)
         if strict:
             raise SamplingError(text, result=dt)
-        warnings.warn(text, SamplingWarning, stacklevel=3)
+        warnings.warn(text, SamplingWarning, stacklevel=_caller_level())
 
 
 # ---------------------------------------------------------------------------------------------------------
