@@ -118,8 +118,9 @@ class DeclaredModel:
         """Sample ``model`` (observed on ``table["loss"]``, its keyword ``loss``) with NUTS and return its result: every
         group of :func:`bayescale.infer.fit.draw_groups` (posterior, predictive, log-likelihood, prior and prior
         predictive of every sampled and deterministic site) over ``point`` (the rows of ``table``), built by
-        :meth:`result` (``dims``, ``coords``, ``**result``: its keywords; ``table`` is the one hashed). ``rng_key``: an int or a key
-        (:func:`bayescale.infer.fit.as_key`), split into the sampler's key and that of the predictive and prior."""
+        :meth:`result` (``dims``, ``coords``, ``**result``: its keywords; ``table`` is the one hashed). ``rng_key``:
+        an int or a key (:func:`bayescale.infer.fit.as_key`), split into the sampler's key and that of the predictive
+        and prior."""
         import jax
         import jax.numpy as jnp
         import xarray as xr

@@ -27,8 +27,8 @@ from numpyro.distributions.transforms import biject_to
 from bayescale.errors import ArgumentError, BayescaleError, ConvergenceError
 
 __all__ = ["SamplingWarning", "SamplingError", "ConvergenceWarning", "Convergence", "convergence", "require_converged",
-           "convergence_gate", "convergence_checked", "describe_convergence", "diagnose", "ess_target", "missed_targets",
-           "short_of_targets", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE", "DIVERGENT_REFUSE"]
+           "convergence_gate", "convergence_checked", "describe_convergence", "diagnose", "ess_target",
+           "missed_targets",           "short_of_targets", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE", "DIVERGENT_REFUSE"]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400  # Vehtari et al. 2021 recommend ESS > 100 per chain for 4 chains

@@ -537,7 +537,8 @@ def fit_loss_steps(
         # no per-point groups: each needs the implicit solve at every point and draw (docs/batch_size.md)
         {"posterior": post, "sample_stats": sample_stats_of(mcmc)}, mcmc, priors=parsed, checked=checked, table=df,
         statistics=statistics,
-        parameters=["N_c", "alpha_N", "S_c", "alpha_S", "B_star", "alpha_B", *(n for n in checked if n in ("sigma", "tau"))],
+        parameters=["N_c", "alpha_N", "S_c", "alpha_S", "B_star", "alpha_B",
+                    *(n for n in checked if n in ("sigma", "tau"))],
         dims={"run_effect": ["run"]},
         coords={"run": run_names},
         observed=xr.Dataset({"log_loss": ("point", logs["loss"])}, coords={"point": point}),

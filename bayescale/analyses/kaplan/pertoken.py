@@ -297,8 +297,8 @@ def fit_per_token(
                            "N": ("model", sizes["min"].to_numpy(float))}, coords={"point": point, "model": models.astype(str)})
     return PER_TOKEN_MODEL.sample(
         _per_token_model, args, table, rng_key=rng_key, settings=settings, strict=strict, priors=parsed,
-        checked=dists, statistics={}, constant=constant, dims={n: ["model"] for n in ("a", "b", "c", "z_a", "z_b", "z_c")},
-        coords={"model": models.astype(str)}, provenance={"n_ref": float(n_ref)},
+        checked=dists, statistics={}, constant=constant, coords={"model": models.astype(str)},
+        dims={n: ["model"] for n in ("a", "b", "c", "z_a", "z_b", "z_c")}, provenance={"n_ref": float(n_ref)},
     )
 
 
