@@ -28,7 +28,8 @@ from bayescale.errors import ArgumentError, BayescaleError, ConvergenceError
 
 __all__ = ["SamplingWarning", "SamplingError", "ConvergenceWarning", "Convergence", "convergence", "require_converged",
            "convergence_gate", "convergence_checked", "describe_convergence", "diagnose", "ess_target",
-           "missed_targets",           "short_of_targets", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE", "DIVERGENT_REFUSE"]
+           "missed_targets", "short_of_targets", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE",
+           "DIVERGENT_REFUSE"]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400  # Vehtari et al. 2021 recommend ESS > 100 per chain for 4 chains
@@ -186,8 +187,8 @@ def diagnose(dt: xr.DataTree, names: tuple[str, ...], distributions: dict, vecto
         messages.insert(0, f"{divergences} of {total} transitions diverged (results may be biased)")
     vectors = []
     for name in vector_names if n_chains > 1 else ():
-        rhat_v = dt["posterior"].to_dataset()[[name]]
-        vectors.append({"parameter": name, "rhat": float(np.nanmax(np.asarray(azs.rhat(rhat_v)[name])))})
+        worst = float(np.nanmax(np.asarray(azs.rhat(dt["posterior"].to_dataset()[[name]])[name])))
+        vectors.append({"parameter": name, "rhat": worst})
         if missed_targets(vectors[-1], n_chains):
             messages.append(f"{name}: max R-hat {vectors[-1]['rhat']:.3f} > {RHAT_MAX} (chains disagree)")
     table = pd.DataFrame(rows).set_index("parameter")
