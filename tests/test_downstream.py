@@ -257,3 +257,33 @@ def test_olmo_ladder_example_runs_with_tiny_settings(tmp_path, capsys):
     # 2 x 50 + 50 draws rarely converge: a fit that did not is marked in the output, not hidden
     marked = table["unconverged"].fillna("").astype(str).str.len().gt(0).any()
     assert "piqa_val" in out and ("NOT CONVERGED" in out) == marked
+
+
+class _Stop(Exception):
+    """Raised by the stand-in convergence check: the wiring test needs the fits' settings, not a sample."""
+
+
+@pytest.mark.parametrize("argv, step2, small", [
+    ([], (4, 1000, 1000), (4, 1000, 1000)),                                     # the example's defaults
+    (["--chains", "2", "--warmup", "500", "--samples", "500"], (2, 500, 500), (4, 1000, 1000)),  # the table's flags
+    (["--chains", "6", "--warmup", "1500", "--samples", "800"], (6, 1500, 800), (6, 1500, 1000)),  # raised, not lowered
+    (["--quick", "--chains", "3"], (2, 50, 50), (2, 50, 50)),                     # smoke run: every fit tiny
+])
+def test_olmo_ladder_example_gives_the_small_fits_their_least_settings(monkeypatch, argv, step2, small):
+    example = runpy.run_path("examples/olmo_ladder.py", run_name="olmo_ladder")
+    seen = {}
+
+    def record(law, data, *, sampler, **_):
+        seen[law.id] = (sampler.num_chains, sampler.num_warmup, sampler.num_samples)
+        return law.id
+
+    def stop(_):
+        raise _Stop
+
+    monkeypatch.setattr(bs, "fit", record)
+    monkeypatch.setattr(bs, "convergence", stop)
+    with pytest.raises(_Stop):
+        example["main"]([*argv, "--task", "piqa_val"])
+    # step 1 and the one-step law (16 points each) get at least 4 x 1000 + 1000 (500 warmup left PIQA's step 1 at
+    # R-hat 1.21); step 2 (~630 points, the cost) exactly what the flags say
+    assert seen == {"hoffmann2022": small, "bhagia2024_sigmoid": step2, "bhagia2024_accuracy_nd": small}
