@@ -264,17 +264,18 @@ class _Stop(Exception):
 
 
 @pytest.mark.parametrize("argv, step2, small", [
-    ([], (4, 1000, 1000), (4, 1000, 1000)),                                     # the example's defaults
-    (["--chains", "2", "--warmup", "500", "--samples", "500"], (2, 500, 500), (4, 1000, 1000)),  # the table's flags
-    (["--chains", "6", "--warmup", "1500", "--samples", "800"], (6, 1500, 800), (6, 1500, 1000)),  # raised, not lowered
-    (["--quick", "--chains", "3"], (2, 50, 50), (2, 50, 50)),                     # smoke run: every fit tiny
+    ([], (4, 1000, 1000, 0.9), (4, 1000, 1000, 0.99)),                       # the example's defaults
+    (["--chains", "2", "--warmup", "500", "--samples", "500"], (2, 500, 500, 0.9), (4, 1000, 1000, 0.99)),  # the table
+    (["--chains", "6", "--warmup", "1500", "--samples", "800", "--target-accept", "0.995"],
+     (6, 1500, 800, 0.995), (6, 1500, 1000, 0.995)),                             # raised, never lowered
+    (["--quick", "--chains", "3"], (2, 50, 50, 0.9), (2, 50, 50, 0.9)),          # smoke run: every fit tiny
 ])
 def test_olmo_ladder_example_gives_the_small_fits_their_least_settings(monkeypatch, argv, step2, small):
     example = runpy.run_path("examples/olmo_ladder.py", run_name="olmo_ladder")
     seen = {}
 
     def record(law, data, *, sampler, **_):
-        seen[law.id] = (sampler.num_chains, sampler.num_warmup, sampler.num_samples)
+        seen[law.id] = (sampler.num_chains, sampler.num_warmup, sampler.num_samples, sampler.target_accept_prob)
         return law.id
 
     def stop(_):
@@ -284,6 +285,6 @@ def test_olmo_ladder_example_gives_the_small_fits_their_least_settings(monkeypat
     monkeypatch.setattr(bs, "convergence", stop)
     with pytest.raises(_Stop):
         example["main"]([*argv, "--task", "piqa_val"])
-    # step 1 and the one-step law (16 points each) get at least 4 x 1000 + 1000 (500 warmup left PIQA's step 1 at
-    # R-hat 1.21); step 2 (~630 points, the cost) exactly what the flags say
+    # step 1 and the one-step law (16 points each) get at least 4 x 1000 + 1000 at acceptance 0.99 (500 warmup left
+    # PIQA's step 1 at R-hat 1.21, acceptance 0.9 HellaSwag's at 1.047); step 2 (~630 points, the cost) the flags
     assert seen == {"hoffmann2022": small, "bhagia2024_sigmoid": step2, "bhagia2024_accuracy_nd": small}
