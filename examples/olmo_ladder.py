@@ -16,6 +16,10 @@ Data: the bundled ladder table (bayescale/datasets/olmo_ladder, Apache-2.0): 16 
   step 2's posterior draws (independent fits, draws paired at random), with step 2's noise for a new run;
 - one step: ``bhagia2024_accuracy_nd`` fitted to the 16 runs' final accuracy, predicted at the targets.
 
+The sampler flags set step 2; the two 16-point fits (step 1, one step) run at no less than 4 chains x 1000 warmup +
+1000 draws and target acceptance 0.99 (``SMALL_FIT_LEAST``: step 1's posterior tail needs the warmup and the small
+steps, and these fits are cheap), ``--quick`` aside.
+
 Prints per task and target: the predicted accuracy (median) with its 90% interval, the actual accuracy, the relative
 error |median - actual| / actual, whether the interval covers the actual value, and the paper's relative error (the
 repository's 13B-5T reproduction; none is bundled for 7B-4T). Also the one-step prediction and the step-2-only interval
@@ -43,6 +47,17 @@ from bayescale.infer.settings import NUTS, add_sampler_arguments, sampler_from_a
 #: sits within a few points of 1/options on these tasks: the 190M runs' first evaluations, 0.21-0.28 on 4-way tasks).
 FLOOR_WIDTH = 0.05
 
+#: Least sampler settings for the two 16-point fits (step 1, one step); they cost a minute or two, and step 2 (~630
+#: points, the cost of a task) keeps the flags' settings. Step 1's posterior has a long, narrowing tail towards a low
+#: floor E with a small exponent alpha (HellaSwag: E 0.45-0.62, alpha 0.16-0.42, A 7-460 in the 90% interval):
+#: - 500 warmup steps did not adapt to it: PIQA's step 1 at 2 chains x 500 + 500 gave R-hat 1.21, one chain spending
+#:   its first 200 draws at E ~ 0.4, alpha ~ 0.12, outside the converged 90% interval (E 0.61-0.83); at 4 x 1000 + 1000
+#:   R-hat 1.008, ESS 570;
+#: - the default step size diverges in the tail's narrow end: HellaSwag's step 1 at 4 x 1000 + 1000 and acceptance
+#:   0.9 gave 6 divergent transitions, R-hat 1.047, ESS 103 (two chains reached E 0.436, two 0.477); at 0.99 none,
+#:   R-hat 1.005, ESS 880 (74-141 leapfrog steps per draw instead of 28-57).
+SMALL_FIT_LEAST = dict(num_chains=4, num_warmup=1000, num_samples=1000, target_accept_prob=0.99)
+
 
 def floor_prior(task: str) -> str:
     chance = olmo_ladder.CHANCE[task]
@@ -54,9 +69,17 @@ def interval(values: np.ndarray) -> tuple[float, float, float]:
     return float(mid), float(lo), float(hi)
 
 
-def fit_task(task: str, sampler: NUTS, seed: int, thin: int = 1, pointwise: bool = True) -> dict:
+def small_fit_sampler(sampler: NUTS) -> NUTS:
+    """The settings of the 16-point fits: ``sampler`` with chains, warmup, draws and target acceptance each raised to
+    at least :data:`SMALL_FIT_LEAST` (the other fields kept)."""
+    return sampler.replace(**{name: max(getattr(sampler, name), least) for name, least in SMALL_FIT_LEAST.items()})
+
+
+def fit_task(task: str, sampler: NUTS, seed: int, thin: int = 1, pointwise: bool = True,
+             small_sampler: NUTS | None = None) -> dict:
     """The three fits of one task (step 1, step 2, one step); step 2 on every ``thin``-th checkpoint; ``pointwise``:
-    keep the per-point groups (``bs.fit``), which the table does not read."""
+    keep the per-point groups (``bs.fit``), which the table does not read; ``small_sampler``: the settings of the
+    16-point fits (step 1, one step; default ``sampler``)."""
     step1_data = bs.load_runs(olmo_ladder.step1_table(task), check_units=False,  # bits per byte, not nats per token
                               source=f"OLMo ladder, {task} final bpb")
     step2_data = bs.load_runs(olmo_ladder.step2_table(task).iloc[::thin], inputs=("L",), target="unit_interval",
@@ -65,15 +88,15 @@ def fit_task(task: str, sampler: NUTS, seed: int, thin: int = 1, pointwise: bool
     one_data = bs.load_runs(final[["run", "N", "D"]].assign(loss=final["accuracy"]), target="unit_interval",
                             source=f"OLMo ladder, {task} final accuracy")
     floor = {"c": floor_prior(task)}
-    settings = dict(sampler=sampler, pointwise=pointwise)
+    small = dict(sampler=sampler if small_sampler is None else small_sampler, pointwise=pointwise)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.FewPointsWarning)  # 16 points for 6-8 parameters: the priors carry it
         fits = {
-            "step1": bs.fit(bs.load_law("hoffmann2022"), step1_data, rng_key=seed, **settings),
+            "step1": bs.fit(bs.load_law("hoffmann2022"), step1_data, rng_key=seed, **small),
             "step2": bs.fit(load_downstream_law("bhagia2024_sigmoid"), step2_data, rng_key=seed,
-                            noise="run+latent", priors=floor, **settings),
+                            noise="run+latent", priors=floor, sampler=sampler, pointwise=pointwise),
             "one_step": bs.fit(load_downstream_law("bhagia2024_accuracy_nd"), one_data, rng_key=seed, priors=floor,
-                               **settings),
+                               **small),
         }
     return fits
 
@@ -111,8 +134,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--task", nargs="+", default=["all"], choices=["all", *olmo_ladder.TASKS],
                         help="one or more tasks (default: all eight)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: one task, 2 chains x 50 warmup + 50 draws (the other sampler flags kept), "
-                             "step 2 on every 8th checkpoint")
+                        help="smoke run: one task, 2 chains x 50 warmup + 50 draws for every fit (the other sampler "
+                             "flags kept), step 2 on every 8th checkpoint")
     parser.add_argument("--no-pointwise", action="store_true",
                         help="fit without the per-point groups (posterior predictive, log-likelihood, prior "
                              "predictive), which the table does not read: less to compile, the same posterior")
@@ -122,13 +145,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     sampler = sampler_from_args(args)
     tasks = olmo_ladder.TASKS if "all" in args.task else tuple(args.task)
-    if args.quick:
-        sampler = sampler.replace(num_chains=2, num_warmup=50, num_samples=50, progress_bar=False)
+    small = small_fit_sampler(sampler)
+    if args.quick:  # a smoke run: every fit at the tiny settings
+        sampler = small = sampler.replace(num_chains=2, num_warmup=50, num_samples=50, progress_bar=False)
         tasks = tasks[:1]
+    print(f"step 2: {sampler.num_chains} chains x {sampler.num_warmup} warmup + {sampler.num_samples} draws, target "
+          f"acceptance {sampler.target_accept_prob}; step 1 and one step: {small.num_chains} x {small.num_warmup} + "
+          f"{small.num_samples}, {small.target_accept_prob}")
     rows, notes = [], []
     for task in tasks:
         start = time.perf_counter()
-        fits = fit_task(task, sampler, args.seed, thin=8 if args.quick else 1, pointwise=not args.no_pointwise)
+        fits = fit_task(task, sampler, args.seed, thin=8 if args.quick else 1, pointwise=not args.no_pointwise,
+                        small_sampler=small)
         verdicts = {name: bs.convergence(fit) for name, fit in fits.items()}
         bad = [name for name, v in verdicts.items() if not v.converged]
         rhat = {name: float(bs.summary(fit)["rhat"].max()) for name, fit in fits.items()}

@@ -92,3 +92,52 @@ def test_bad_settings_raise_before_sampling(table):
         bs.fit("hoffmann2022", table, priors={"zeta": "Normal(0, 1)"})
     with pytest.raises(bs.LawError, match="unknown law 'chinchila'"):
         bs.fit("chinchila", table)
+
+
+def test_short_of_targets_reads_the_recorded_diagnostics_not_the_warning_text():
+    # attrs alone: one parameter missed the ESS target (148 < 100 per chain x 2 chains = 200), the other is on target;
+    # the warning text says nothing (and, in the control, names a parameter that is on target): it is not read
+    import xarray as xr
+
+    from bayescale.infer.diagnostics import describe_convergence, short_of_targets
+
+    def result(ess_A, rhat_E=1.004, warnings=()):
+        rows = [{"parameter": "E", "rhat": rhat_E, "ess_bulk": 800.0, "ess_tail": 700.0},
+                {"parameter": "A", "rhat": 1.003, "ess_bulk": ess_A, "ess_tail": 650.0}]
+        dt = xr.DataTree()
+        dt.attrs.update(converged=1, convergence="[]", warnings=json.dumps(list(warnings)),
+                        diagnostics=json.dumps({"divergences": 0, "chains": 2, "parameters": rows}))
+        return dt
+
+    assert short_of_targets(result(148.0)) == ["A"]
+    assert "but A missed the R-hat (<= 1.01)" in describe_convergence(result(148.0))
+    assert short_of_targets(result(201.0, warnings=["E: R-hat 1.050 > 1.01"])) == []
+    assert describe_convergence(result(201.0)) == "converged"
+    assert short_of_targets(result(201.0, rhat_E=1.02)) == ["E"]
+
+
+def test_diagnose_warnings_and_short_of_targets_name_the_same_parameters():
+    # One rule for both: a posterior with one stuck chain for "b" (R-hat >> 1.01) and an autocorrelated "c" (low
+    # ESS), beside a well-mixed "a"; diagnose's R-hat/ESS warnings and short_of_targets of what record() stores agree.
+    # A vector parameter's worst R-hat counts too. Control: "a" is named by neither.
+    import numpy as np
+    import numpyro.distributions as dist
+    import xarray as xr
+
+    from bayescale.infer.diagnostics import diagnose, record, short_of_targets
+
+    rng = np.random.default_rng(1)
+    # 2 x 1000 independent draws: R-hat within ~0.002 of 1 and ESS near 2000, far inside the targets (1.01, 200)
+    a = rng.standard_normal((2, 1000))
+    b = rng.standard_normal((2, 1000)) + np.array([[0.0], [3.0]])  # chains 3 sds apart
+    c = np.cumsum(rng.standard_normal((2, 1000)), axis=1) * 0.05  # random walk: ESS of a few draws
+    v = np.stack([a, b], axis=-1)
+    dt = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {"a": (("chain", "draw"), a), "b": (("chain", "draw"), b), "c": (("chain", "draw"), c),
+         "v": (("chain", "draw", "cell"), v)})})
+    normal = dist.Normal(0.0, 10.0)
+    table, messages = diagnose(dt, ("a", "b", "c"), {"a": normal, "b": normal, "c": normal}, vector_names=["v"])
+    warned = [m.split(":")[0] for m in messages if "R-hat" in m or "effective sample size" in m]
+    with pytest.warns(bs.SamplingWarning):
+        record(dt, table, messages, strict=False)
+    assert short_of_targets(dt) == list(dict.fromkeys(warned)) == ["b", "c", "v"]

@@ -257,3 +257,34 @@ def test_olmo_ladder_example_runs_with_tiny_settings(tmp_path, capsys):
     # 2 x 50 + 50 draws rarely converge: a fit that did not is marked in the output, not hidden
     marked = table["unconverged"].fillna("").astype(str).str.len().gt(0).any()
     assert "piqa_val" in out and ("NOT CONVERGED" in out) == marked
+
+
+class _Stop(Exception):
+    """Raised by the stand-in convergence check: the wiring test needs the fits' settings, not a sample."""
+
+
+@pytest.mark.parametrize("argv, step2, small", [
+    ([], (4, 1000, 1000, 0.9), (4, 1000, 1000, 0.99)),                       # the example's defaults
+    (["--chains", "2", "--warmup", "500", "--samples", "500"], (2, 500, 500, 0.9), (4, 1000, 1000, 0.99)),  # the table
+    (["--chains", "6", "--warmup", "1500", "--samples", "800", "--target-accept", "0.995"],
+     (6, 1500, 800, 0.995), (6, 1500, 1000, 0.995)),                             # raised, never lowered
+    (["--quick", "--chains", "3"], (2, 50, 50, 0.9), (2, 50, 50, 0.9)),          # smoke run: every fit tiny
+])
+def test_olmo_ladder_example_gives_the_small_fits_their_least_settings(monkeypatch, argv, step2, small):
+    example = runpy.run_path("examples/olmo_ladder.py", run_name="olmo_ladder")
+    seen = {}
+
+    def record(law, data, *, sampler, **_):
+        seen[law.id] = (sampler.num_chains, sampler.num_warmup, sampler.num_samples, sampler.target_accept_prob)
+        return law.id
+
+    def stop(_):
+        raise _Stop
+
+    monkeypatch.setattr(bs, "fit", record)
+    monkeypatch.setattr(bs, "convergence", stop)
+    with pytest.raises(_Stop):
+        example["main"]([*argv, "--task", "piqa_val"])
+    # step 1 and the one-step law (16 points each) get at least 4 x 1000 + 1000 at acceptance 0.99 (500 warmup left
+    # PIQA's step 1 at R-hat 1.21, acceptance 0.9 HellaSwag's at 1.047); step 2 (~630 points, the cost) the flags
+    assert seen == {"hoffmann2022": small, "bhagia2024_sigmoid": step2, "bhagia2024_accuracy_nd": small}

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import arviz_base as azb
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,14 +40,12 @@ import numpyro
 import pandas as pd
 import xarray as xr
 
-from bayescale.infer import diagnostics
 from bayescale.laws.formula import FormulaError
-from bayescale.infer.fit import as_key, draw_groups, release_compiled, run_nuts, sampler_record
+from bayescale.infer.fit import as_key, build_result, draw_groups, release_compiled, run_nuts
 from bayescale.laws.catalogue import LawError, Parameter, Published, law_search_path, read_law_toml
 from bayescale.infer.model import LIKELIHOODS, NOISE_PRIORS, observe
 from bayescale.infer.noise import Noise, curve_structure, linear_recurrence, ou_terms
 from bayescale.laws.priors import Prior, parse_prior
-from bayescale.results.io import versions
 from bayescale.infer.settings import NUTS, median_start_settings
 
 __all__ = [
@@ -695,37 +692,42 @@ def fit_schedule(
     sampled = (*law.parameter_names, *noise_names)
     groups = draw_groups(model, (design,), mcmc, rng_key=(k_ppc, k_prior), observed={"loss": loss},
                          sampled_names=sampled, num_prior_samples=num_prior_samples)
-    dt = azb.from_dict(groups, dims={"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]},
-                       coords={"point": ds["point"].values, "run": names})
-    dt["observed_data"] = xr.DataTree(ds.rename({"run": "point_run"}))
     longest = max(s.total_steps for s in scheds.values())
     lr = np.full((len(names), longest), np.nan)
     for i, n in enumerate(names):
         lr[i, : scheds[n].total_steps] = scheds[n].lr
-    dt["constant_data"] = xr.DataTree(xr.Dataset(
-        {"lr": (("run", "lr_step"), lr), "warmup_steps": ("run", [scheds[n].warmup_steps for n in names])},
-        coords={"run": names, "lr_step": np.arange(1, longest + 1)}))
+    references = {}
     if law.published:
         ref = xr.Dataset({p: ("source", [pub.values.get(p, np.nan) for pub in law.published]) for p in law.parameter_names},
                          coords={"source": [pub.source for pub in law.published]})
         ref["citation"] = ("source", [pub.citation for pub in law.published])
-        dt["references"] = xr.DataTree(ref)
-    dt.attrs.update(azb.make_attrs(inference_library=None) | {
-        "law_id": law.id, "law_title": law.title, "law_formula": law.formula, "law_citation": law.citation,
-        "law_source": law.source_text, "schedule_law": law.form, "convention": law.convention,
-        "result_kind": "schedule_law", "fixed": json.dumps(dict(law.fixed)),
-        "n_points": int(ds.sizes["point"]), "n_runs": len(names),
-        "parameters": json.dumps(list(law.parameter_names)), "noise_parameters": json.dumps(list(noise_names)),
-        "schedules": json.dumps({n: json.loads(scheds[n].to_json()) for n in names}),
-        "data_statistics": json.dumps(stats), "priors": json.dumps({k: v.text for k, v in prior_specs.items()}),
-        "likelihood": likelihood, "noise": noise.to_json(), "max_block": int(max_block),
-        "sampler": sampler_record(settings, key_record, mcmc.placement),
-        "versions": json.dumps(versions()),
-    })
-    dists = {name: p.distribution(stats) for name, p in prior_specs.items()}
-    table, messages = diagnostics.diagnose(dt, sampled, dists)
-    diagnostics.record(dt, table, messages, strict)
-    return dt
+        references["references"] = ref
+    return build_result(
+        groups,
+        dims={"loss": ["point"], "z_run": ["run"], "run_effect": ["run"]},
+        coords={"point": ds["point"].values, "run": names},
+        observed=ds.rename({"run": "point_run"}),
+        constant=xr.Dataset(
+            {"lr": (("run", "lr_step"), lr), "warmup_steps": ("run", [scheds[n].warmup_steps for n in names])},
+            coords={"run": names, "lr_step": np.arange(1, longest + 1)}),
+        result_kind="schedule_law",
+        provenance={
+            "law_id": law.id, "law_title": law.title, "law_formula": law.formula, "law_citation": law.citation,
+            "law_source": law.source_text, "schedule_law": law.form, "convention": law.convention,
+            "fixed": json.dumps(dict(law.fixed)), "n_points": int(ds.sizes["point"]), "n_runs": len(names),
+            "parameters": json.dumps(list(law.parameter_names)), "noise_parameters": json.dumps(list(noise_names)),
+            "schedules": json.dumps({n: json.loads(scheds[n].to_json()) for n in names}),
+            "data_statistics": json.dumps(stats), "likelihood": likelihood, "noise": noise.to_json(),
+            "max_block": int(max_block),
+        },
+        priors={k: v.text for k, v in prior_specs.items()},
+        settings=settings,
+        key_record=key_record,
+        placement=mcmc.placement,
+        checked=(sampled, {name: p.distribution(stats) for name, p in prior_specs.items()}),
+        strict=strict,
+        extra_groups=references,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

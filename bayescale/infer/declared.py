@@ -10,8 +10,10 @@ which may use the data statistics the model names (``log_B_centre``, ...). A fit
 - resolves the priors with the user's overrides (``priors={"alpha_B": "LogNormal(log(0.2), 0.5)"}``, as
   :func:`bayescale.fit` takes them; :meth:`DeclaredModel.resolve_priors`),
 - validates its table with :func:`check_table` (one error per bad column, row and value),
-- and builds its result with :func:`bayescale.infer.fit.build_result`, stamping :meth:`DeclaredModel.attrs`: the
-  declaration's text and hash, the prior texts, the data hash and columns (the same provenance as a law's result).
+- and builds its result with :meth:`DeclaredModel.result` (:func:`bayescale.infer.fit.build_result` stamped with
+  :meth:`DeclaredModel.attrs`: the declaration's text and hash, the prior texts, the data hash and columns, the same
+  provenance as a law's result), once per fit function; a model observed on the loss (log-normal) is sampled and
+  its result built by :meth:`DeclaredModel.sample`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pandas as pd
 from bayescale.errors import ArgumentError, DataError, LawError
 from bayescale.laws.priors import Prior, parse_prior
 
-__all__ = ["DeclaredModel", "check_result", "check_table", "declared_result", "posterior_draws", "table_hash"]
+__all__ = ["DeclaredModel", "check_result", "check_table", "posterior_draws", "table_hash"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,101 @@ class DeclaredModel:
             "parameters": json.dumps(list(parameters)),
         }
 
+    def sample(
+        self,
+        model: Any,
+        args: tuple,
+        table: pd.DataFrame,
+        *,
+        rng_key: Any,
+        settings: Any,
+        dims: Mapping[str, list[str]],
+        coords: Mapping[str, Any],
+        num_prior_samples: int = 500,
+        **result: Any,
+    ) -> Any:
+        """Sample ``model`` (observed on ``table["loss"]``, its keyword ``loss``) with NUTS and return its result: every
+        group of :func:`bayescale.infer.fit.draw_groups` (posterior, predictive, log-likelihood, prior and prior
+        predictive of every sampled and deterministic site) over ``point`` (the rows of ``table``), built by
+        :meth:`result` (``dims``, ``coords``, ``**result``: its keywords; ``table`` is the one hashed). ``rng_key``:
+        an int or a key (:func:`bayescale.infer.fit.as_key`), split into the sampler's key and that of the predictive
+        and prior."""
+        import jax
+        import jax.numpy as jnp
+        import xarray as xr
+
+        from bayescale.infer.fit import as_key, draw_groups, release_compiled, run_nuts
+
+        release_compiled()
+        key, key_record = as_key(rng_key)
+        k_fit, k_rest = jax.random.split(key)
+        loss = jnp.asarray(table["loss"].to_numpy(float))
+        mcmc = run_nuts(model, *args, rng_key=k_fit, sampler=settings, loss=loss)
+        names = list(mcmc.get_samples().keys())  # sampled and deterministic sites: their prior draws too
+        groups = draw_groups(model, args, mcmc, rng_key=k_rest, observed={"loss": loss}, sampled_names=names,
+                             num_prior_samples=num_prior_samples)
+        point = np.arange(len(table))
+        return self.result(
+            groups, mcmc, table=table, settings=settings, key_record=key_record,
+            dims=dict(dims) | {"loss": ["point"]}, coords=dict(coords) | {"point": point},
+            observed=xr.Dataset({"loss": ("point", table["loss"].to_numpy(float))}, coords={"point": point}), **result,
+        )
+
+    def result(
+        self,
+        groups: Mapping[str, Mapping[str, np.ndarray]],
+        mcmc: Any,
+        *,
+        priors: Mapping[str, Prior],
+        checked: Mapping[str, Any],
+        table: pd.DataFrame,
+        statistics: Mapping[str, float],
+        dims: Mapping[str, list[str]],
+        coords: Mapping[str, Any],
+        observed: Any,
+        constant: Any,
+        settings: Any,
+        key_record: Any,
+        strict: bool,
+        parameters: Sequence[str] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        extra_groups: Mapping[str, Any] | None = None,
+        vector_names: Sequence[str] = (),
+    ) -> Any:
+        """The result DataTree of a fit of this model: :func:`bayescale.infer.fit.build_result` with what every
+        declared fit stamps, so no fit function spells it again.
+
+        Parameters
+        ----------
+        groups, mcmc
+            The sampled groups (:func:`bayescale.infer.fit.draw_groups`, or posterior and sample statistics only)
+            and the finished run (where it ran: ``mcmc.placement``).
+        priors, checked
+            The parsed priors as fitted (their texts go to ``attrs["priors"]``, the declaration text to
+            ``attrs["law_source"]``), and parameter → prior distribution of the parameters whose diagnostics are
+            checked.
+        table, statistics, parameters
+            The fitted table and data statistics (hashed and recorded by :meth:`attrs`) and the parameters a summary
+            reports (default: every prior's parameter).
+        dims, coords, observed, constant, extra_groups, vector_names
+            As in :func:`bayescale.infer.fit.build_result`.
+        settings, key_record, strict
+            The sampler settings, the recorded key, and whether sampler trouble raises.
+        provenance
+            Attrs of this fit beyond the declaration's (``n_ref``, ``L_ref``, ...); the likelihood is normal on the
+            log scale for every declared model.
+        """
+        from bayescale.infer.fit import build_result
+
+        return build_result(
+            groups, dims=dims, coords=coords, observed=observed, constant=constant, result_kind=self.result_kind,
+            provenance=self.attrs(priors, table, statistics, tuple(priors) if parameters is None else parameters)
+            | {"likelihood": "normal"} | dict(provenance or {}),
+            priors={k: p.text for k, p in priors.items()}, settings=settings, key_record=key_record,
+            placement=mcmc.placement, checked=(tuple(checked), checked), strict=strict, extra_groups=extra_groups,
+            vector_names=vector_names,
+        )
+
 
 def table_hash(table: pd.DataFrame) -> str:
     """SHA-256 of a table's values (row order matters, the index does not)."""
@@ -151,46 +248,6 @@ def check_table(
     return table
 
 
-
-def declared_result(
-    declared: DeclaredModel,
-    model: Any,
-    args: tuple,
-    mcmc: Any,
-    *,
-    rng_key: Any,
-    key_record: Any,
-    table: pd.DataFrame,
-    statistics: Mapping[str, float],
-    priors: Mapping[str, Prior],
-    distributions: Mapping[str, Any],
-    observed: Any,
-    constant: Any,
-    dims: Mapping[str, list[str]],
-    coords: Mapping[str, Any],
-    settings: Any,
-    strict: bool,
-    attrs: Mapping[str, Any] = {},
-    num_prior_samples: int = 500,
-) -> Any:
-    """The result of a declared model whose observed site is ``loss`` (log-normal on the loss): every group of
-    :func:`bayescale.infer.fit.draw_groups` (posterior, predictive, log-likelihood, prior and prior predictive of
-    every sampled and deterministic site), built by :func:`bayescale.infer.fit.build_result` with the model's
-    provenance; the diagnostics check every declared parameter."""
-    import jax.numpy as jnp
-
-    from bayescale.infer.fit import build_result, draw_groups
-
-    names = list(mcmc.get_samples().keys())  # sampled and deterministic sites: their prior draws too
-    groups = draw_groups(model, args, mcmc, rng_key=rng_key, observed={"loss": jnp.asarray(observed["loss"].values)},
-                         sampled_names=names, num_prior_samples=num_prior_samples)
-    return build_result(
-        groups, dims=dict(dims) | {"loss": ["point"]}, coords=coords, observed=observed, constant=constant,
-        result_kind=declared.result_kind,
-        provenance=declared.attrs(priors, table, statistics, tuple(priors)) | {"likelihood": "normal"} | dict(attrs),
-        priors={k: p.text for k, p in priors.items()}, settings=settings, key_record=key_record,
-        placement=mcmc.placement, checked=(tuple(priors), distributions), strict=strict,
-    )
 
 
 def check_result(result: Any, model_id: str) -> None:

@@ -12,8 +12,11 @@ import contextvars
 import functools
 import inspect
 import json
+import os
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import arviz_stats as azs
 import numpy as np
@@ -24,7 +27,9 @@ from numpyro.distributions.transforms import biject_to
 from bayescale.errors import ArgumentError, BayescaleError, ConvergenceError
 
 __all__ = ["SamplingWarning", "SamplingError", "ConvergenceWarning", "Convergence", "convergence", "require_converged",
-           "convergence_gate", "convergence_checked", "describe_convergence", "diagnose", "short_of_targets", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE", "DIVERGENT_REFUSE"]
+           "convergence_gate", "convergence_checked", "describe_convergence", "diagnose", "ess_target",
+           "missed_targets", "short_of_targets", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE",
+           "DIVERGENT_REFUSE"]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400  # Vehtari et al. 2021 recommend ESS > 100 per chain for 4 chains
@@ -95,8 +100,33 @@ def _unmoved(draws: np.ndarray, prior_draws: np.ndarray) -> bool:
     return UNMOVED_QUANTILES[0] <= q <= UNMOVED_QUANTILES[1]
 
 
-def diagnose(dt: xr.DataTree, names: tuple[str, ...], distributions: dict) -> tuple[pd.DataFrame, list[str]]:
+def ess_target(n_chains: int) -> int:
+    """The effective-sample-size target of a fit with ``n_chains`` chains: :data:`ESS_MIN`, or 100 per chain when
+    fewer than 4 chains ran (Vehtari et al. 2021 ask 100 per chain)."""
+    return min(ESS_MIN, 100 * int(n_chains))
+
+
+def missed_targets(record: Mapping[str, Any], n_chains: int) -> tuple[str, ...]:
+    """The sampling targets one parameter's diagnostics miss: ``"rhat"`` (R-hat above :data:`RHAT_MAX`, or not a
+    number, judged only with more than one chain) and ``"ess"`` (bulk or tail ESS below :func:`ess_target`).
+
+    ``record`` is one row of :func:`diagnose` (``rhat``, ``ess_bulk``, ``ess_tail``; a vector parameter's row has its
+    worst ``rhat`` only), as ``attrs["diagnostics"]`` stores it. The one rule behind the R-hat and ESS warnings of
+    :func:`diagnose` and the parameters :func:`short_of_targets` names, so the two never disagree."""
+    missed = []
+    if n_chains > 1 and not record["rhat"] <= RHAT_MAX:
+        missed.append("rhat")
+    if "ess_bulk" in record and min(record["ess_bulk"], record["ess_tail"]) < ess_target(n_chains):
+        missed.append("ess")
+    return tuple(missed)
+
+
+def diagnose(dt: xr.DataTree, names: tuple[str, ...], distributions: dict, vector_names: Sequence[str] = ()
+             ) -> tuple[pd.DataFrame, list[str]]:
     """Compute per-parameter diagnostics and the list of warnings.
+
+    ``vector_names``: vector parameters (one value per cell, ...) whose worst R-hat over their elements is checked
+    too; it is kept in ``table.attrs["vectors"]`` (parameter, rhat).
 
     Returns
     -------
@@ -130,13 +160,12 @@ def diagnose(dt: xr.DataTree, names: tuple[str, ...], distributions: dict) -> tu
             contraction=contraction,
         )
         rows.append(row)
-        if n_chains > 1 and not row["rhat"] <= RHAT_MAX:
+        missed = missed_targets(row, n_chains)
+        if "rhat" in missed:
             messages.append(f"{name}: R-hat {row['rhat']:.3f} > {RHAT_MAX} (chains disagree; run longer or reparameterise)")
-        ess_min = min(ESS_MIN, 100 * n_chains)
-        if min(row["ess_bulk"], row["ess_tail"]) < ess_min:
-            messages.append(
-                f"{name}: effective sample size bulk {row['ess_bulk']:.0f} / tail {row['ess_tail']:.0f} < {ess_min}"
-            )
+        if "ess" in missed:
+            messages.append(f"{name}: effective sample size bulk {row['ess_bulk']:.0f} / tail {row['ess_tail']:.0f} < "
+                            f"{ess_target(n_chains)}")
         bounds = _bounds(distributions[name])
         if bounds is not None:
             width = bounds.high - bounds.low
@@ -156,15 +185,34 @@ def diagnose(dt: xr.DataTree, names: tuple[str, ...], distributions: dict) -> tu
     if divergences:
         total = dt["sample_stats"]["diverging"].size
         messages.insert(0, f"{divergences} of {total} transitions diverged (results may be biased)")
+    vectors = []
+    for name in vector_names if n_chains > 1 else ():
+        worst = float(np.nanmax(np.asarray(azs.rhat(dt["posterior"].to_dataset()[[name]])[name])))
+        vectors.append({"parameter": name, "rhat": worst})
+        if missed_targets(vectors[-1], n_chains):
+            messages.append(f"{name}: max R-hat {vectors[-1]['rhat']:.3f} > {RHAT_MAX} (chains disagree)")
     table = pd.DataFrame(rows).set_index("parameter")
     table.attrs["divergences"] = divergences
+    table.attrs["vectors"] = vectors
     return table, messages
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that makes a warning issued by the caller of this function name the first line outside
+    bayescale: a fit's diagnostics are recorded a few calls deep (``build_result`` under ``fit``, under
+    ``DeclaredModel.result`` ...), and the line worth showing is the user's call of the fit."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = inspect.currentframe().f_back, 1  # the warning's issuer: stacklevel 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def record(dt: xr.DataTree, table: pd.DataFrame, messages: list[str], strict: bool) -> None:
     """Store diagnostics in the result attrs, warn, and raise :class:`SamplingError` when ``strict``."""
     dt.attrs["diagnostics"] = json.dumps(
-        {"divergences": table.attrs["divergences"], "parameters": table.reset_index().to_dict(orient="records")}
+        {"divergences": table.attrs["divergences"], "chains": int(dt["posterior"].sizes["chain"]),
+         "parameters": table.reset_index().to_dict(orient="records"), "vectors": table.attrs.get("vectors", [])}
     )
     dt.attrs["warnings"] = json.dumps(messages)
     transitions = int(dt["sample_stats"]["diverging"].size) if "sample_stats" in dt.children else 0
@@ -175,7 +223,7 @@ def record(dt: xr.DataTree, table: pd.DataFrame, messages: list[str], strict: bo
         text = "sampler diagnostics for law " + repr(dt.attrs.get("law_id")) + ":\n  " + "\n  ".join(messages)
         if strict:
             raise SamplingError(text, result=dt)
-        warnings.warn(text, SamplingWarning, stacklevel=3)
+        warnings.warn(text, SamplingWarning, stacklevel=_caller_level())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -256,14 +304,20 @@ def convergence(result: xr.DataTree) -> Convergence:
 
 
 def short_of_targets(result: xr.DataTree) -> list[str]:
-    """Parameters whose R-hat or effective sample size missed the targets (:data:`RHAT_MAX`, :data:`ESS_MIN`) in a
-    fit that still passed the refusal limits: its numbers are usable, but more draws would make them final. Read from
-    the warnings recorded at fit time (``attrs["warnings"]``)."""
+    """Parameters whose R-hat or effective sample size missed the targets (:data:`RHAT_MAX`, :func:`ess_target`) in a
+    fit that still passed the refusal limits: its numbers are usable, but more draws would make them final. Judged by
+    :func:`missed_targets` on the diagnostics recorded at fit time (``attrs["diagnostics"]``), the rule that wrote the
+    fit's R-hat and ESS warnings; none for a result that records no diagnostics."""
+    if "diagnostics" not in result.attrs:
+        return []
+    diag = json.loads(result.attrs["diagnostics"])
+    n_chains = diag.get("chains")
+    if n_chains is None:  # recorded before the chain count was: the posterior's
+        n_chains = result["posterior"].sizes["chain"] if "posterior" in result.children else 1
     names = []
-    for message in json.loads(result.attrs.get("warnings", "[]")):
-        name, _, text = message.partition(":")
-        if ("R-hat" in text or "effective sample size" in text) and name not in names:
-            names.append(name)
+    for record_ in [*diag["parameters"], *diag.get("vectors", [])]:
+        if missed_targets(record_, n_chains) and record_["parameter"] not in names:
+            names.append(record_["parameter"])
     return names
 
 

@@ -41,6 +41,15 @@ _ALL = frozenset(READOUTS)
 _POSTERIOR_ONLY = frozenset({"summary", "predict", "check_reference", "plan", "save"})
 _MODEL = frozenset({"summary", "loo", "check_coverage", "check_reference", "save"})
 
+def _model_kind(name: str, made_by: str, *, predict: str, figure: str, plan: str, report: str | None = None
+                ) -> ResultKind:
+    """A kind of result of a model that is not a law of (N, D) with per-point groups (the :data:`_MODEL` read-outs):
+    its own prediction, figure (in place of the PPC plot, and of the report unless ``report`` names another) and
+    planning function."""
+    return ResultKind(name, made_by, _MODEL,
+                      {"predict": predict, "plot_ppc": figure, "plan": plan, "report": report or figure})
+
+
 #: Every kind of result bayescale makes.
 RESULT_KINDS: dict[str, ResultKind] = {
     k.name: k
@@ -67,29 +76,16 @@ RESULT_KINDS: dict[str, ResultKind] = {
             {r: "a Bayesian fit (bayescale.fit): a bootstrap has no predictive distribution"
              for r in ("plot_ppc", "loo", "check_coverage", "report")},
         ),
-        ResultKind(
-            "per_token",
-            "bs.kaplan.fit_per_token (hierarchical per-token loss over model sizes)",
-            _MODEL,
-            {"predict": "bs.kaplan.predict_per_token", "plot_ppc": "bs.kaplan.plot_per_token",
-             "plan": "a fit of a law of (N, D)", "report": "bs.kaplan.plot_per_token"},
-        ),
-        ResultKind(
-            "shape",
-            "bs.kaplan.fit_shape (L(N, D) with a shape penalty)",
-            _MODEL,
-            {"predict": "bs.kaplan.shape_summary / compute_equivalent", "plot_ppc": "bs.kaplan.plot_shape",
-             "plan": "bs.kaplan.compute_equivalent", "report": "bs.kaplan.plot_shape"},
-        ),
-        ResultKind(
-            "critical_batch",
-            "bs.kaplan.fit_critical_batch (Kaplan's batch-size hyperbolae)",
-            _MODEL,
-            {"predict": "the posterior of B_crit over cells (result['posterior']['B_crit'])",
-             "plot_ppc": "bs.kaplan.plot_hyperbolae / plot_critical_batch",
-             "plan": "bs.kaplan.fit_loss_steps + compute_frontier",
-             "report": "bs.kaplan.plot_critical_batch"},
-        ),
+        _model_kind("per_token", "bs.kaplan.fit_per_token (hierarchical per-token loss over model sizes)",
+                    predict="bs.kaplan.predict_per_token", figure="bs.kaplan.plot_per_token",
+                    plan="a fit of a law of (N, D)"),
+        _model_kind("shape", "bs.kaplan.fit_shape (L(N, D) with a shape penalty)",
+                    predict="bs.kaplan.shape_summary / compute_equivalent", figure="bs.kaplan.plot_shape",
+                    plan="bs.kaplan.compute_equivalent"),
+        _model_kind("critical_batch", "bs.kaplan.fit_critical_batch (Kaplan's batch-size hyperbolae)",
+                    predict="the posterior of B_crit over cells (result['posterior']['B_crit'])",
+                    figure="bs.kaplan.plot_hyperbolae / plot_critical_batch",
+                    plan="bs.kaplan.fit_loss_steps + compute_frontier", report="bs.kaplan.plot_critical_batch"),
         ResultKind(
             "loss_steps",
             "bs.kaplan.fit_loss_steps (L(N, S_min) with the implicit batch adjustment)",
@@ -100,13 +96,9 @@ RESULT_KINDS: dict[str, ResultKind] = {
              "check_coverage": "bs.kaplan.plot_frontier (no posterior predictive group)",
              "report": "bs.kaplan.plot_frontier"},
         ),
-        ResultKind(
-            "schedule_law",
-            "bs.schedules.fit_schedule (loss over a learning-rate schedule)",
-            _MODEL,
-            {"predict": "bs.schedules.predict_schedule", "plot_ppc": "bs.schedules.predict_schedule",
-             "plan": "a fit of a law of (N, D)", "report": "bs.schedules.predict_schedule"},
-        ),
+        _model_kind("schedule_law", "bs.schedules.fit_schedule (loss over a learning-rate schedule)",
+                    predict="bs.schedules.predict_schedule", figure="bs.schedules.predict_schedule",
+                    plan="a fit of a law of (N, D)"),
     )
 }
 

@@ -44,7 +44,7 @@ from bayescale.results.contract import result_kind
 from bayescale.errors import ResultError
 from bayescale.data import DataError
 from bayescale.infer.declared import DeclaredModel, check_table
-from bayescale.infer.fit import as_key, build_result, draw_groups, run_nuts, sample_stats_of
+from bayescale.infer.fit import as_key, draw_groups, run_nuts, sample_stats_of
 from bayescale.infer.settings import NUTS, median_start_settings
 
 __all__ = [
@@ -350,22 +350,14 @@ def fit_critical_batch(
     }
     point = np.arange(len(table))
     columns = ("run", "N", "B", "cell", "level", "S", "E", "slope")
-    return build_result(
-        groups,
+    return CRITICAL_BATCH_MODEL.result(
+        groups, mcmc, priors=parsed, checked=dists, table=table[list(columns)], statistics=statistics,
+        parameters=["B_star", "alpha_B", "B_ref", "sigma", "tau", "sigma_S"],
         dims={k: ["cell"] for k in ("log_S_min", "B_crit", "S_min", "E_min")} | {"z_run": ["run"], "log_S": ["point"]},
         coords={"cell": cells.index.to_numpy(), "run": run_names, "point": point},
         observed=xr.Dataset({"log_S": ("point", np.log(table["S"].to_numpy(float)))}, coords={"point": point}),
         constant=xr.Dataset({c: ("point", table[c].to_numpy()) for c in columns}, coords={"point": point}),
-        result_kind=CRITICAL_BATCH_MODEL.result_kind,
-        provenance=CRITICAL_BATCH_MODEL.attrs(parsed, table[list(columns)], statistics,
-                                              ["B_star", "alpha_B", "B_ref", "sigma", "tau", "sigma_S"])
-        | {"likelihood": "normal", "L_ref": float(np.exp(log_L_ref))},
-        priors={k: p.text for k, p in parsed.items()},
-        settings=settings,
-        key_record=key_record,
-        placement=mcmc.placement,
-        checked=(tuple(dists), dists),
-        strict=strict,
+        settings=settings, key_record=key_record, strict=strict, provenance={"L_ref": float(np.exp(log_L_ref))},
         extra_groups={
             "cells": xr.Dataset({"N": ("cell", cells["N"].to_numpy(float)), "level": ("cell", level_of_cell)},
                                 coords={"cell": cells.index.to_numpy()}),
@@ -541,24 +533,19 @@ def fit_loss_steps(
     post["B_star"] = np.exp(post["log_B_ref"] + center["log_L"] / post["alpha_B"])
     point = np.arange(len(df))
     checked = {k: d for k, d in dists.items() if k != "tau" or n_runs}  # no run effects: no tau
-    return build_result(
+    return LOSS_STEPS_MODEL.result(
         # no per-point groups: each needs the implicit solve at every point and draw (docs/batch_size.md)
-        {"posterior": post, "sample_stats": sample_stats_of(mcmc)},
+        {"posterior": post, "sample_stats": sample_stats_of(mcmc)}, mcmc, priors=parsed, checked=checked, table=df,
+        statistics=statistics,
+        parameters=["N_c", "alpha_N", "S_c", "alpha_S", "B_star", "alpha_B",
+                    *(n for n in checked if n in ("sigma", "tau"))],
         dims={"run_effect": ["run"]},
         coords={"run": run_names},
         observed=xr.Dataset({"log_loss": ("point", logs["loss"])}, coords={"point": point}),
         constant=xr.Dataset({c: ("point", df[c].to_numpy()) for c in ("run", "N", "B", "step")},
                             coords={"point": point}),
-        result_kind=LOSS_STEPS_MODEL.result_kind,
-        provenance=LOSS_STEPS_MODEL.attrs(parsed, df, statistics, ["N_c", "alpha_N", "S_c", "alpha_S", "B_star",
-                                                                  "alpha_B", *(n for n in checked if n in ("sigma", "tau"))])
-        | {"likelihood": "normal", "center": json.dumps(center), "num_iterations": int(num_iterations)},
-        priors={k: p.text for k, p in parsed.items()},
-        settings=settings,
-        key_record=key_record,
-        placement=mcmc.placement,
-        checked=(tuple(checked), checked),
-        strict=strict,
+        settings=settings, key_record=key_record, strict=strict,
+        provenance={"center": json.dumps(center), "num_iterations": int(num_iterations)},
         extra_groups={"references": xr.Dataset({k: ("source", [v]) for k, v in KAPLAN_BATCH.items()},
                                                coords={"source": ["kaplan2020"]})},
     )

@@ -36,8 +36,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data import DataError
-from bayescale.infer.declared import DeclaredModel, check_result, check_table, declared_result, posterior_draws
-from bayescale.infer.fit import as_key, release_compiled, run_nuts
+from bayescale.infer.declared import DeclaredModel, check_result, check_table, posterior_draws
 from bayescale.infer.settings import NUTS, median_start_settings
 
 __all__ = [
@@ -247,6 +246,11 @@ def fit_per_token(
 ) -> xr.DataTree:
     """Fit ``L(T) = a + b·T^(−c)`` to the per-token losses of several models, with a, b, c tied to log N.
 
+    Model, for model j of size N_j at position T (:data:`PER_TOKEN_MODEL`)::
+
+        u_j = log10(N_j/n_ref),  log a_j = a0 + a1·u_j + tau_a·z_a,j  (likewise b, c),  z ~ Normal(0, 1)
+        log L_jT ~ Normal(log(a_j + b_j·T^(−c_j)), sigma)
+
     Parameters
     ----------
     data
@@ -284,25 +288,17 @@ def fit_per_token(
     if not (isinstance(n_ref, (int, float)) and np.isfinite(n_ref) and n_ref > 0):
         raise ValueError(f"n_ref must be a finite number > 0, got {n_ref!r}")
     parsed, dists = PER_TOKEN_MODEL.resolve_priors(priors, {})
-    release_compiled()
     models = sizes.index.to_numpy()
     index = pd.Categorical(table["model"], categories=models).codes
     u = jnp.asarray(np.log10(sizes["min"].to_numpy(float) / n_ref))
     args = (dists, u, jnp.asarray(index), jnp.asarray(np.log(table["T"].to_numpy(float))))
-    key, key_record = as_key(rng_key)
-    k_fit, k_rest = jax.random.split(key)
-    mcmc = run_nuts(_per_token_model, *args, rng_key=k_fit, sampler=settings,
-                    loss=jnp.asarray(table["loss"].to_numpy(float)))
     point = np.arange(len(table))
-    observed = xr.Dataset({"loss": ("point", table["loss"].to_numpy(float))}, coords={"point": point})
     constant = xr.Dataset({"T": ("point", table["T"].to_numpy(float)), "model_of_point": ("point", models[index].astype(str)),
                            "N": ("model", sizes["min"].to_numpy(float))}, coords={"point": point, "model": models.astype(str)})
-    dims = {n: ["model"] for n in ("a", "b", "c", "z_a", "z_b", "z_c")}
-    return declared_result(
-        PER_TOKEN_MODEL, _per_token_model, args, mcmc, rng_key=k_rest, key_record=key_record,
-        table=table[["model", "N", "T", "loss"]], statistics={}, priors=parsed, distributions=dists,
-        observed=observed, constant=constant, dims=dims, coords={"model": models.astype(str), "point": point},
-        settings=settings, strict=strict, attrs={"n_ref": float(n_ref)},
+    return PER_TOKEN_MODEL.sample(
+        _per_token_model, args, table, rng_key=rng_key, settings=settings, strict=strict, priors=parsed,
+        checked=dists, statistics={}, constant=constant, coords={"model": models.astype(str)},
+        dims={n: ["model"] for n in ("a", "b", "c", "z_a", "z_b", "z_c")}, provenance={"n_ref": float(n_ref)},
     )
 
 

@@ -37,8 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data import DataError
-from bayescale.infer.declared import DeclaredModel, check_result, check_table, declared_result, posterior_draws
-from bayescale.infer.fit import as_key, release_compiled, run_nuts
+from bayescale.infer.declared import DeclaredModel, check_result, check_table, posterior_draws
 from bayescale.infer.settings import NUTS, median_start_settings
 from bayescale.analyses.kaplan.pertoken import plot_band
 
@@ -205,6 +204,11 @@ def fit_shape(
 ) -> xr.DataTree:
     """Fit the L(N, D) baseline and a quadratic-in-log shape penalty jointly (see the module doc).
 
+    Model, for a checkpoint of run r with shape values x_r (:func:`shape_model`)::
+
+        L = (E + A/N^alpha + B/D^beta)·(1 + Σ_x kappa_x·(ln x_r − ln opt_x)²)·exp(tau·z_r),  z_r ~ Normal(0, 1)
+        log loss ~ Normal(log L, sigma)
+
     Parameters
     ----------
     data
@@ -240,7 +244,6 @@ def fit_shape(
         if table[col].nunique() < need_n:
             raise DataError(f"column {col!r}: the L(N, D) baseline needs at least {need_n} distinct values")
     settings = median_start_settings(sampler, sampler_options, "fit_shape")
-    release_compiled()
     runs = first.index.to_numpy().astype(str)
     run_index = pd.Categorical(table["run"].astype(str), categories=runs).codes
     declared = shape_model(shape)
@@ -251,24 +254,18 @@ def fit_shape(
     log_N, log_D = np.log(table["N"].to_numpy(float)), np.log(table["D"].to_numpy(float))
     log_refs = (float(np.mean(np.log(first["N"].to_numpy(float)))), float(np.mean(log_D)))
     args = (dists, jnp.asarray(log_N), jnp.asarray(log_D), log_x, jnp.asarray(run_index), len(runs), log_refs)
-    key, key_record = as_key(rng_key)
-    k_fit, k_rest = jax.random.split(key)
-    mcmc = run_nuts(_shape_model, *args, rng_key=k_fit, sampler=settings,
-                    loss=jnp.asarray(table["loss"].to_numpy(float)))
     point = np.arange(len(table))
-    observed = xr.Dataset({"loss": ("point", table["loss"].to_numpy(float))}, coords={"point": point})
     constant = xr.Dataset(
         {"N": ("point", table["N"].to_numpy(float)), "D": ("point", table["D"].to_numpy(float)),
          "run_of_point": ("point", table["run"].astype(str).to_numpy()),
          **{k: ("point", table[k].to_numpy(float)) for k in shape}},
         coords={"point": point},
     )
-    return declared_result(
-        declared, _shape_model, args, mcmc, rng_key=k_rest, key_record=key_record, table=table,
-        statistics=statistics, priors=parsed, distributions=dists, observed=observed, constant=constant,
-        dims={"z_run": ["run"]}, coords={"run": runs, "point": point}, settings=settings, strict=strict,
-        attrs={"shape": json.dumps(list(shape)), "N_ref": float(np.exp(log_refs[0])),
-               "D_ref": float(np.exp(log_refs[1]))},
+    return declared.sample(
+        _shape_model, args, table, rng_key=rng_key, settings=settings, strict=strict, priors=parsed, checked=dists,
+        statistics=statistics, constant=constant, dims={"z_run": ["run"]}, coords={"run": runs},
+        provenance={"shape": json.dumps(list(shape)), "N_ref": float(np.exp(log_refs[0])),
+                    "D_ref": float(np.exp(log_refs[1]))},
     )
 
 
