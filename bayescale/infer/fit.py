@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import arviz_base as azb
-import arviz_stats as azs
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -403,11 +402,7 @@ def build_result(
         | {"sampler": sampler_record(settings, key_record, placement)}
     )
     names, dists = checked
-    table, messages = diagnostics.diagnose(dt, tuple(names), dict(dists))
-    for name in vector_names if dt["posterior"].sizes["chain"] > 1 else ():
-        rhat = float(np.nanmax(np.asarray(azs.rhat(dt["posterior"].to_dataset()[[name]])[name])))
-        if not rhat <= diagnostics.RHAT_MAX:
-            messages.append(f"{name}: max R-hat {rhat:.3f} > {diagnostics.RHAT_MAX} (chains disagree)")
+    table, messages = diagnostics.diagnose(dt, tuple(names), dict(dists), vector_names)
     diagnostics.record(dt, table, messages, strict)
     return dt
 
