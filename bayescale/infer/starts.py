@@ -100,20 +100,16 @@ def find_start(
         return v, g
 
     if num_starts > 1:
-        # prior draws in one compiled call whose arguments are the model's (data of the same shapes reuse it). With
-        # numpyro's argument checks off: an extreme draw (a loss mean of exactly 0 or 1 under a logit link) then has
-        # a non-finite potential and numpyro draws again, where the check would raise.
-        def draws(keys, args, kwargs):
-            def one(k):
-                z = initialize_model(k, model, model_args=args, model_kwargs=kwargs,
-                                     init_strategy=init_to_sample).param_info.z
-                return ravel_pytree(z)[0]
-
-            return jax.vmap(one)(keys)
-
+        # prior draws one key at a time, eagerly: the model's operations were compiled by the call above (same
+        # shapes), whereas one vmapped call over the keys compiles a program of its own (seconds per law and shape,
+        # more than the eager draws take). Eagerly, numpyro checks distribution arguments as they are made and raises
+        # on an extreme draw (a loss mean of exactly 0 or 1 under a logit link); with the check off such a draw has
+        # a non-finite potential and numpyro draws again, as it does in the vmapped call.
         with validation_enabled(False):
-            drawn = jax.jit(draws)(jax.random.split(k_prior, num_starts - 1), model_args, dict(model_kwargs))
-        starts.extend(np.asarray(drawn))
+            for k in jax.random.split(k_prior, num_starts - 1):
+                z = initialize_model(k, model, model_args=model_args, model_kwargs=dict(model_kwargs),
+                                     init_strategy=init_to_sample).param_info.z
+                starts.append(np.asarray(ravel_pytree(z)[0]))
 
     sols, vals = minimise(fun, np.asarray(starts), None, options=_OPTIONS)
     order = np.argsort(vals)
