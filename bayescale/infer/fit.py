@@ -113,6 +113,7 @@ def nuts_mcmc(
     *,
     mass: bool | list | None = None,
     platform: str | None = None,
+    traced_args: bool = False,
 ) -> MCMC:
     """The numpyro NUTS kernel and MCMC object of the settings ``sampler`` (:class:`bayescale.NUTS`), not yet run:
     the one kernel set-up of :func:`run_nuts` and of loops that run one model on many datasets.
@@ -122,10 +123,12 @@ def nuts_mcmc(
     run is given ``init_params``. ``platform``: where it will run (the device policy's choice, :func:`place`; default
     JAX's default backend), which decides the chain layout.
 
-    The model's arguments are always arguments of the compiled sampler, never constants inside it (numpyro's
-    ``jit_model_args``; for chains on several devices, :func:`chains_on_devices`): a fit of new data of the same
-    shapes, in this process or, through the persistent compilation cache, in another, runs the sampler compiled for
-    the first. Compiling it takes seconds (docs/performance.md), sampling a small fit less.
+    ``traced_args``: the model's arguments are arguments of the compiled sampler, not constants inside it (numpyro's
+    ``jit_model_args``; for chains on several devices, :func:`chains_on_devices`), so that a run on new data of the
+    same shapes, in this process or, through the persistent compilation cache, in another, reuses the sampler
+    compiled for the first (compiling it takes seconds, docs/performance.md; sampling a small fit less). Only for
+    models that use their arguments as arrays: :func:`fit`'s (:func:`model_of_data`) and calibration's. A model that
+    reads an argument in Python (a count for a plate, a flag in an ``if``) keeps the default, its arguments built in.
     """
     settings = sampler or NUTS()
     progress_bar = sys.stderr.isatty() if settings.progress_bar is None else settings.progress_bar
@@ -138,9 +141,9 @@ def nuts_mcmc(
         num_warmup=settings.num_warmup,
         num_samples=settings.num_samples,
         num_chains=settings.num_chains,
-        chain_method=chains_on_devices if chain_method == "parallel" else chain_method,
+        chain_method=chains_on_devices if chain_method == "parallel" and traced_args else chain_method,
         progress_bar=progress_bar,
-        jit_model_args=True,
+        jit_model_args=traced_args,
     )
 
 
@@ -176,13 +179,14 @@ def run_nuts(
     mass: bool | list | None = None,
     init_params: Any = None,
     mcmc: MCMC | None = None,
+    traced_args: bool = False,
     **kwargs,
 ) -> MCMC:
     """Run NUTS on any numpyro ``model(*args, **kwargs)`` with the settings ``sampler`` (:class:`bayescale.NUTS`);
     return the MCMC object.
 
     Every fit function (``fit``, schedule laws, the special-purpose models, calibration) runs NUTS here, so they share
-    one kernel set-up (:func:`nuts_mcmc`; ``mass`` as there); chains start at the prior median unless ``init_params``
+    one kernel set-up (:func:`nuts_mcmc`; ``mass`` and ``traced_args`` as there); chains start at the prior median unless ``init_params``
     gives each chain's unconstrained start (:func:`bayescale.infer.starts.find_start`); the extra fields
     :data:`_EXTRA_FIELDS` are recorded. ``mcmc``: an object of :func:`nuts_mcmc` to run again (on new data of the
     same shapes) instead of a new one. Read results with ``mcmc.get_samples(group_by_chain=True)`` and
@@ -197,7 +201,7 @@ def run_nuts(
         settings = sampler or NUTS()
         placement = place(settings.device, n_points=data_size(args, kwargs), n_chains=settings.num_chains)
         if mcmc is None:
-            mcmc = nuts_mcmc(model, settings, mass=mass, platform=placement.platform)
+            mcmc = nuts_mcmc(model, settings, mass=mass, platform=placement.platform, traced_args=traced_args)
     else:
         placement = mcmc.placement
     if init_params is not None and mcmc.num_chains == 1:  # numpyro takes one chain's start without the chain axis
@@ -575,6 +579,7 @@ def fit(
         sampler=settings,
         mass=mass_structure(settings.dense_mass, spec),
         init_params=None if start is None else start.init_params,
+        traced_args=True,
         loss=loss,
     )
     dists = {name: p.distribution(stats) for name, p in prior_specs.items()}

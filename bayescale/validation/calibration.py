@@ -211,7 +211,7 @@ def _fit_draws(law, spec, design, structure, log_inputs, losses, key, batched, s
         return flat, int(result.sample_stats["diverging"].sum())
     model = build_model(spec, structure)
     # One MCMC object whose model arguments are traced: the model is compiled once and reused for every table.
-    mcmc = nuts_mcmc(model, settings, mass=mass_structure(settings.dense_mass, spec))
+    mcmc = nuts_mcmc(model, settings, mass=mass_structure(settings.dense_mass, spec), traced_args=True)
     draws, divergences = {n: [] for n in names}, 0
     for s, k in enumerate(jax.random.split(key, len(losses))):
         run_nuts(model, log_inputs, rng_key=k, mcmc=mcmc, loss=jnp.asarray(losses[s]))
