@@ -19,7 +19,7 @@ The residual of point i of run r, on log-loss, is
 **Centred noise scale** (``"hetero"``): the data inform the scale where they lie, at the centre c of their log level
 (:func:`level_centre`: the mean of log f over the points), not at ``min_loss``; in (log sigma, kappa) the posterior is
 a ridge of slope c − log min_loss, which NUTS crosses in many small steps or, with one short chain, not at all
-(simulation-based calibration of hoffmann2022 failed on sigma, kappa and E for that reason: docs/validation.md).
+(simulation-based calibration of hoffmann2022 failed on sigma for that reason: docs/validation.md).
 NUTS therefore samples ``sigma__centred = log sigma + kappa · (c − log min_loss)``, the log scale at c, and records
 ``sigma`` as a deterministic site. The shift depends only on kappa and the law's parameters, so the change of
 variables has Jacobian 1 and keeps the declared prior of (sigma, kappa) exactly, as centred amplitudes do
