@@ -28,7 +28,7 @@ from bayescale.laws.catalogue import Law, Target
 from bayescale.infer.noise import (Noise, collapsed_log_terms, level_centre, linear_recurrence, ou_terms,
                                    run_effect_conditional)
 from bayescale.laws.priors import Prior, parse_prior
-from bayescale.infer.reparam import _log_support, auxiliary_name, centred_distribution, plan_centring, sample_parameters
+from bayescale.infer.reparam import log_support, auxiliary_name, centred_distribution, plan_centring, sample_parameters
 
 __all__ = ["LIKELIHOODS", "NOISE_PRIORS", "ModelSpec", "build_model", "mass_structure", "observe", "pointwise_terms",
            "recover_run_effects"]
@@ -192,7 +192,7 @@ def has_log_support(prior: dist.Distribution) -> bool:
     """Whether ``log X`` for ``X ~ prior`` has a support :func:`~bayescale.infer.reparam.centred_distribution` can
     shift (the positive supports of the prior language)."""
     try:
-        _log_support(prior.support)
+        log_support(prior.support)
     except ValueError:
         return False
     return True
