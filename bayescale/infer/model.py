@@ -25,9 +25,10 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import ExpTransform
 
 from bayescale.laws.catalogue import Law, Target
-from bayescale.infer.noise import Noise, collapsed_log_terms, linear_recurrence, noise_scale, ou_terms, run_effect_conditional
+from bayescale.infer.noise import (Noise, collapsed_log_terms, level_centre, linear_recurrence, ou_terms,
+                                   run_effect_conditional)
 from bayescale.laws.priors import Prior, parse_prior
-from bayescale.infer.reparam import auxiliary_name, plan_centring, sample_parameters
+from bayescale.infer.reparam import log_support, auxiliary_name, centred_distribution, plan_centring, sample_parameters
 
 __all__ = ["LIKELIHOODS", "NOISE_PRIORS", "ModelSpec", "build_model", "mass_structure", "observe", "pointwise_terms",
            "recover_run_effects"]
@@ -78,10 +79,13 @@ class ModelSpec:
 
     @property
     def sampled_sites(self) -> tuple[str, ...]:
-        """The sites NUTS samples: :attr:`sampled_names` with each centred amplitude replaced by its auxiliary site."""
+        """The sites NUTS samples: :attr:`sampled_names` with each centred amplitude, and ``sigma`` under ``"hetero"``,
+        replaced by its auxiliary site."""
         centring = self.centring
-        amplitudes = () if centring is None else centring.amplitudes
-        return tuple(auxiliary_name(n) if n in amplitudes else n for n in self.sampled_names)
+        centred = set(() if centring is None else centring.amplitudes)
+        if self.noise.heteroscedastic and has_log_support(self.priors["sigma"].distribution(self.statistics)):
+            centred.add("sigma")  # the noise scale at the data's centre (_centred_hetero_scale)
+        return tuple(auxiliary_name(n) if n in centred else n for n in self.sampled_names)
 
     @property
     def noise_names(self) -> tuple[str, ...]:
@@ -137,10 +141,12 @@ def observe(
     fits). ``target``: the law's target kind; ``mu`` and the noise are on its link scale (log-loss by default,
     :class:`bayescale.laws.catalogue.Target`), and ``loss`` is the observed value itself."""
     n = mu.shape[0]
-    sigma = numpyro.sample("sigma", dists["sigma"])
+    if noise.heteroscedastic:
+        kappa = numpyro.sample("kappa", dists["kappa"])
+        scale = _centred_hetero_scale(mu, kappa, dists["sigma"], statistics, mask)
+    else:
+        scale = numpyro.sample("sigma", dists["sigma"])
     nu = numpyro.sample("nu", dists["nu"]) if likelihood == "student_t" else None
-    kappa = numpyro.sample("kappa", dists["kappa"]) if noise.heteroscedastic else None
-    scale = noise_scale(sigma, mu, noise, kappa, statistics)
     if noise.collapses:
         if target.kind != "loss":
             from bayescale.errors import ArgumentError
@@ -180,6 +186,40 @@ def observe(
         likelihood_dist = likelihood_dist.mask(mask)
     with numpyro.plate("point", n):
         numpyro.sample("loss", likelihood_dist, obs=loss)
+
+
+def has_log_support(prior: dist.Distribution) -> bool:
+    """Whether ``log X`` for ``X ~ prior`` has a support :func:`~bayescale.infer.reparam.centred_distribution` can
+    shift (the positive supports of the prior language)."""
+    try:
+        log_support(prior.support)
+    except ValueError:
+        return False
+    return True
+
+
+def _centred_hetero_scale(mu, kappa, sigma_prior: dist.Distribution, statistics: Mapping[str, float], mask):
+    """Per-point noise scale under ``"hetero"``, with the scale sampled at the centre of the data's loss level.
+
+    The declared scale ``s_i = sigma · exp(kappa · (mu_i − log min_loss))`` makes ``log sigma`` the log scale at
+    ``min_loss``, which can lie far from the data: the data fix ``log sigma + kappa · (c − log min_loss)``, the log
+    scale at their centre c (:func:`bayescale.infer.noise.level_centre`, the mean of ``mu`` over the unmasked points),
+    so ``log sigma`` and ``kappa`` are tied along a ridge of slope ``c − log min_loss``. NUTS samples
+    ``sigma__centred = log sigma + shift``, ``shift = kappa · (c − log min_loss)``, instead: a shift of ``log sigma`` by
+    an amount that depends only on kappa and the law's parameters (through c), so the Jacobian is 1 and the declared
+    prior of (sigma, kappa, θ) is kept exactly (:func:`bayescale.infer.reparam.centred_distribution`, as for centred
+    amplitudes). ``sigma`` is recorded as a deterministic site with its usual meaning. A sigma prior without a
+    positive support numpyro can map to log space is sampled as declared."""
+    log_min = jnp.log(statistics["min_loss"])
+    if not has_log_support(sigma_prior):  # e.g. a Normal prior on sigma: keep the declared parameterisation
+        return numpyro.sample("sigma", sigma_prior) * jnp.exp(kappa * (mu - log_min))
+    centre = level_centre(mu, mask)
+    shift = kappa * (centre - log_min)
+    log_sigma_c = numpyro.sample(auxiliary_name("sigma"), centred_distribution(sigma_prior, shift))
+    numpyro.deterministic("sigma", jnp.exp(log_sigma_c - shift))
+    # the same s_i as noise_scale(sigma, ...), from the sampled site directly: no underflow of sigma when the
+    # shift is large (data far above min_loss with kappa > 0)
+    return jnp.exp(log_sigma_c + kappa * (mu - centre))
 
 
 # Set while recover_run_effects replays the model: the collapsed likelihood then also draws each run's effect.

@@ -16,6 +16,16 @@ The residual of point i of run r, on log-loss, is
 - ``s_i = sigma · exp(kappa · (log f_i − log min_loss))`` with ``"hetero"``: the noise scale grows (kappa > 0) or
   shrinks with the loss level; ``sigma`` is the scale at the lowest observed loss. Without it ``s_i = sigma``.
 
+**Centred noise scale** (``"hetero"``): the data inform the scale where they lie, at the centre c of their log level
+(:func:`level_centre`: the mean of log f over the points), not at ``min_loss``; in (log sigma, kappa) the posterior is
+a ridge of slope c − log min_loss, which NUTS crosses in many small steps or, with one short chain, not at all
+(simulation-based calibration of hoffmann2022 failed on sigma for that reason: docs/validation.md).
+NUTS therefore samples ``sigma__centred = log sigma + kappa · (c − log min_loss)``, the log scale at c, and records
+``sigma`` as a deterministic site. The shift depends only on kappa and the law's parameters, so the change of
+variables has Jacobian 1 and keeps the declared prior of (sigma, kappa) exactly, as centred amplitudes do
+(:mod:`bayescale.infer.reparam`); c is computed inside the model from the law, so single fits, batched fits (over each
+fit's unmasked points) and simulations all use it.
+
 A spec is a string of terms joined by ``+``: ``"iid"`` (none of them), ``"run"``, ``"ou"``, ``"hetero"``, e.g.
 ``"run+ou"``, and ``"latent"`` (see below). ``"auto"`` (the default of :func:`bayescale.fit`) is ``"iid"`` when every run has one point (a table of
 final losses) and ``"run+ou"`` when some run has several checkpoints.
@@ -51,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-__all__ = ["Noise", "NOISE_TERMS", "collapsed_log_terms", "curve_structure", "linear_recurrence",
+__all__ = ["Noise", "NOISE_TERMS", "collapsed_log_terms", "curve_structure", "level_centre", "linear_recurrence",
            "run_effect_conditional"]
 
 #: Terms of a noise spec (joined by "+"), and "auto".
@@ -194,6 +204,16 @@ def noise_scale(sigma: Any, log_mu: Any, noise: Noise, kappa: Any, statistics: M
         return sigma
     xp = np if isinstance(log_mu, np.ndarray) else jnp
     return sigma * xp.exp(kappa * (log_mu - xp.log(statistics["min_loss"])))
+
+
+def level_centre(log_mu: jnp.ndarray, mask: jnp.ndarray | None = None) -> jnp.ndarray:
+    """The centre c of the law's log level over the points: the mean of ``log_mu`` over those where ``mask`` is true
+    (all without a mask). Under ``"hetero"`` NUTS samples the log noise scale at this level, ``log sigma_c = log sigma +
+    kappa · (c − log min_loss)`` (module docstring, "Centred noise scale")."""
+    if mask is None:
+        return jnp.mean(log_mu)
+    keep = jnp.asarray(mask, dtype=log_mu.dtype)
+    return jnp.sum(jnp.where(mask, log_mu, 0.0)) / jnp.maximum(jnp.sum(keep), 1.0)
 
 
 def _whitened(resid: jnp.ndarray, scale: Any, structure: Mapping, noise: Noise, ell: Any, mask: Any):

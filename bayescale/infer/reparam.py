@@ -44,7 +44,7 @@ from bayescale.laws.formula import PowerTerm, symbols_of, compile_formula, compi
 from bayescale.laws.priors import Prior
 
 __all__ = ["Centring", "plan_centring", "centres_of", "centred_distribution", "sample_parameters", "auxiliary_name",
-           "describe_centring"]
+           "describe_centring", "log_support"]
 
 #: Suffix of the sampled site that stands for a centred amplitude (kept out of the result's posterior group).
 AUXILIARY_SUFFIX = "__centred"
@@ -142,7 +142,7 @@ def centres_of(
     return out
 
 
-def _log_support(support: constraints.Constraint) -> constraints.Constraint:
+def log_support(support: constraints.Constraint) -> constraints.Constraint:
     """The support of ``log X`` for a positive support of ``X``."""
     if isinstance(support, constraints._Interval):
         low, high = support.lower_bound, support.upper_bound
@@ -164,9 +164,9 @@ def centred_distribution(prior: dist.Distribution, shift: Any) -> dist.Distribut
     (log, then a unit shift), with the support carried along so that bounded priors stay bounded."""
     if isinstance(prior, dist.LogNormal):
         return dist.Normal(prior.loc + shift, prior.scale)
-    log_support = _log_support(prior.support)
+    support = log_support(prior.support)
     return dist.TransformedDistribution(
-        prior, [ExpTransform(domain=log_support).inv, AffineTransform(shift, 1.0, domain=log_support)]
+        prior, [ExpTransform(domain=support).inv, AffineTransform(shift, 1.0, domain=support)]
     )
 
 
