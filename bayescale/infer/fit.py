@@ -26,7 +26,7 @@ from bayescale.infer.model import (ModelSpec, build_model, mass_structure, point
                              resolve_priors)
 from bayescale.infer.noise import Noise, curve_structure
 from bayescale.infer.starts import find_start
-from bayescale.infer.reparam import AUXILIARY_SUFFIX, auxiliary_name, centres_of, describe_centring, plan_centring
+from bayescale.infer.reparam import AUXILIARY_SUFFIX, centres_of, describe_centring, plan_centring
 from bayescale.results.io import law_data_attrs, versions
 from bayescale.infer.settings import CHAIN_METHODS, NUTS, SamplerSettingsError
 
@@ -568,7 +568,7 @@ def fit(
     loss = jnp.asarray(ds["loss"].values)
     start = None
     if settings.init == "map":  # its own key (folded from the seed), so the sampler's keys are those of init="median"
-        labels = {auxiliary_name(a): a for a in (centring.amplitudes if centring is not None else ())}
+        labels = {s: s.removesuffix(AUXILIARY_SUFFIX) for s in spec.sampled_sites if s.endswith(AUXILIARY_SUFFIX)}
         start = find_start(model, args, {"loss": loss}, rng_key=jax.random.fold_in(key, 1),
                            num_chains=num_chains, num_starts=settings.num_starts, labels=labels)
 
