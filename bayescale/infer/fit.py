@@ -186,9 +186,9 @@ def run_nuts(
     return the MCMC object.
 
     Every fit function (``fit``, schedule laws, the special-purpose models, calibration) runs NUTS here, so they share
-    one kernel set-up (:func:`nuts_mcmc`; ``mass`` and ``traced_args`` as there); chains start at the prior median unless ``init_params``
-    gives each chain's unconstrained start (:func:`bayescale.infer.starts.find_start`); the extra fields
-    :data:`_EXTRA_FIELDS` are recorded. ``mcmc``: an object of :func:`nuts_mcmc` to run again (on new data of the
+    one kernel set-up (:func:`nuts_mcmc`; ``mass`` and ``traced_args`` as there); chains start at the prior median
+    unless ``init_params`` gives each chain's unconstrained start (:func:`bayescale.infer.starts.find_start`); the
+    extra fields :data:`_EXTRA_FIELDS` are recorded. ``mcmc``: an object of :func:`nuts_mcmc` to run again (on new data of the
     same shapes) instead of a new one. Read results with ``mcmc.get_samples(group_by_chain=True)`` and
     ``mcmc.get_extra_fields(group_by_chain=True)``.
 

@@ -208,8 +208,9 @@ def noise_scale(sigma: Any, log_mu: Any, noise: Noise, kappa: Any, statistics: M
 
 def level_centre(log_mu: jnp.ndarray, mask: jnp.ndarray | None = None) -> jnp.ndarray:
     """The centre c of the law's log level over the points: the mean of ``log_mu`` over those where ``mask`` is true
-    (all without a mask). Under ``"hetero"`` NUTS samples the log noise scale at this level, ``log sigma_c = log sigma +
-    kappa · (c − log min_loss)`` (module docstring, "Centred noise scale")."""
+    (all without a mask; 0 when the mask keeps none). Under ``"hetero"`` NUTS samples the log noise scale at this level,
+    ``log sigma_c = log sigma + kappa · (c − log min_loss)`` (module docstring, "Centred noise scale"); centred
+    amplitudes take the same mean of their log base (:func:`bayescale.infer.reparam.centres_of`)."""
     if mask is None:
         return jnp.mean(log_mu)
     keep = jnp.asarray(mask, dtype=log_mu.dtype)

@@ -40,6 +40,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import AffineTransform, ExpTransform
 
+from bayescale.infer.noise import level_centre
 from bayescale.laws.formula import PowerTerm, symbols_of, compile_formula, compile_log_formula, power_terms, unparse
 from bayescale.laws.priors import Prior
 
@@ -134,9 +135,7 @@ def centres_of(
     out = {}
     for term in centring.terms:
         shape = jnp.shape(next(iter(log_inputs.values())))
-        lb = jnp.broadcast_to(centring.log_base(term, reference, log_inputs), shape)
-        w = jnp.ones_like(lb) if mask is None else jnp.asarray(mask, dtype=lb.dtype)
-        c = jnp.sum(jnp.where(w > 0, lb, 0.0) * w) / jnp.sum(w)
+        c = level_centre(jnp.broadcast_to(centring.log_base(term, reference, log_inputs), shape), mask)
         c = jnp.where(jnp.isfinite(c), c, 0.0)
         out[term.amplitude] = c if isinstance(c, jax.core.Tracer) else float(c)
     return out

@@ -107,7 +107,7 @@ def find_start(
         # a non-finite potential and numpyro draws again, as it does in the vmapped call.
         with validation_enabled(False):
             for k in jax.random.split(k_prior, num_starts - 1):
-                z = initialize_model(k, model, model_args=model_args, model_kwargs=dict(model_kwargs),
+                z = initialize_model(k, model, model_args=model_args, model_kwargs=kwargs,
                                      init_strategy=init_to_sample).param_info.z
                 starts.append(np.asarray(ravel_pytree(z)[0]))
 
