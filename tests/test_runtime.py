@@ -17,7 +17,8 @@ from bayescale.infer.fit import resolve_chain_method
 
 
 def _run(code: str, **env: str) -> str:
-    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "BAYESCALE_HOST_DEVICES")}
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("XLA_FLAGS", "BAYESCALE_HOST_DEVICES", "BAYESCALE_XLA_CPU_FUSION")}
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=base | env, capture_output=True,
                          text=True, check=True)
     return out.stdout.strip().splitlines()[-1]
@@ -37,6 +38,27 @@ def test_runtime_setup_on_import(tmp_path):
     assert _run(STATE, XLA_FLAGS="--xla_force_host_platform_device_count=2").split()[0] == "2"
     # too late once JAX's backend has started: nothing changes, nothing breaks
     assert _run("import jax; jax.numpy.zeros(1); import bayescale; print(jax.local_device_count())") == "1"
+
+
+FLAGS = "import os, bayescale; print(os.environ.get('XLA_FLAGS', '').replace(' ', ','))"
+
+
+def test_cpu_fusion_emitters_off_unless_asked():
+    """XLA:CPU's fusion emitters are turned off on import (faster compiles), unless the user chose either way."""
+    assert "--xla_cpu_use_fusion_emitters=false" in _run(FLAGS).split(",")
+    assert "fusion" not in _run(FLAGS, BAYESCALE_XLA_CPU_FUSION="1")
+    assert _run(FLAGS, XLA_FLAGS="--xla_cpu_use_fusion_emitters=true").split(",").count(
+        "--xla_cpu_use_fusion_emitters=true") == 1
+    assert "fusion" not in _run(FLAGS, XLA_FLAGS="--xla_cpu_use_fusion_emitters=true").replace(
+        "--xla_cpu_use_fusion_emitters=true", "")
+
+
+def test_cpu_fusion_bad_env(monkeypatch):
+    from bayescale._runtime import cpu_fusion_from_env
+
+    monkeypatch.setenv("BAYESCALE_XLA_CPU_FUSION", "off")
+    with pytest.raises(ValueError, match="BAYESCALE_XLA_CPU_FUSION must be 0 or 1, got 'off'"):
+        cpu_fusion_from_env()
 
 
 @pytest.mark.parametrize("value", ["zero", "0"])
