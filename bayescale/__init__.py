@@ -27,7 +27,7 @@ from bayescale.infer.settings import NUTS  # noqa: E402
 from bayescale.laws.catalogue import Law, list_laws, load_law  # noqa: E402
 from bayescale.results.io import load, provenance, save  # noqa: E402
 from bayescale.laws.formula import FormulaError  # noqa: E402
-from bayescale.results.checks import check_coverage, check_reference  # noqa: E402
+from bayescale.results.checks import check_coverage, check_reference, check_residuals  # noqa: E402
 from bayescale.results.extrapolation import ExtrapolationWarning, extrapolation  # noqa: E402
 from bayescale.planning.optimum import (  # noqa: E402
     budget_for_target,
@@ -78,6 +78,7 @@ __all__ = [
     "SamplingWarning",
     "check_calibration",
     "check_coverage",
+    "check_residuals",
     "budget_for_target",
     "check_reference",
     "compare_fits",

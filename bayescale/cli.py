@@ -220,6 +220,7 @@ def _run(args: argparse.Namespace) -> int:
         path = bs.save(result, args.out, inputs=[args.table])
         print(summary(result).to_string(float_format="%.4g"))
         _print_verdict(result)
+        _residual_warning(result)
         print(f"saved {path}")
         return 0
     if args.command == "validate":
@@ -252,6 +253,7 @@ def _run(args: argparse.Namespace) -> int:
         for w in table.attrs["warnings"]:
             _warn(w)
         _print_verdict(result)
+        _residual_warning(result)
         return 0
     if args.command == "plan":
         from bayescale.planning.optimum import format_plan, plan
@@ -263,6 +265,7 @@ def _run(args: argparse.Namespace) -> int:
         tree = plan(result, args.compute, epsilon=args.epsilon, target=args.target, at=at, prob=args.prob,
                     flops_per_param_token=args.flops_per_param_token, allow_unconverged=args.allow_unconverged)
         print(format_plan(tree))
+        _residual_warning(result)
         return 0
     if args.command == "compare":
         from bayescale.planning.optimum import compare_fits, format_comparison
@@ -374,6 +377,20 @@ def _print_verdict(result) -> None:
               "unless --allow-unconverged")
     else:
         print(f"convergence: {describe_convergence(result)}")
+
+
+def _residual_warning(result) -> None:
+    """Warn when the fit misses systematically along an input (:func:`bayescale.check_residuals`); results without
+    the per-point groups it reads (``pointwise=False``, baselines, batch members) are not checked."""
+    import bayescale as bs
+    from bayescale.results.contract import ResultError
+
+    try:
+        table = bs.check_residuals(result)
+    except ResultError:
+        return
+    if not table.attrs["passes"]:
+        _warn(table.attrs["message"])
 
 
 def _banner(result, args) -> None:

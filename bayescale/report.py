@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.results.checks import check_coverage
+from bayescale.results.checks import check_coverage, check_residuals
 from bayescale.results.contract import require
 from bayescale.infer.diagnostics import convergence, convergence_checked, describe_convergence
 from bayescale.planning.optimum import optimum_per_draw, compute_optimal, format_plan, plan, plan_summary, planning_law
@@ -318,6 +318,14 @@ def write_report(
     table = summary(result, prob)
     data_table = _data_table(result)
     cov90, cov50 = check_coverage(result, 0.9), check_coverage(result, 0.5)
+    resid = check_residuals(result)
+    if not resid.attrs["tested"]:
+        residual_text = "Residual structure: not checked (too few points or runs along any input)."
+    elif not resid.attrs["passes"]:
+        residual_text = f"Residual structure: {resid.attrs['message']}."
+    else:
+        residual_text = ("Residual structure: the misses do not trend along " + ", ".join(resid["covariate"])
+                         + f" (Spearman rank correlation over {resid.attrs['unit']}s, Bonferroni at 1%).")
     try:  # a law of (N, D), or one with an [optimum] for its other inputs, gets a plan
         planning_law(law_of(result), "the report's plan")
         has_nd = True
@@ -394,6 +402,8 @@ def write_report(
         "",
         f"Coverage of the 90% predictive band: {cov90:.1%}; of the 50% band: {cov50:.1%}.",
         "",
+        residual_text,
+        "",
         "![real vs predicted](ppc.png)",
         "",
     ]
@@ -405,6 +415,7 @@ def write_report(
             "",
             budget_note,
             "",
+            *([f"> **WARNING: {residual_text}**", ""] if not resid.attrs["passes"] else []),
             *[f"- {s}" for s in key_numbers],
             "",
             "```",
@@ -429,6 +440,8 @@ def write_report(
     ]
     if banner:
         body.append(f'<div class="banner" id="convergence-banner"><b>WARNING:</b> {e(banner)}</div>')
+    if key_numbers and not resid.attrs["passes"]:
+        body.append(f'<div class="banner" id="residual-warning"><b>WARNING:</b> {e(residual_text)}</div>')
     if key_numbers:
         body.append('<div class="key" id="key-numbers">' + e(budget_note) + "<br>" + "<br>".join(e(s) for s in key_numbers)
                     + "</div>")
@@ -449,6 +462,7 @@ def write_report(
         f'<img alt="prior vs posterior" src="data:image/png;base64,{figures["prior_posterior"]}">',
         "<h2>Posterior predictive check</h2>",
         f"<p>Coverage of the 90% predictive band: {cov90:.1%}; of the 50% band: {cov50:.1%}.</p>",
+        f'<p id="residual-structure">{e(residual_text)}</p>',
         f'<img alt="real vs predicted" src="data:image/png;base64,{figures["ppc"]}">',
     ]
     if extras:

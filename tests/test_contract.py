@@ -26,11 +26,11 @@ EXPECTED = {
     "law_batch": {"save"},
     "law_batch_member": {"summary", "predict", "check_reference", "plan", "save"},
     "baseline": {"summary", "predict", "check_reference", "plan", "save"},
-    "per_token": {"summary", "loo", "check_coverage", "check_reference", "save"},
-    "shape": {"summary", "loo", "check_coverage", "check_reference", "save"},
-    "critical_batch": {"summary", "loo", "check_coverage", "check_reference", "save"},
+    "per_token": {"summary", "loo", "check_coverage", "check_residuals", "check_reference", "save"},
+    "shape": {"summary", "loo", "check_coverage", "check_residuals", "check_reference", "save"},
+    "critical_batch": {"summary", "loo", "check_coverage", "check_residuals", "check_reference", "save"},
     "loss_steps": {"summary", "check_reference", "save"},
-    "schedule_law": {"summary", "loo", "check_coverage", "check_reference", "save"},
+    "schedule_law": {"summary", "loo", "check_coverage", "check_residuals", "check_reference", "save"},
 }
 
 
@@ -67,6 +67,7 @@ def _invoke(readout: str, result: xr.DataTree, tmp_path):
         "plot_ppc": lambda: bs.plot_ppc(result, path=tmp_path / "ppc.png"),
         "loo": lambda: bs.loo(result),
         "check_coverage": lambda: bs.check_coverage(result),
+        "check_residuals": lambda: bs.check_residuals(result),
         "check_reference": lambda: bs.check_reference(result, (_sources(result) or ["x"])[0]),
         "plan": lambda: bs.compute_optimal(result, 1e21),
         "report": lambda: bs.write_report(result, tmp_path / "report"),
@@ -94,6 +95,8 @@ def _check_works(readout: str, result: xr.DataTree, tmp_path) -> None:
         assert np.isfinite(value.elpd)
     elif readout in ("check_coverage", "check_reference"):
         assert 0 <= value <= 1
+    elif readout == "check_residuals":
+        assert isinstance(value.attrs["passes"], bool) and value["p_value"].between(0, 1).all()
     elif readout == "plan":
         assert np.isfinite(value["N_opt"].values).all()
     elif readout == "report":

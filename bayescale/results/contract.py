@@ -24,7 +24,8 @@ __all__ = ["READOUTS", "RESULT_KINDS", "ResultError", "ResultKind", "observed_na
            "run_labels"]
 
 #: The generic read-outs of a result.
-READOUTS = ("summary", "predict", "plot_ppc", "loo", "check_coverage", "check_reference", "plan", "report", "save")
+READOUTS = ("summary", "predict", "plot_ppc", "loo", "check_coverage", "check_residuals", "check_reference", "plan",
+            "report", "save")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class ResultKind:
 
 _ALL = frozenset(READOUTS)
 _POSTERIOR_ONLY = frozenset({"summary", "predict", "check_reference", "plan", "save"})
-_MODEL = frozenset({"summary", "loo", "check_coverage", "check_reference", "save"})
+_MODEL = frozenset({"summary", "loo", "check_coverage", "check_residuals", "check_reference", "save"})
 
 def _model_kind(name: str, made_by: str, *, predict: str, figure: str, plan: str, report: str | None = None
                 ) -> ResultKind:
@@ -67,14 +68,14 @@ RESULT_KINDS: dict[str, ResultKind] = {
             "bs.select_fit (one fit of a fit_batch; posterior only)",
             _POSTERIOR_ONLY,
             {r: "bayescale.fit on that table (a batch member keeps no per-point groups)"
-             for r in ("plot_ppc", "loo", "check_coverage", "report")},
+             for r in ("plot_ppc", "loo", "check_coverage", "check_residuals", "report")},
         ),
         ResultKind(
             "baseline",
             "bayescale.fit_baseline (Huber/L-BFGS fit with a bootstrap over runs)",
             _POSTERIOR_ONLY,
             {r: "a Bayesian fit (bayescale.fit): a bootstrap has no predictive distribution"
-             for r in ("plot_ppc", "loo", "check_coverage", "report")},
+             for r in ("plot_ppc", "loo", "check_coverage", "check_residuals", "report")},
         ),
         _model_kind("per_token", "bs.kaplan.fit_per_token (hierarchical per-token loss over model sizes)",
                     predict="bs.kaplan.predict_per_token", figure="bs.kaplan.plot_per_token",
@@ -94,6 +95,7 @@ RESULT_KINDS: dict[str, ResultKind] = {
              "plot_ppc": "bs.kaplan.plot_frontier", "plan": "bs.kaplan.compute_frontier",
              "loo": "an exact refit (its likelihood is on log loss of a solved implicit equation; no pointwise group)",
              "check_coverage": "bs.kaplan.plot_frontier (no posterior predictive group)",
+             "check_residuals": "bs.kaplan.plot_frontier (no posterior predictive group)",
              "report": "bs.kaplan.plot_frontier"},
         ),
         _model_kind("schedule_law", "bs.schedules.fit_schedule (loss over a learning-rate schedule)",
