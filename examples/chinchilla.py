@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> Path:
         row = plan.loc[(BUDGET, var)]
         print(f"  {label:7s} {row['median']:.3g}  [{row['q0.05']:.3g}, {row['q0.95']:.3g}]")
     print(f"coverage of the 90% predictive band: {bs.check_coverage(result):.1%}")
+    trend = bs.check_residuals(result)  # a law can cover 90% and still miss systematically along an input
+    print("residual trend along " + ", ".join(trend["covariate"]) + ": "
+          + ("none" if trend.attrs["passes"] else trend.attrs["message"]))
     print(f"\nresults in {out.resolve()}:\n  fit     {fit_path}\n  figure  {out / 'ppc.png'}\n  report  {report}")
     return out
 
