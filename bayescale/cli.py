@@ -170,11 +170,6 @@ def _validate_laws(args: argparse.Namespace) -> int:
     split = out.table.attrs["split"]
     print(f"held out: {split['held_out']}; stacking weights fitted on {split['stack_fold']} "
           f"({split['n_stack_test']} points, the laws fitted without them)")
-    if np.isfinite(out.interval_scale):
-        print(f"stack_cal: the stack's predictive spread x {out.interval_scale:.3g}, so that it covers 90% of that fold")
-    else:
-        print(f"no stack_cal row: {split['n_stack_test']} points on the weights' fold are too few to calibrate a 90% "
-              "interval (9 needed)")
     print(out.table.to_string(index=False, float_format="%.4g"))
     if args.csv:
         out.table.to_csv(args.csv, index=False)

@@ -7,10 +7,9 @@ For each task (bundled in ``bayescale/datasets/sldbench/``, read by ``load_task`
 input are held out; each candidate law is fitted on the rest and scored on them (R², log predictive density per
 point, 90% predictive coverage), and the laws are stacked with weights fitted on the next-largest values, a fold
 nested inside the training part (``bayescale.validate_laws``): the held-out points play no part in the weights. The
-``stack_loo`` row stacks the same fits with in-sample PSIS-LOO weights instead, for contrast; ``stack_cal`` is the
-stack with its interval scaled to cover 90% of the weights' fold (split conformal; its column shows the scale).
-Candidates are each task's catalogue law, simpler or Chinchilla-like alternatives from the catalogue, and the user
-law files in ``benchmarks/laws/``. Sampler: 2 chains × 300 warmup + 300 draws per fit by default (the shared sampler flags
+``stack_loo`` row stacks the same fits with in-sample PSIS-LOO weights instead, for contrast. Candidates are each
+task's catalogue law, simpler or Chinchilla-like alternatives from the catalogue, and the user law files in
+``benchmarks/laws/``. Sampler: 2 chains × 300 warmup + 300 draws per fit by default (the shared sampler flags
 --chains, --warmup, --samples cut a task that is too slow on a busy machine; each law is fitted twice), seed 0, the
 task's likelihood (Student-t). Columns ``rhat`` (largest R-hat of the fit scored) and ``steps`` (leapfrog steps per
 draw) come from the fit on the whole training part.
@@ -69,9 +68,7 @@ def run_task(task: str, seed: int = 0, sampler: NUTS = SAMPLER) -> list[dict]:
         split = out.table.attrs["split"]
         for r in out.table.itertuples():
             rhat, steps = _fit_stats(out.fits[r.law]) if r.law in out.fits else (float("nan"), float("nan"))
-            # the calibrated stack's column shows its interval scale (fitted on the weights' fold)
-            weight = {"stack": "", "stack_loo": "", "stack_cal": f"scale {out.interval_scale:.2f}"}.get(
-                r.law, f"{r.weight:.2f} / {r.weight_loo:.2f}")
+            weight = {"stack": "", "stack_loo": ""}.get(r.law, f"{r.weight:.2f} / {r.weight_loo:.2f}")
             rows.append({"task": task if group == "all" else f"{task} / {group}", "held out": split["held_out"],
                          "n test": int(r.n_test), "law": r.law, "weight (extrap. / LOO)": weight, "R²": r.r2,
                          "LPD": r.lpd, "cover90": r.cover90, "LPD stack fold": r.lpd_stack_fold, "rhat": rhat,

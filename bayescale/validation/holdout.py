@@ -207,8 +207,6 @@ class Draws(NamedTuple):
     curve: np.ndarray
     link_pred: np.ndarray
     lpd: np.ndarray
-    #: values on the link scale (one per point) → pointwise log predictive density of those link values (no Jacobian)
-    link_lpd: Any = None
 
 
 def predictive_draws(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key: int = 0) -> Draws:
@@ -224,13 +222,9 @@ def predictive_draws(result: xr.DataTree, test: xr.Dataset, law: Law, *, rng_key
     link_pred = log_curve + draw_noise(terms, jax.random.PRNGKey(rng_key))
     with np.errstate(over="ignore"):  # a Student-t draw far out overflows the loss scale; link_pred stays exact
         pred = law.target.inverse(link_pred)
-    def link_lpd(values: np.ndarray) -> np.ndarray:
-        at = law.target.inverse(values)
-        lp = log_density(terms, log_curve, at, law.target) - law.target.log_jacobian(at)[None, :]
-        return scipy.special.logsumexp(lp, axis=0) - np.log(lp.shape[0])
-
-    lpd = link_lpd(law.target.link(y)) + law.target.log_jacobian(y)
-    return Draws(y, pred, law.target.inverse(log_curve), link_pred, lpd, link_lpd)
+    lp = log_density(terms, log_curve, y, law.target)
+    lpd = scipy.special.logsumexp(lp, axis=0) - np.log(lp.shape[0])
+    return Draws(y, pred, law.target.inverse(log_curve), link_pred, lpd)
 
 
 def _metrics(draws: Draws, link_y: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -386,9 +380,6 @@ class LawValidation:
         Law → its fit on the whole training part (everything but the held-out points).
     points
         Per-point predictions of every law and of the stacks on the held-out points (column ``law``).
-    interval_scale
-        The calibrated stack's factor on the predictive spread (:func:`interval_scale`, fitted on the weights' fold);
-        NaN when that fold has too few points to calibrate (the table then has no ``stack_cal`` row).
     """
 
     table: pd.DataFrame
@@ -396,34 +387,16 @@ class LawValidation:
     weights_loo: dict[str, float] | None
     fits: dict[str, xr.DataTree]
     points: pd.DataFrame
-    interval_scale: float = float("nan")
 
     def predict(self, *, kind: str = "predictive", num_draws: int | None = None, rng_key: int = 0,
-                allow_unconverged: bool = False, calibrated: bool = False, **inputs: Any) -> xr.Dataset:
+                allow_unconverged: bool = False, **inputs: Any) -> xr.Dataset:
         """The stacked prediction at new inputs: :func:`bayescale.predict_averaged` of :attr:`fits` with the
-        extrapolation weights :attr:`weights` (``kind="predictive"`` by default: a predictive interval for new runs).
-        ``calibrated``: the predictive draws' spread around their median scaled by :attr:`interval_scale` on the
-        link scale (the ``stack_cal`` row of the table; ``kind="predictive"`` only)."""
+        extrapolation weights :attr:`weights` (``kind="predictive"`` by default: a predictive interval for new runs)."""
         from bayescale.validation.comparison import predict_averaged
 
-        if calibrated and kind != "predictive":
-            raise ValueError(f"calibrated=True scales the predictive interval: kind must be 'predictive', got {kind!r}")
-        if calibrated and not np.isfinite(self.interval_scale):
-            raise ValueError("no calibrated stack: the fold that fitted the weights had too few points to calibrate "
-                             "its interval (interval_scale is NaN)")
         used = {k: v for k, v in self.weights.items() if v > 0}
-        out = predict_averaged({k: self.fits[k] for k in used}, used, kind=kind, num_draws=num_draws,
-                               rng_key=rng_key, allow_unconverged=allow_unconverged, **inputs)
-        if calibrated:
-            from bayescale.results.io import law_of
-
-            target = law_of(self.fits[next(iter(used))]).target
-            link = target.link(out["loss"])
-            mid = link.median("draw")
-            with np.errstate(over="ignore"):  # a Student-t draw far out overflows the loss scale
-                out["loss"] = target.inverse(mid + self.interval_scale * (link - mid))
-            out.attrs["interval_scale"] = self.interval_scale
-        return out
+        return predict_averaged({k: self.fits[k] for k in used}, used, kind=kind, num_draws=num_draws,
+                                rng_key=rng_key, allow_unconverged=allow_unconverged, **inputs)
 
     def __str__(self) -> str:
         return self.table.to_string(index=False, float_format="%.4g")
@@ -446,44 +419,6 @@ def _mixed_lpd(parts: Sequence[Draws], weights: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):  # a weight of 0 drops its law: log 0 = -inf inside the logsumexp
         log_w = np.log(weights)
     return scipy.special.logsumexp(np.stack([p.lpd for p in parts], axis=1) + log_w, axis=1)
-
-
-#: The central interval the calibrated stack (:func:`interval_scale`) is calibrated for.
-CALIBRATION_LEVEL = 0.9
-
-
-def interval_scale(draws: Draws, link_y: np.ndarray, level: float = CALIBRATION_LEVEL) -> float:
-    """The factor by which the predictive spread of ``draws`` around its median must be scaled, on the link scale,
-    for its central ``level`` interval to cover ``level`` of the points ``link_y`` (split conformal prediction).
-
-    Each point's score is its distance from the predictive median in units of the interval's half on that side (1 on
-    the interval's edge); the factor is the ⌈(n + 1)·level⌉-th smallest score. For points exchangeable with these,
-    the scaled interval covers a new point with probability at least ``level``. NaN when there are too few points
-    for that (n < level / (1 − level), 9 at 90%): the conformal quantile is then infinite."""
-    q = np.quantile(draws.link_pred, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
-    lo, mid, hi = q
-    with np.errstate(divide="ignore", invalid="ignore"):
-        score = np.where(link_y >= mid, (link_y - mid) / (hi - mid), (mid - link_y) / (mid - lo))
-    n = score.size
-    k = int(np.ceil((n + 1) * level))
-    return float(np.sort(score)[k - 1]) if k <= n else float("nan")
-
-
-def _calibrated(mix: Draws, parts: Sequence[Draws], weights: np.ndarray, scale: float, target) -> Draws:
-    """The mixture ``mix`` of ``parts`` with its spread around the median scaled by ``scale`` on the link scale; its
-    pointwise density is exact: ``log Σ_k w_k p_k(m + (ℓ − m)/scale) − log scale`` plus the link's Jacobian."""
-    mid = np.median(mix.link_pred, axis=0)
-    link_pred = mid + scale * (mix.link_pred - mid)
-    link_y = target.link(mix.y)
-    at = mid + (link_y - mid) / scale
-    with np.errstate(divide="ignore"):
-        log_w = np.log(weights)
-    parts_lpd = np.stack([p.link_lpd(at) if w > 0 else np.full(at.shape, -np.inf) for p, w in zip(parts, weights)],
-                         axis=1)
-    lpd = scipy.special.logsumexp(parts_lpd + log_w, axis=1) - np.log(scale) + target.log_jacobian(mix.y)
-    with np.errstate(over="ignore"):
-        pred = target.inverse(link_pred)
-    return Draws(mix.y, pred, mix.curve, link_pred, lpd)
 
 
 def validate_laws(
@@ -618,16 +553,6 @@ def validate_laws(
                      "lpd_stack_fold": float(np.mean(_mixed_lpd(inner_parts, w))),
                      "converged": all(converged[n] for n, wk in zip(names, w) if wk > 1e-3)})
         points.append(pd.DataFrame(base | cols).assign(law=name))
-    # the stack's interval calibrated one scale step out: its spread scaled so that, on the fold that fitted the
-    # weights, the stack of the fits without that fold covers CALIBRATION_LEVEL of it (split conformal)
-    inner_link_y = laws[0].target.link(inner_test["loss"].values)
-    scale = interval_scale(_mixture(inner_parts, weights, np.random.default_rng(rng_key)), inner_link_y)
-    if np.isfinite(scale):
-        mix = _mixture(parts, weights, np.random.default_rng(rng_key))
-        metrics, cols = _metrics(_calibrated(mix, parts, weights, scale, laws[0].target), link_y)
-        rows.append({"law": "stack_cal", "weight": np.nan, "weight_loo": np.nan, **metrics,
-                     "lpd_stack_fold": np.nan, "converged": rows[len(laws)]["converged"]})
-        points.append(pd.DataFrame(base | cols).assign(law="stack_cal"))
     table = pd.DataFrame(rows)
     single = table.iloc[: len(laws)].sort_values("lpd", ascending=False, kind="stable")
     single.insert(1, "rank", np.arange(1, len(laws) + 1))
@@ -639,10 +564,9 @@ def validate_laws(
                       "'converged')", UserWarning, stacklevel=2)
     table.attrs["split"] = {"split": split, "by": by, "held_out": outer.held_out, "stack_fold": inner.held_out,
                             "n_stack_train": int(inner.train.sum()), "n_stack_test": int(inner.test.sum())}
-    table.attrs["interval_scale"] = scale
     return LawValidation(table, dict(zip(names, map(float, weights))),
                          dict(zip(names, map(float, weights_loo))) if weights_loo is not None else None,
-                         fits, pd.concat(points, ignore_index=True), scale)
+                         fits, pd.concat(points, ignore_index=True))
 
 
 def plot_validation(table: pd.DataFrame, *, path: str | os.PathLike | None = None, x: str | None = None):
