@@ -1,7 +1,8 @@
 """Sampler trouble warns, is recorded in the result, and raises with strict=True; each trigger has a control.
 
 The fits leave out the per-point groups (``pointwise=False``): the diagnostics read the posterior, the sampler
-statistics and the prior draws only, and each per-point group costs a compiled program of its own."""
+statistics and the prior draws only, and each per-point group costs a compiled program of its own. The fits use the
+suite's standard settings (tests/quick.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import bayescale as bs
 
 from .conftest import simulate_table
+from .quick import QUICK, TINY
 
 TRUTH = dict(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.36)
 
@@ -25,12 +27,12 @@ def table():
 def test_prior_bound_is_flagged_and_strict_raises(table):
     # E's true value 1.8 is above this prior's upper bound 1.0: the posterior piles up against the bound
     with pytest.warns(bs.SamplingWarning, match="sit on the upper prior bound 1"):
-        result = bs.fit("hoffmann2022", table, priors={"E": "Uniform(0, 1.0)"}, num_chains=2, num_warmup=300, num_samples=300,
-                           pointwise=False)
+        result = bs.fit("hoffmann2022", table, priors={"E": "Uniform(0, 1.0)"}, sampler=QUICK,
+                        pointwise=False)
     assert any("upper prior bound" in w for w in json.loads(result.attrs["warnings"]))
     with pytest.raises(bs.SamplingError, match="upper prior bound") as info:
-        bs.fit("hoffmann2022", table, priors={"E": "Uniform(0, 1.0)"}, num_chains=2, num_warmup=300, num_samples=300,
-               pointwise=False, strict=True)
+        bs.fit("hoffmann2022", table, priors={"E": "Uniform(0, 1.0)"}, sampler=QUICK, pointwise=False,
+               strict=True)
     assert info.value.result is not None  # the draws are not lost
 
 
@@ -43,7 +45,7 @@ def test_uninformed_parameter_is_flagged(table):
                 "alpha": "LogNormal(log(0.3), 0.6)", "beta": "LogNormal(log(0.3), 0.6)", "gamma": "Normal(0, 1)"},
     )
     with pytest.warns(bs.SamplingWarning, match="gamma: posterior barely moved from the prior"):
-        result = bs.fit(law, table, num_chains=2, num_warmup=300, num_samples=300, pointwise=False)
+        result = bs.fit(law, table, sampler=QUICK, pointwise=False)
     # control: only the unused parameter is flagged as uninformed
     flagged = [w.split(":")[0] for w in json.loads(result.attrs["warnings"]) if "barely moved" in w]
     assert flagged == ["gamma"]
@@ -80,7 +82,8 @@ def test_a_posterior_that_moved_is_not_called_uninformed():
 
 def test_low_ess_is_flagged(table):
     with pytest.warns(bs.SamplingWarning, match="effective sample size"):
-        bs.fit("hoffmann2022", table, num_chains=2, num_warmup=100, num_samples=30, pointwise=False)
+        # TINY's 2 x 100 draws cannot reach the target of 100 effective draws per chain for every parameter
+        bs.fit("hoffmann2022", table, sampler=TINY, pointwise=False)
 
 
 def test_bad_settings_raise_before_sampling(table):

@@ -18,6 +18,7 @@ from bayescale.laws.catalogue import parse_law_text
 from bayescale.infer.model import ModelSpec, build_model, resolve_priors
 
 from .conftest import simulate_table
+from .quick import TINY
 
 TRUTH = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
 
@@ -80,8 +81,8 @@ def test_fit_records_the_start_and_summary_reads_it():
     ds = bs.load_runs(simulate_table("hoffmann2022", TRUTH, seed=2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dt = bs.fit("hoffmann2022", ds, num_chains=2, num_warmup=100, num_samples=100, pointwise=False,
-                    progress_bar=False, num_starts=2)
+        # the suite's TINY settings (tests/quick.py) and 36 points: programs shared with its other such fits
+        dt = bs.fit("hoffmann2022", ds, sampler=TINY, pointwise=False, num_starts=2)
     record = json.loads(dt.attrs["init"])
     assert record["method"] == "map" and record["num_starts"] == 2
     assert bs.summary(dt).attrs["multimodality"] is None

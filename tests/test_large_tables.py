@@ -12,6 +12,7 @@ import bayescale.infer.fit as inference
 from bayescale.infer.fit import pointwise_draws
 
 from .conftest import simulate_table
+from .quick import TINY
 
 TRUTH = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
 
@@ -33,8 +34,9 @@ def test_large_fit_keeps_thinned_float32_pointwise_groups(monkeypatch):
     ds = bs.load_runs(simulate_table("hoffmann2022", TRUTH, seed=1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dt = bs.fit("hoffmann2022", ds, num_chains=2, num_warmup=150, num_samples=150, num_prior_samples=200,
-                    progress_bar=False, init="median")
+        # the suite's TINY settings (tests/quick.py), started at the prior median (no start search): the CLI fit
+        # below uses the same, so the two share their sampler's compiled program
+        dt = bs.fit("hoffmann2022", ds, sampler=TINY, num_prior_samples=200, init="median")
     record = json.loads(dt.attrs["pointwise"])
     draws = dt["log_likelihood"]["loss"]["draw"].values
     assert 2 * draws.size * 36 <= 3000 and draws.size == 41
@@ -43,7 +45,7 @@ def test_large_fit_keeps_thinned_float32_pointwise_groups(monkeypatch):
     assert dt["posterior_predictive"]["loss"].dtype == np.float32
     assert dt["prior_predictive"]["loss"].sizes["draw"] == record["prior_draws"] == 3000 // 36
     assert dt["prior_predictive"]["loss"].dtype == np.float64  # extreme prior draws would overflow float32
-    assert dt["posterior"].sizes["draw"] == 150
+    assert dt["posterior"].sizes["draw"] == TINY.num_samples
     table = bs.summary(dt)  # read-outs still work
     assert np.isfinite(table["median"]).all()
 
@@ -58,8 +60,8 @@ def test_cli_no_pointwise_leaves_out_the_per_point_groups(tmp_path, monkeypatch)
     out = tmp_path / "fit.nc"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["fit", str(csv), "--law", "hoffmann2022", "--out", str(out), "--chains", "1", "--warmup", "50",
-                     "--samples", "50", "--init", "median", "--no-progress", "--no-pointwise"]) == 0
+        assert main(["fit", str(csv), "--law", "hoffmann2022", "--out", str(out), "--chains", "2", "--warmup", "100",
+                     "--samples", "100", "--init", "median", "--no-progress", "--no-pointwise"]) == 0
     dt = bs.load(out)
     assert "log_likelihood" not in dt.children and "posterior_predictive" not in dt.children
     assert json.loads(dt.attrs["pointwise"]) == {"kept": False}

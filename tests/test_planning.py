@@ -216,3 +216,23 @@ def test_cli_plan_compare(small, tmp_path, capsys):
     assert "P(B beats A) = 1.000" in out and "compute multiplier, all pairs (inf = never): median" in out
     assert main(["plan", str(fit), "--compute", "5.76e23", "--at", "N=7e10"]) == 2
     assert "a proposed run needs exactly N and D" in capsys.readouterr().err
+
+
+def test_read_outs_reuse_their_compiled_programs(small):
+    """Every read-out parses the result's law text into a new Law; law_program keys the compiled read-out programs by
+    that text, so a second plan on a result of the same law traces and compiles nothing again. Laws without a text
+    (Python functions) get a fresh program each time."""
+    from bayescale.laws.catalogue import law_program
+    from bayescale.results.io import law_of
+
+    bs.compute_optimal(small, [1e21, 1e22])
+    first, second = law_of(small), law_of(small)
+    assert first is not second
+    solver = law_program(first, "compute_optimal", lambda: pytest.fail("compute_optimal's solver was not kept"))
+    assert law_program(second, "compute_optimal", lambda: pytest.fail("built again")) is solver
+    function_law = bs.Law.from_function(lambda p, N, D: p["E"] + 0.0 * N * D, id="flat", inputs=["N", "D"],
+                                        priors={"E": "Uniform(0, 3)"})
+    built = []
+    for _ in range(2):
+        law_program(function_law, "compute_optimal", lambda: built.append(1) or (lambda: None))
+    assert built == [1, 1]

@@ -11,15 +11,17 @@ from bayescale.infer.model import ModelSpec, mass_structure, resolve_priors
 from bayescale.infer.noise import Noise
 
 from .conftest import simulate_table
+from .quick import TINY
 
 TRUTH = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
 
 
 def test_fit_without_pointwise_groups():
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # 50 draws: ESS warnings by design
-        result = bs.fit("hoffmann2022", simulate_table("hoffmann2022", TRUTH), num_chains=2, num_warmup=50,
-                        num_samples=50, pointwise=False, num_prior_samples=300)
+        warnings.simplefilter("ignore")  # 100 draws: ESS warnings by design
+        # the suite's TINY settings on its standard 6 x 6 table: programs shared with its other such fits
+        result = bs.fit("hoffmann2022", simulate_table("hoffmann2022", TRUTH), sampler=TINY, pointwise=False,
+                        num_prior_samples=300)
     assert {"posterior_predictive", "log_likelihood", "prior_predictive"}.isdisjoint(result.children)
     assert set(result["prior"].data_vars) == {"E", "A", "B", "alpha", "beta", "sigma", "nu"}
     assert result["prior"].sizes["draw"] == 300

@@ -15,14 +15,18 @@ from numpyro.infer.util import log_density
 
 import bayescale as bs
 from bayescale.laws.formula import parse_formula, power_terms, unparse
-from bayescale.infer.batch import fit_batch, select_fit
+from bayescale.infer.batch import _batch_arrays, select_fit
 from bayescale.infer.fit import data_statistics, log_inputs_of
 from bayescale.infer.model import ModelSpec, build_model, resolve_priors
+from bayescale.infer.noise import Noise
 from bayescale.infer.reparam import auxiliary_name, centres_of, plan_centring
 
-from .conftest import simulate_table
+from tests import fits
 
-TRUTH = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
+from .conftest import simulate_table
+from .quick import QUICK
+
+TRUTH = fits.TRUTH
 
 
 def _terms(formula: str, params: set[str], inputs: set[str]) -> list[tuple[str, str, str]]:
@@ -96,15 +100,20 @@ def test_centred_model_has_the_declared_prior_exactly(prior_A):
 def test_prior_draws_of_a_bounded_amplitude_stay_on_the_declared_prior():
     """Prior draws through the centred model (the support of a bounded prior moves with alpha): a KS test against the
     declared Uniform at a fixed seed; with 4000 draws the KS statistic of the right law exceeds 0.03 with probability
-    below 0.1%, while a prior shifted by 5% of its width (KS distance 0.05) fails."""
+    below 0.1%, while a prior shifted by 5% of its width (KS distance 0.05) fails.
+
+    The normal likelihood and the observed losses leave the parameters' prior and the centring as they are (the
+    centres come from the inputs and the prior of A) and spare the compiled draw program the Gamma and Student-t
+    samplers of nu and the simulated losses, which made most of its cost."""
     law = bs.load_law("hoffmann2022")
     ds = bs.load_runs(simulate_table("hoffmann2022", TRUTH, seed=0))
-    priors = resolve_priors(law, "student_t", {"A": "Uniform(1, 5000)"})
+    priors = resolve_priors(law, "normal", {"A": "Uniform(1, 5000)"})
     stats = data_statistics(ds)
     log_inputs = log_inputs_of(ds, law)
     centres = centres_of(plan_centring(law, priors), log_inputs, priors, stats)
-    model = build_model(ModelSpec(law, priors, stats, centres=centres))
-    draws = Predictive(model, num_samples=4000)(jax.random.PRNGKey(3), log_inputs)
+    assert set(centres) == {"A", "B"}  # A's bounded prior is centred like the others
+    model = build_model(ModelSpec(law, priors, stats, likelihood="normal", centres=centres))
+    draws = Predictive(model, num_samples=4000)(jax.random.PRNGKey(3), log_inputs, ds["loss"].values)
     a = np.asarray(draws["A"])
     assert scipy.stats.kstest(a, scipy.stats.uniform(1, 4999).cdf).statistic < 0.03
     assert scipy.stats.kstest(a, scipy.stats.uniform(251, 4999).cdf).statistic > 0.03  # the test can fail
@@ -113,12 +122,13 @@ def test_prior_draws_of_a_bounded_amplitude_stay_on_the_declared_prior():
 
 
 def test_centring_cuts_leapfrog_steps_and_keeps_the_posterior():
-    """On 36 simulated points, one chain of 300 + 300: the centred model needs far fewer leapfrog steps per draw
-    (Chinchilla: 5.9x fewer, docs/performance.md); 2x is a generous floor that still fails if centring is lost
-    (the ratio is then 1 up to warmup noise). The posterior medians agree within Monte Carlo error (0.02 in alpha,
-    several posterior sds of 300 draws' median error)."""
+    """On 36 simulated points, the suite's QUICK settings (2 chains of 300 + 300): the centred model needs far fewer
+    leapfrog steps per draw (Chinchilla: 5.9x fewer, docs/performance.md); 2x is a generous floor that still fails if
+    centring is lost (the ratio is then 1 up to warmup noise). The posterior medians agree within Monte Carlo error
+    (0.02 in alpha, several posterior sds of 600 draws' median error). The centred fit is the one of the suite's
+    hoffmann2022 fits on a 6 x 6 table with these settings (tests/quick.py), so its programs come from the cache."""
     ds = bs.load_runs(simulate_table("hoffmann2022", TRUTH, seed=4))
-    kw = dict(num_chains=1, num_warmup=300, num_samples=300, rng_key=2, progress_bar=False, pointwise=False)
+    kw = dict(sampler=QUICK, rng_key=2, pointwise=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         on = bs.fit("hoffmann2022", ds, **kw)
@@ -132,15 +142,46 @@ def test_centring_cuts_leapfrog_steps_and_keeps_the_posterior():
         assert abs(float(on["posterior"][name].median()) - float(off["posterior"][name].median())) < 0.02
 
 
-def test_batched_fits_are_centred_per_fit():
-    tables = [simulate_table("hoffmann2022", TRUTH, seed=s, n_sizes=4 + s, n_tokens=5) for s in range(2)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dt = fit_batch("hoffmann2022", tables, rng_key=1, num_chains=1, num_warmup=200, num_samples=200)
-    centres = json.loads(dt.attrs["centres"])
-    for table, c in zip(tables, centres):  # each fit's own data, not the padded arrays
+def test_batched_fits_are_centred_per_fit(shared_fit):
+    """Each fit of a batch is centred on its own points. (1) The batched model: at one point of the sampled space its
+    log density for fit i is the single centred model's for fit i's data and centre, for two tables whose centres
+    differ (the second keeps only N <= 5e8); a batch that centred every fit on fit 0's centre, or on padded points,
+    gives another density. (2) fit_batch records each fit's centre: the suite's batch of three hoffmann2022 fits
+    (tests/fits.py "batch": 30, 36 and 42 points padded to 42; their N grids share one log mean, so this part checks
+    the recording and the padding, part 1 the use of distinct centres)."""
+    law = bs.load_law("hoffmann2022")
+    small = simulate_table("hoffmann2022", TRUTH, seed=1)
+    dss = [bs.load_runs(simulate_table("hoffmann2022", TRUTH, seed=0)), bs.load_runs(small[small["N"] <= 5e8])]
+    noise = Noise.parse("auto", dss[0])
+    priors = resolve_priors(law, "student_t", None, noise)
+    stats = [data_statistics(ds) for ds in dss]
+    centring = plan_centring(law, priors)
+    centres = [centres_of(centring, log_inputs_of(ds, law), priors, st) for ds, st in zip(dss, stats)]
+    assert centres[0]["A"] - centres[1]["A"] > 0.5  # log N centres 20.0 and 19.2: far apart
+    arrays, n_runs = _batch_arrays(law, dss, noise, stats, centres)
+    batched = build_model(ModelSpec(law, priors, stats[0], noise=noise, centres=centres[0]), {"n_runs": n_runs},
+                          batched=True)
+    # near the truth: A = exp(-0.6 + 0.33 c) is 408 at fit 0's centre, 311 at fit 1's
+    point = {"E": 1.7, auxiliary_name("A"): -0.6, auxiliary_name("B"): 0.2, "alpha": 0.33, "beta": 0.31,
+             "sigma": 0.012, "nu": 6.0}
+    for i, (ds, st, c) in enumerate(zip(dss, stats, centres)):
+        single = build_model(ModelSpec(law, priors, st, noise=noise, centres=c))
+        want, trace = log_density(single, (log_inputs_of(ds, law),), {"loss": ds["loss"].values}, point)
+        a = jax.tree_util.tree_map(lambda x: x[i], arrays)
+        got, batched_trace = log_density(batched, (a["log_inputs"], a["loss"], a["per_fit"]), {}, point)
+        assert np.isfinite(float(want))
+        np.testing.assert_allclose(float(got), float(want), rtol=1e-12)
+        # the amplitude itself, A = exp(a + alpha * c), follows each fit's centre
+        np.testing.assert_allclose(float(batched_trace["A"]["value"]), float(trace["A"]["value"]), rtol=1e-12)
+        np.testing.assert_allclose(float(trace["A"]["value"]), np.exp(-0.6 + 0.33 * c["A"]), rtol=1e-12)
+
+    tables, dt = fits.data("batch"), shared_fit("batch")
+    recorded = json.loads(dt.attrs["centres"])
+    assert len(recorded) == len(tables) == 3
+    for table, c in zip(tables, recorded):  # each fit's own points, not the padded arrays (padding repeats point 0)
         np.testing.assert_allclose(c["A"], np.mean(np.log(table["N"])), rtol=1e-12)
-    assert centres[0]["A"] != centres[1]["A"]
+        np.testing.assert_allclose(c["B"], np.mean(np.log(table["D"])), rtol=1e-12)
     one = select_fit(dt, 1)
-    assert json.loads(one.attrs["centred"])["A"]["centre"] == centres[1]["A"]
+    assert json.loads(one.attrs["centred"])["A"]["centre"] == recorded[1]["A"]
+    # the tables are simulated from tests.fits.TRUTH, the TRUTH of this file
     assert float(dt["posterior"]["alpha"].isel(fit=1).median()) == pytest.approx(TRUTH["alpha"], abs=0.05)

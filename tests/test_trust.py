@@ -2,7 +2,7 @@
 
 Every case of the issue, each asserting the error type and message and that nothing on disk was lost or changed
 (the sha256 of every file in the working folder, before and after). Two small fits serve all cases: one that converges
-(2 chains x 200 + 200 draws on 36 simulated points; measured R-hat <= 1.02, ESS >= 145) and one that truly does not
+(2 chains x 300 + 300 draws on 36 simulated points, tests/quick.py QUICK) and one that truly does not
 (2 chains x 8 warmup steps: the step size and mass matrix are never adapted, so the chains stay where they started).
 """
 
@@ -30,6 +30,7 @@ from bayescale.datasets.datablations import load_datablations
 from bayescale.validation.holdout import crps_score, score
 
 from .conftest import simulate_table
+from .quick import QUICK
 
 TRUTH = dict(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.36)
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,8 @@ def table() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def good(table):
-    return bs.fit("hoffmann2022", table, rng_key=3, num_chains=2, num_warmup=200, num_samples=200, progress_bar=False)
+    # the suite's QUICK settings (tests/quick.py): test_results fits this table with them too, so they share programs
+    return bs.fit("hoffmann2022", table, rng_key=3, sampler=QUICK)
 
 
 @pytest.fixture(scope="module")
@@ -437,7 +439,7 @@ def test_plan_predict_compare_next_refuse_a_fit_that_did_not_converge(good, brok
             call()
         with pytest.warns(bs.ConvergenceWarning, match=rf"NOT CONVERGED: {what} computed anyway"):
             call(allow_unconverged=True)
-    assert bs.predict(good, N=1e9, D=1e10)["loss"].shape == (2, 200, 1)  # the converged fit is not refused
+    assert bs.predict(good, N=1e9, D=1e10)["loss"].shape == (2, 300, 1)  # the converged fit is not refused
     with pytest.raises(bs.ArgumentError, match="allow_unconverged must be True or False, got 'yes'"):
         bs.predict(broken, N=1e9, D=1e10, allow_unconverged="yes")
 

@@ -33,7 +33,7 @@ from bayescale.errors import LawError
 from bayescale.laws.priors import Prior, parse_prior
 
 __all__ = ["Law", "Parameter", "Input", "Published", "Target", "TARGET_KINDS", "load_law", "list_laws", "law_search_path",
-           "LawError", "require_loss_target"]
+           "LawError", "require_loss_target", "law_program"]
 
 
 @dataclass(frozen=True)
@@ -291,6 +291,34 @@ def list_laws() -> list[str]:
     for folder in law_search_path():
         ids |= {p.stem for p in folder.glob("*.toml")}
     return sorted(ids)
+
+
+
+#: Compiled read-out programs of laws, by (program name, law id, law file text): see :func:`law_program`.
+_PROGRAMS: dict[tuple[str, str, str], Callable] = {}
+#: Past this many entries the oldest is dropped (a process reading results of many different law files).
+_PROGRAMS_MAX = 64
+
+
+def law_program(law: Law, name: str, build: Callable[[], Callable]) -> Callable:
+    """The jit-compiled function ``name`` of ``law``, made by ``build()`` once per law file text in a process.
+
+    A result stores its law as text, and every read-out (``predict``, ``compute_optimal``, ``plan`` and what it
+    calls) parses it again into a new :class:`Law`; a ``jax.jit`` of a new function traces and compiles again even
+    for arrays of the shapes it has seen (programs that compile in under a second are not in the persistent cache
+    either). Keyed by the law file's text, a read-out repeated on results of one law reuses the traced and compiled
+    program. ``build`` must depend on nothing but ``law`` (data enter the returned function as arguments). Laws
+    without a file text (:meth:`Law.from_function`, :meth:`Law.at_optimum`) get a fresh ``build()`` each time.
+    """
+    if law.source_text is None:
+        return build()
+    key = (name, law.id, law.source_text)
+    program = _PROGRAMS.get(key)
+    if program is None:
+        if len(_PROGRAMS) >= _PROGRAMS_MAX:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        program = _PROGRAMS[key] = build()
+    return program
 
 
 def load_law(name: str | os.PathLike) -> Law:

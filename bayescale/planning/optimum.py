@@ -30,7 +30,7 @@ from bayescale.results.extrapolation import (
     observed_range,
     warn_extrapolation,
 )
-from bayescale.laws.catalogue import Law, require_loss_target
+from bayescale.laws.catalogue import Law, law_program, require_loss_target
 from bayescale.results.io import law_of
 
 __all__ = [
@@ -120,12 +120,7 @@ def compute_optimal(
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     params = {n: jnp.asarray(post[n].values.reshape(-1)) for n in law.parameter_names}
 
-    def one_draw(p, log_c):
-        u, log_l, interior = optimum_per_draw(law, p, log_c)
-        u = jnp.where(interior, u, jnp.nan)
-        return u, jnp.where(interior, log_l, jnp.nan)
-
-    solve = jax.jit(jax.vmap(jax.vmap(one_draw, in_axes=(None, 0)), in_axes=(0, None)))
+    solve = law_program(law, "compute_optimal", lambda: _optimum_solver(law))
     log_c = jnp.log(budgets / flops_per_param_token)
     u, log_l = (np.asarray(a) for a in solve(params, log_c))  # (draws, budgets)
     n_bad = int(np.isnan(u).sum())
@@ -141,7 +136,8 @@ def compute_optimal(
     shape = (chains, draws, budgets.size)
     tuned = {}
     if full.optimum:  # the tuning inputs at the optimum allocation, per draw and budget
-        at = jax.jit(jax.vmap(jax.vmap(full.optimal_inputs, in_axes=(None, 0)), in_axes=(0, 0)))
+        at = law_program(full, "optimal_inputs", lambda: jax.jit(
+            jax.vmap(jax.vmap(full.optimal_inputs, in_axes=(None, 0)), in_axes=(0, 0))))
         log_values = at(params, {"N": jnp.asarray(u), "D": jnp.log(jnp.asarray(d_opt))})
         tuned = {f"{n}_opt": (dims, np.exp(np.asarray(v)).reshape(shape)) for n, v in log_values.items()}
     return xr.Dataset(
@@ -165,6 +161,18 @@ def compute_optimal(
 _LOG_CK_RANGE = (np.log(1e6), np.log(1e40))
 _BISECTION_STEPS = 48  # halves a 78-nat bracket to 3e-13 nats
 _INVERSE_GRID = 512  # the grid only brackets the optimum; Newton steps then converge (see optimum_per_draw)
+
+
+def _optimum_solver(law: Law):
+    """jit(vmap over draws, vmap over budgets) of (params, log(C/k)) → (log N*, log L*), NaN without an interior
+    optimum."""
+
+    def one_draw(p, log_c):
+        u, log_l, interior = optimum_per_draw(law, p, log_c)
+        u = jnp.where(interior, u, jnp.nan)
+        return u, jnp.where(interior, log_l, jnp.nan)
+
+    return jax.jit(jax.vmap(jax.vmap(one_draw, in_axes=(None, 0)), in_axes=(0, None)))
 
 
 def _inverse_solver(law: Law):
@@ -201,7 +209,7 @@ def flat_params(result: xr.DataTree, law: Law) -> dict[str, np.ndarray]:
 
 def _compute_for_loss(law: Law, params: dict[str, np.ndarray], loss: np.ndarray, k: float) -> np.ndarray:
     """Per draw, the budget C (FLOP) at which the draw's compute-optimal loss equals ``loss`` (same length)."""
-    solve = _inverse_solver(law)
+    solve = law_program(law, "inverse_solver", lambda: _inverse_solver(law))
     v = np.asarray(solve({n: jnp.asarray(a) for n, a in params.items()}, jnp.log(jnp.asarray(loss, dtype=float))))
     return k * np.exp(v)
 

@@ -14,7 +14,7 @@ from bayescale.infer.diagnostics import convergence_gate
 from bayescale.errors import ArgumentError
 from bayescale.results.extrapolation import EXTRAPOLATION_THRESHOLD, extrapolation, warn_extrapolation
 from bayescale.infer.fit import as_key
-from bayescale.laws.catalogue import Law, Target
+from bayescale.laws.catalogue import Law, Target, law_program
 from bayescale.infer.noise import Noise, noise_scale
 from bayescale.results.contract import require
 from bayescale.results.io import attr_json, law_of
@@ -50,8 +50,9 @@ def draws_log_law(law: Law, params: dict[str, np.ndarray], inputs: dict[str, np.
     of a loss, a real target itself, the logit of a unit-interval one): array (draws, points)."""
     with np.errstate(divide="ignore"):
         log_inputs = {n: jnp.asarray(np.log(v)) for n, v in inputs.items()}
-    one = jax.jit(jax.vmap(lambda p: law.link_fn(p, log_inputs)))
-    return np.asarray(one({k: jnp.asarray(v) for k, v in params.items()}))
+    # the inputs are an argument, not constants: one compiled program per law and shapes (laws.catalogue.law_program)
+    one = law_program(law, "draws_log_law", lambda: jax.jit(jax.vmap(law.link_fn, in_axes=(0, None))))
+    return np.asarray(one({k: jnp.asarray(v) for k, v in params.items()}, log_inputs))
 
 
 class NoiseTerms(NamedTuple):
