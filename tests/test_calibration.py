@@ -54,8 +54,10 @@ def test_positive_control_passes(batched, sims):
 
 def test_a_batch_of_new_data_reuses_the_compiled_program():
     # What lets the studies above share one program: fit_batch passes the tables' values to its compiled program as
-    # arguments (not constants baked into it), so a second batch of the same shapes is read from the persistent
-    # compilation cache (tests/conftest.py gives the session one) instead of compiled again. Tiny settings: mechanics.
+    # arguments (not constants baked into it), so a batch of new data of the same shapes reads the program from the
+    # persistent compilation cache (tests/conftest.py gives the session one), and with the same model, statistics and
+    # settings in one process it runs the very program traced before. Tiny settings: mechanics.
+    from collections import Counter
     import warnings
 
     import jax
@@ -66,20 +68,30 @@ def test_a_batch_of_new_data_reuses_the_compiled_program():
         events.append(name)
 
     N = np.geomspace(1e7, 1e9, 6)
+
+    def batch(seed, statistics):
+        rng = np.random.default_rng(seed)
+        tables = [dict(N=N, loss=(8.8e13 / N) ** 0.076 * np.exp(0.01 * rng.standard_normal(6))) for _ in range(2)]
+        events.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # R-hat of one chain of 10 draws: not what this test reads
+            result = bs.fit_batch("kaplan2020_n", tables, num_chains=1, num_warmup=10, num_samples=10,
+                                  progress_bar=False, statistics=statistics, rng_key=0)
+        return Counter(events), result.posterior["alpha_N"].values
+
     jax.monitoring.register_event_listener(listen)
     try:
-        for seed in (0, 1):
-            rng = np.random.default_rng(seed)
-            tables = [dict(N=N, loss=(8.8e13 / N) ** 0.076 * np.exp(0.01 * rng.standard_normal(6))) for _ in range(2)]
-            events.clear()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # R-hat of one chain of 10 draws: not what this test reads
-                bs.fit_batch("kaplan2020_n", tables, num_chains=1, num_warmup=10, num_samples=10, progress_bar=False)
+        _, first = batch(0, {"min_loss": 2.0, "max_loss": 4.0})
+        same, second = batch(1, {"min_loss": 2.0, "max_loss": 4.0})  # new data, same statistics (as in SBC)
+        other, _ = batch(2, {"min_loss": 1.5, "max_loss": 4.5})  # new data and statistics: the model is traced again
     finally:
         jax.monitoring.unregister_event_listener(listen)
-    # the second batch: its sampler program found in the cache, nothing compiled that the cache should have held
-    assert events.count("/jax/compilation_cache/cache_hits") >= 1
-    assert events.count("/jax/compilation_cache/cache_misses") == 0
+    # the same program object: nothing traced, nothing sent to the compiler; and it read the new tables (same seed:
+    # a program with the first tables baked in would return the first draws again)
+    assert same["/jax/compilation_cache/compile_requests_use_cache"] == 0, same
+    assert not np.allclose(first, second)
+    # traced again, and the sampler program found in the cache: nothing compiled that the cache should have held
+    assert other["/jax/compilation_cache/cache_hits"] >= 1 and other["/jax/compilation_cache/cache_misses"] == 0, other
 
 
 def test_prior_returning_sampler_fails():

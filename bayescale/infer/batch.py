@@ -228,7 +228,12 @@ def fit_batch(
     keys = jax.random.split(k_run, n_fits * num_chains)
     # the data and the start are arguments of the compiled program, not constants in it: a batch of new data of the
     # same shapes reuses the program (in-process and through the persistent compilation cache)
-    draws, stats_out = map_pairs(one, index, keys, devices, batch_size, operand=(arrays, z0))
+    # ... and in this process a batch of the same model, statistics, centring and settings runs the program traced for
+    # an earlier one (the key names everything `one` closes over; shapes are told apart by jit itself)
+    program = None if not law.source_text else repr((
+        law.id, law.source_text, sorted((k, v.text) for k, v in prior_specs.items()), likelihood, noise.spec, n_runs,
+        sorted(stats[0].items()), None if centres is None else repr(centres[0]), repr(settings)))
+    draws, stats_out = map_pairs(one, index, keys, devices, batch_size, operand=(arrays, z0), program=program)
 
     def shaped(v):
         v = np.asarray(v)
@@ -288,8 +293,24 @@ def _shard_map(f, mesh, in_specs, out_specs):
     return shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
 
 
+#: Compiled pair maps of this process by program key (:func:`map_pairs`), the most recent :data:`_MAX_PROGRAMS`.
+_PROGRAMS: dict[Any, Any] = {}
+_MAX_PROGRAMS = 8
+
+
+def _program(key: Any, make: Any) -> Any:
+    """``make()`` (a jitted function), or the one made earlier for ``key`` (``None``: never reused)."""
+    if key is None:
+        return make()
+    if key not in _PROGRAMS:
+        while len(_PROGRAMS) >= _MAX_PROGRAMS:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        _PROGRAMS[key] = make()
+    return _PROGRAMS[key]
+
+
 def map_pairs(one, index: jax.Array, keys: jax.Array, devices: Sequence[jax.Device],
-              batch_size: int | None = None, operand: Any = None) -> Any:
+              batch_size: int | None = None, operand: Any = None, program: Any = None) -> Any:
     """``one(index[i], keys[i])`` for every pair ``i``, compiled once: ``jax.lax.map`` in groups of ``batch_size``
     (``None``: all pairs of a device at once, vectorised) on each of ``devices``, the pairs split evenly between
     them (``jax.shard_map`` over the pair axis; the last pair is repeated to fill the last device's share, and the
@@ -297,26 +318,31 @@ def map_pairs(one, index: jax.Array, keys: jax.Array, devices: Sequence[jax.Devi
 
     ``operand``: a pytree of arrays every pair reads (a batch's data), called as ``one(index[i], keys[i], operand)``.
     It is an argument of the compiled program (every device gets all of it), not a constant closed over by ``one``,
-    so that new values of the same shapes reuse the program."""
+    so that new values of the same shapes reuse the program. ``program``: a hashable key that identifies ``one``
+    completely (two calls with equal keys compute the same function of their arguments); a later call with the same
+    key runs the function traced by the first, without tracing ``one`` again. ``None``: traced anew."""
     n = int(index.shape[0])
     call = (lambda a, op: one(*a)) if operand is None else (lambda a, op: one(*a, op))
     operand = () if operand is None else operand
     if len(devices) == 1:
         with on_platform(devices[0].platform):
-            run = jax.jit(lambda idx, ks, op: jax.lax.map(lambda a: call(a, op), (idx, ks), batch_size=batch_size or n))
+            run = _program(None if program is None else (program, n, batch_size, tuple(devices)),
+                           lambda: jax.jit(lambda idx, ks, op: jax.lax.map(lambda a: call(a, op), (idx, ks),
+                                                                        batch_size=batch_size or n)))
             return jax.device_get(run(index, keys, operand))
     per_device = -(-n // len(devices))
     fill = per_device * len(devices) - n
     index = jnp.concatenate([index, jnp.repeat(index[-1:], fill)])
     keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], fill, axis=0)])
     mesh = Mesh(np.asarray(devices), ("pair",))
-    local = _shard_map(lambda idx, ks, op: jax.lax.map(lambda a: call(a, op), (idx, ks),
-                                                       batch_size=min(batch_size or per_device, per_device)),
-                       mesh, (PartitionSpec("pair"), PartitionSpec("pair"), PartitionSpec()), PartitionSpec("pair"))
+    run = _program(None if program is None else (program, per_device, batch_size, tuple(devices)),
+                   lambda: jax.jit(_shard_map(lambda idx, ks, op: jax.lax.map(
+                       lambda a: call(a, op), (idx, ks), batch_size=min(batch_size or per_device, per_device)),
+                       mesh, (PartitionSpec("pair"), PartitionSpec("pair"), PartitionSpec()), PartitionSpec("pair"))))
     sharding = NamedSharding(mesh, PartitionSpec("pair"))
     replicated = NamedSharding(mesh, PartitionSpec())
-    out = jax.device_get(jax.jit(local)(jax.device_put(index, sharding), jax.device_put(keys, sharding),
-                                        jax.device_put(operand, replicated)))
+    out = jax.device_get(run(jax.device_put(index, sharding), jax.device_put(keys, sharding),
+                             jax.device_put(operand, replicated)))
     return jax.tree_util.tree_map(lambda v: np.asarray(v)[:n], out)
 
 
