@@ -20,18 +20,20 @@ from bayescale.validation.calibration import (
     simulations_for_power,
 )
 
-# 16 simulations in 4 bins: 4 expected per bin. A calibrated fit passes the chi-square test at the Bonferroni level
-# 0.01/4 with probability 0.99; seeds are fixed, so the outcome is deterministic, and the tolerance guards against a
-# seed that happens to sit in the 1% tail when numerics change. Thin=1 with 150 draws: autocorrelation makes ranks
-# slightly over-dispersed, which 16 simulations cannot detect (the benchmark thins by 2).
+# 4 bins, thin=1 with 150 draws: autocorrelation makes ranks slightly over-dispersed, which 16-32 simulations cannot
+# detect (the benchmark thins by 2). A calibrated fit passes the chi-square test at the Bonferroni level 0.01/4 with
+# probability 0.99; seeds are fixed, so the outcome is deterministic, and the tolerance guards against a seed that
+# happens to sit in the 1% tail when numerics change.
 FAST = dict(num_warmup=150, num_samples=150, thin=1, num_bins=4)
-# The cheaper setting of the negative controls: 12 points along N, 100 + 100 transitions.
-SMALL = dict(num_warmup=100, num_samples=100, thin=1, num_bins=4, design={"N": np.geomspace(5e7, 5e9, 12)})
+# The batched studies that fit (positive, narrow, law, sigma) all have this size, the narrow control's (its power needs
+# 32), on the default design at FAST: a batch compiles one program per (simulations, design, sampler settings), and
+# the simulated data are its arguments, so the four share one program. The loop fits one table at a time: 16.
+STUDY = 32
 
 
-@pytest.mark.parametrize("batched", [True, False], ids=["fit_batch", "loop"])
-def test_positive_control_passes(batched):
-    table = check_calibration("kaplan2020_n", num_simulations=16, rng_key=0, batched=batched, **FAST)
+@pytest.mark.parametrize("batched, sims", [(True, STUDY), (False, 16)], ids=["fit_batch", "loop"])
+def test_positive_control_passes(batched, sims):
+    table = check_calibration("kaplan2020_n", num_simulations=sims, rng_key=0, batched=batched, **FAST)
     assert table.attrs["settings"]["batched"] is batched
     # the sampler settings are one bs.NUTS value (calibration.SBC_SAMPLER with the keywords on top), recorded whole
     recorded = table.attrs["settings"]["sampler"]
@@ -41,13 +43,55 @@ def test_positive_control_passes(batched):
     assert list(table.index) == ["N_c", "alpha_N", "sigma", "nu"]
     assert table.attrs["passes"], table
     ranks = table.attrs["ranks"]
-    assert ranks.shape == (16, 4) and ranks.min() >= 0 and ranks.max() <= 150
-    # Normalised mean ranks of a calibrated fit are 0.5 ± 0.29/sqrt(16) = ±0.07; 0.25 is > 3 SE.
+    assert ranks.shape == (sims, 4) and ranks.min() >= 0 and ranks.max() <= 150
+    # Normalised mean ranks of a calibrated fit are 0.5 ± 0.29/sqrt(16) = ±0.07 (±0.05 at 32); 0.25 is > 3 SE.
     assert np.all(np.abs(table["mean_rank"] - 0.5) < 0.25)
     # The data inform the law's parameters and sigma: measured 0.09-0.22 (thresholds in bayescale.validation.calibration).
     assert np.all(table.loc[["N_c", "alpha_N", "sigma"], "contraction"] < 0.5)
     assert set(table.attrs["power"]) == {"narrow_30", "wide_30", "shift_0.5"}
-    assert "PASSES (16 simulations" in format_verdict(table)
+    assert f"PASSES ({sims} simulations" in format_verdict(table)
+
+
+def test_a_batch_of_new_data_reuses_the_compiled_program():
+    # What lets the studies above share one program: fit_batch passes the tables' values to its compiled program as
+    # arguments (not constants baked into it), so a batch of new data of the same shapes reads the program from the
+    # persistent compilation cache (tests/conftest.py gives the session one), and with the same model, statistics and
+    # settings in one process it runs the very program traced before. Tiny settings: mechanics.
+    from collections import Counter
+    import warnings
+
+    import jax
+
+    events = []
+
+    def listen(name, **_):
+        events.append(name)
+
+    N = np.geomspace(1e7, 1e9, 6)
+
+    def batch(seed, statistics):
+        rng = np.random.default_rng(seed)
+        tables = [dict(N=N, loss=(8.8e13 / N) ** 0.076 * np.exp(0.01 * rng.standard_normal(6))) for _ in range(2)]
+        events.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # R-hat of one chain of 10 draws: not what this test reads
+            result = bs.fit_batch("kaplan2020_n", tables, num_chains=1, num_warmup=10, num_samples=10,
+                                  progress_bar=False, statistics=statistics, rng_key=0)
+        return Counter(events), result.posterior["alpha_N"].values
+
+    jax.monitoring.register_event_listener(listen)
+    try:
+        _, first = batch(0, {"min_loss": 2.0, "max_loss": 4.0})
+        same, second = batch(1, {"min_loss": 2.0, "max_loss": 4.0})  # new data, same statistics (as in SBC)
+        other, _ = batch(2, {"min_loss": 1.5, "max_loss": 4.5})  # new data and statistics: the model is traced again
+    finally:
+        jax.monitoring.unregister_event_listener(listen)
+    # the same program object: nothing traced, nothing sent to the compiler; and it read the new tables (same seed:
+    # a program with the first tables baked in would return the first draws again)
+    assert same["/jax/compilation_cache/compile_requests_use_cache"] == 0, same
+    assert not np.allclose(first, second)
+    # traced again, and the sampler program found in the cache: nothing compiled that the cache should have held
+    assert other["/jax/compilation_cache/cache_hits"] >= 1 and other["/jax/compilation_cache/cache_misses"] == 0, other
 
 
 def test_prior_returning_sampler_fails():
@@ -63,19 +107,20 @@ def test_prior_returning_sampler_fails():
 
 
 def test_narrow_posterior_fails():
-    # Fitted draws shrunk 0.25x around their mean. The test's power against that, per parameter at 32 simulations in
-    # 4 bins, is 0.80 (sbc_power), so all four parameters pass with probability 0.2^4 < 0.002; it is the rank test,
-    # not the contraction check, that must fail here.
-    table = check_calibration("kaplan2020_n", num_simulations=32, misspecify="narrow", distortion=0.25, rng_key=0,
-                              **SMALL)
+    # Fitted draws shrunk 0.25x around their mean. The test's power against that, per parameter at 32 simulations of
+    # 150 draws in 4 bins, is 0.80 (sbc_power), so all four parameters pass with probability 0.2^4 < 0.002; it is the
+    # rank test, not the contraction check, that must fail here.
+    table = check_calibration("kaplan2020_n", num_simulations=STUDY, misspecify="narrow", distortion=0.25, rng_key=0,
+                              **FAST)
     assert table.attrs["distortion"] == 0.25
     assert table.attrs["contracts"] and not table.attrs["uniform"] and not table.attrs["passes"]
 
 
 def test_data_from_another_law_fail():
     # Data from the law with N replaced by N^1.25: the fitted exponent is 1.25x the true one, so alpha_N ranks low and
-    # N_c high in every simulation (measured p ~ 1e-3 and 1e-8 at 12 simulations against a threshold of 0.0025).
-    table = check_calibration("kaplan2020_n", num_simulations=12, misspecify="law", rng_key=0, **SMALL)
+    # N_c high in every simulation (measured p ~ 1e-3 and 1e-8 at 12 simulations of a 12-point design against a
+    # threshold of 0.0025; the 32 simulations of the 36-point design here only add evidence).
+    table = check_calibration("kaplan2020_n", num_simulations=STUDY, misspecify="law", rng_key=0, **FAST)
     assert not table.attrs["passes"]
     assert not table.loc["N_c", "uniform"] and table.loc["N_c", "mean_rank"] > 0.8
     assert table.loc["alpha_N", "mean_rank"] < 0.3
@@ -83,9 +128,10 @@ def test_data_from_another_law_fail():
 
 def test_wrong_sigma_control_fails():
     # Residuals 3x larger than the drawn sigma: the posterior of sigma sits at ~3 sigma_true, so the true sigma ranks at
-    # (or next to) 0 in every simulation. With 10 simulations in 4 bins, all in the first bin gives chi2 = 30 on 3 df,
-    # p ~ 1e-6, far below 0.01/4. This control tests sigma only: 3·sigma·t residuals are the model with sigma' = 3 sigma.
-    table = check_calibration("kaplan2020_n", num_simulations=10, misspecify="sigma", rng_key=1, **FAST)
+    # (or next to) 0 in every simulation. With 32 simulations in 4 bins, all in the first bin gives chi2 = 96 on 3 df,
+    # p ~ 1e-20, far below 0.01/4. This control tests sigma only: 3·sigma·t residuals are the model with
+    # sigma' = 3 sigma.
+    table = check_calibration("kaplan2020_n", num_simulations=STUDY, misspecify="sigma", rng_key=1, **FAST)
     assert not table.attrs["passes"]
     assert not table.loc["sigma", "uniform"] and table.loc["sigma", "mean_rank"] < 0.05
 
@@ -216,7 +262,8 @@ def test_coverage_standard_errors_are_clustered_by_dataset():
 
 def test_sbc_benchmark_smoke(tmp_path):
     # benchmarks/sbc.py with tiny settings: only the prior-returning sampler (no fit, so seconds), which must fail and
-    # so make the script exit 0; the CSV holds the row with its rank histogram.
+    # so make the script exit 0; the CSV holds the row with its rank histogram. 16 simulations: its prior draws are the
+    # program of the 16-simulation studies of kaplan2020_n above (loop, prior).
     import runpy
 
     import pandas as pd
@@ -224,8 +271,8 @@ def test_sbc_benchmark_smoke(tmp_path):
     main = runpy.run_path("benchmarks/sbc.py")["main"]
     out = tmp_path / "sbc.csv"
     assert main(["--laws", "kaplan2020_n", "--noise", "student_t:iid", "--controls", "prior", "--no-positive",
-                 "--control-simulations", "12", "--bins", "4", "--out", str(out)]) == 0
+                 "--control-simulations", "16", "--bins", "4", "--out", str(out)]) == 0
     row = pd.read_csv(out).iloc[0]
-    assert (row["control"], row["simulations"], row["verdict"]) == ("prior", 12, "FAILS")
-    assert sum(int(c) for c in row["worst_histogram"].split()) == 12
+    assert (row["control"], row["simulations"], row["verdict"]) == ("prior", 16, "FAILS")
+    assert sum(int(c) for c in row["worst_histogram"].split()) == 16
     assert row["stuck"] == 0  # prior draws spread like the prior: no simulation counts as a chain that stopped

@@ -10,8 +10,11 @@ import scipy.stats
 import bayescale as bs
 from bayescale.validation.holdout import crps_sample, make_splits, plot_validation, validate
 from tests.conftest import simulate_table
+from tests.quick import QUICK
 
-TINY = dict(num_chains=2, num_warmup=300, num_samples=300)
+# Every Bayesian fit of this file runs at QUICK (2 chains x 300 + 300): the fits of one law on one training shape (the
+# 30 smallest points: hoffmann2022 in validate and validate_laws, kaplan2020_n in validate_laws and the CLI's rollout)
+# then share their compiled programs (tests/quick.py).
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +68,7 @@ def test_crps_matches_the_normal_closed_form():
 @pytest.fixture(scope="module")
 def largest_out(grid_data):
     return validate(
-        "hoffmann2022", grid_data, "largest", by="N", holdout=1, methods=("bayes", "baseline"), fit_kwargs=TINY,
+        "hoffmann2022", grid_data, "largest", by="N", holdout=1, methods=("bayes", "baseline"), fit_kwargs={"sampler": QUICK},
         baseline_kwargs=dict(grid_size=2, num_bootstrap=20, bootstrap_starts=1), rng_key=0,
     )
 
@@ -99,11 +102,16 @@ def test_cli_validate_prints_the_table(tmp_path, capsys):
     from bayescale.cli import main
 
     truth = dict(N_c=8.8e13, alpha_N=0.076)
-    simulate_table("kaplan2020_n", truth, sigma=0.01, seed=2).to_csv(tmp_path / "runs.csv", index=False)
+    # 6 sizes, 6 seeds each: the one rollout fold fits the 5 smallest sizes (30 runs) and predicts the 6 runs of the
+    # largest, the shapes of validate_laws' kaplan2020_n fit and scores below, at the same settings (QUICK), so the two
+    # share their compiled programs
+    table = pd.concat([simulate_table("kaplan2020_n", truth, sigma=0.01, seed=s, n_sizes=6, n_tokens=1)
+                       for s in range(6)], ignore_index=True)
+    table.to_csv(tmp_path / "runs.csv", index=False)
     rc = main(["validate", str(tmp_path / "runs.csv"), "--law", "kaplan2020_n", "--split", "rollout", "--max-folds", "1",
-               "--chains", "1", "--warmup", "150", "--samples", "150", "--init", "median", "--out", str(tmp_path / "v.png")])
+               "--chains", "2", "--warmup", "300", "--samples", "300", "--out", str(tmp_path / "v.png")])
     out = capsys.readouterr().out
-    assert rc == 0 and "cover90" in out and "from the 35 smallest" in out and (tmp_path / "v.png").is_file()
+    assert rc == 0 and "cover90" in out and "from the 5 smallest" in out and (tmp_path / "v.png").is_file()
     rc = main(["validate", str(tmp_path / "runs.csv"), "--law", "kaplan2020_n", "--by", "D"])
     assert rc == 2 and "by 'D': must be one of ['N']" in capsys.readouterr().err
 
@@ -157,15 +165,13 @@ def test_validate_laws_errors(grid_data):
         bs.validate_laws(grid_data, ["hoffmann2022", "kaplan2020_n"], holdout=2, stack_holdout=4)
 
 
-TINY_STACK = dict(num_chains=2, num_warmup=200, num_samples=200, progress_bar=False)
-
-
 @pytest.fixture(scope="module")
 def two_laws(grid_data):
     # The data come from hoffmann2022; kaplan2020_n ignores D, which spans two decades in every size of the grid, so
-    # it misses the held-out largest size badly (held-out LPD about -1 against about +2.8 nats per point).
+    # it misses the held-out largest size badly (held-out LPD about -1 against about +2.8 nats per point). hoffmann2022
+    # on the 30 smallest points at QUICK and seed 0 is the same fit as largest_out's, whose programs it reuses.
     return bs.validate_laws(grid_data, ["hoffmann2022", "kaplan2020_n"], by="N", holdout=1, stack_holdout=1,
-                            fit_kwargs=TINY_STACK)
+                            fit_kwargs={"sampler": QUICK})
 
 
 def test_validate_laws_stacks_on_the_law_that_extrapolates(two_laws):
@@ -187,15 +193,31 @@ def test_validate_laws_stacks_on_the_law_that_extrapolates(two_laws):
     assert set(band["model"].values) == {"hoffmann2022"} and np.isfinite(band["loss"].values).all()
 
 
-def test_cli_validate_several_laws(tmp_path, capsys):
+def test_cli_validate_several_laws(two_laws, grid_data, tmp_path, capsys, monkeypatch):
     from bayescale.cli import main
 
+    # The CLI's part: reading the table, passing the flags on, printing and writing the result. validate_laws itself
+    # runs above (two_laws) on these data at these settings; a stand-in checks what the CLI hands it, down to the
+    # data's values, and returns that result, so the table printed is a real one, without fitting four laws again.
+    calls = []
+
+    def stand_in(data, laws, split="largest", **kwargs):
+        calls.append((data, [law.id for law in laws], split, kwargs))
+        return two_laws
+
+    monkeypatch.setattr(bs, "validate_laws", stand_in)
     simulate_table("hoffmann2022", dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32), sigma=0.005,
                    seed=7).to_csv(tmp_path / "runs.csv", index=False)
     args = ["validate", str(tmp_path / "runs.csv"), "--law", "hoffmann2022", "--law", "kaplan2020_n"]
-    rc = main(args + ["--chains", "2", "--warmup", "200", "--samples", "200", "--csv", str(tmp_path / "t.csv")])
+    rc = main(args + ["--chains", "2", "--warmup", "300", "--samples", "300", "--csv", str(tmp_path / "t.csv")])
     out = capsys.readouterr().out
     assert rc == 0 and "stacking weights fitted on N >= 2e+09" in out and "stack_loo" in out
     assert pd.read_csv(tmp_path / "t.csv")["law"].iloc[0] == "hoffmann2022"
+    ((data, laws, split, kwargs),) = calls
+    assert laws == ["hoffmann2022", "kaplan2020_n"] and split == "largest"
+    for name in ("N", "D", "loss"):  # the CSV's values, read back exactly
+        np.testing.assert_array_equal(data[name].values, grid_data[name].values)
+    assert kwargs["fit_kwargs"] == {"sampler": QUICK, "noise": "auto"}  # the flags became the fixture's settings
+    assert (kwargs["by"], kwargs["holdout"], kwargs["stack_holdout"], kwargs["rng_key"]) == (None, 1, 1, 0)
     rc = main(args + ["--baseline"])
     assert rc == 2 and "--baseline and --out take one --law" in capsys.readouterr().err

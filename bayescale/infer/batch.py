@@ -193,8 +193,8 @@ def fit_batch(
     key, key_record = as_key(rng_key)
     k_init, k_run = jax.random.split(key)
 
-    def args_of(i):
-        a = jax.tree_util.tree_map(lambda x: x[i], arrays)
+    def args_of(data, i):
+        a = jax.tree_util.tree_map(lambda x: x[i], data)
         return a["log_inputs"], a["loss"], a["per_fit"]
 
     # The model's shapes and transforms come from fit 0; every parameter starts at its prior median, which in the
@@ -202,13 +202,15 @@ def fit_batch(
     # except a centred amplitude's, which is fit 0's (its centre shifts by p * (c_i - c_0) between fits, a fraction of
     # the prior's width; warmup absorbs it). No MAP start here: a per-fit optimiser inside the vmapped program is not
     # implemented, so batched fits keep init="median" (attrs["sampler"]["init"]).
-    info = initialize_model(k_init, model, model_args=args_of(0), dynamic_args=True, init_strategy=init_to_median)
+    info = initialize_model(k_init, model, model_args=args_of(arrays, 0), dynamic_args=True,
+                            init_strategy=init_to_median)
     z0 = info.param_info.z
     init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
 
-    def one(index, chain_key):
-        args = args_of(index)
-        state = init_kernel(z0, num_warmup, dense_mass=mass_structure(dense_mass, spec), target_accept_prob=target_accept_prob,
+    def one(index, chain_key, operand):
+        data, z_start = operand
+        args = args_of(data, index)
+        state = init_kernel(z_start, num_warmup, dense_mass=mass_structure(dense_mass, spec), target_accept_prob=target_accept_prob,
                             max_tree_depth=settings.max_tree_depth, model_args=args, rng_key=chain_key)
         state = jax.lax.fori_loop(0, num_warmup, lambda _, s: sample_kernel(s, model_args=args), state)
 
@@ -224,7 +226,14 @@ def fit_batch(
     n_fits = len(dss)
     index = jnp.repeat(jnp.arange(n_fits), num_chains)
     keys = jax.random.split(k_run, n_fits * num_chains)
-    draws, stats_out = map_pairs(one, index, keys, devices, batch_size)
+    # the data and the start are arguments of the compiled program, not constants in it: a batch of new data of the
+    # same shapes reuses the program (in-process and through the persistent compilation cache)
+    # ... and in this process a batch of the same model, statistics, centring and settings runs the program traced for
+    # an earlier one (the key names everything `one` closes over; shapes are told apart by jit itself)
+    program = None if not law.source_text else repr((
+        law.id, law.source_text, sorted((k, v.text) for k, v in prior_specs.items()), likelihood, noise.spec, n_runs,
+        sorted(stats[0].items()), None if centres is None else repr(centres[0]), repr(settings)))
+    draws, stats_out = map_pairs(one, index, keys, devices, batch_size, operand=(arrays, z0), program=program)
 
     def shaped(v):
         v = np.asarray(v)
@@ -284,27 +293,56 @@ def _shard_map(f, mesh, in_specs, out_specs):
     return shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
 
 
+#: Compiled pair maps of this process by program key (:func:`map_pairs`), the most recent :data:`_MAX_PROGRAMS`.
+_PROGRAMS: dict[Any, Any] = {}
+_MAX_PROGRAMS = 8
+
+
+def _program(key: Any, make: Any) -> Any:
+    """``make()`` (a jitted function), or the one made earlier for ``key`` (``None``: never reused)."""
+    if key is None:
+        return make()
+    if key not in _PROGRAMS:
+        while len(_PROGRAMS) >= _MAX_PROGRAMS:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        _PROGRAMS[key] = make()
+    return _PROGRAMS[key]
+
+
 def map_pairs(one, index: jax.Array, keys: jax.Array, devices: Sequence[jax.Device],
-              batch_size: int | None = None) -> Any:
+              batch_size: int | None = None, operand: Any = None, program: Any = None) -> Any:
     """``one(index[i], keys[i])`` for every pair ``i``, compiled once: ``jax.lax.map`` in groups of ``batch_size``
     (``None``: all pairs of a device at once, vectorised) on each of ``devices``, the pairs split evenly between
     them (``jax.shard_map`` over the pair axis; the last pair is repeated to fill the last device's share, and the
-    repeats are dropped). Returns the outputs stacked along the pair axis, on the host."""
+    repeats are dropped). Returns the outputs stacked along the pair axis, on the host.
+
+    ``operand``: a pytree of arrays every pair reads (a batch's data), called as ``one(index[i], keys[i], operand)``.
+    It is an argument of the compiled program (every device gets all of it), not a constant closed over by ``one``,
+    so that new values of the same shapes reuse the program. ``program``: a hashable key that identifies ``one``
+    completely (two calls with equal keys compute the same function of their arguments); a later call with the same
+    key runs the function traced by the first, without tracing ``one`` again. ``None``: traced anew."""
     n = int(index.shape[0])
+    call = (lambda a, op: one(*a)) if operand is None else (lambda a, op: one(*a, op))
+    operand = () if operand is None else operand
     if len(devices) == 1:
         with on_platform(devices[0].platform):
-            run = jax.jit(lambda idx, ks: jax.lax.map(lambda a: one(*a), (idx, ks), batch_size=batch_size or n))
-            return jax.device_get(run(index, keys))
+            run = _program(None if program is None else (program, n, batch_size, tuple(devices)),
+                           lambda: jax.jit(lambda idx, ks, op: jax.lax.map(lambda a: call(a, op), (idx, ks),
+                                                                        batch_size=batch_size or n)))
+            return jax.device_get(run(index, keys, operand))
     per_device = -(-n // len(devices))
     fill = per_device * len(devices) - n
     index = jnp.concatenate([index, jnp.repeat(index[-1:], fill)])
     keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], fill, axis=0)])
     mesh = Mesh(np.asarray(devices), ("pair",))
-    local = _shard_map(lambda idx, ks: jax.lax.map(lambda a: one(*a), (idx, ks),
-                                                   batch_size=min(batch_size or per_device, per_device)),
-                       mesh, (PartitionSpec("pair"), PartitionSpec("pair")), PartitionSpec("pair"))
+    run = _program(None if program is None else (program, per_device, batch_size, tuple(devices)),
+                   lambda: jax.jit(_shard_map(lambda idx, ks, op: jax.lax.map(
+                       lambda a: call(a, op), (idx, ks), batch_size=min(batch_size or per_device, per_device)),
+                       mesh, (PartitionSpec("pair"), PartitionSpec("pair"), PartitionSpec()), PartitionSpec("pair"))))
     sharding = NamedSharding(mesh, PartitionSpec("pair"))
-    out = jax.device_get(jax.jit(local)(jax.device_put(index, sharding), jax.device_put(keys, sharding)))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    out = jax.device_get(run(jax.device_put(index, sharding), jax.device_put(keys, sharding),
+                             jax.device_put(operand, replicated)))
     return jax.tree_util.tree_map(lambda v: np.asarray(v)[:n], out)
 
 
