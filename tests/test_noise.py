@@ -194,6 +194,25 @@ def test_noise_models_are_compared_by_loo_over_runs(curve_fit):
     assert table.index[0] == "run+ou" and table.loc["iid", "elpd_diff"] > 0
 
 
+def test_looking_for_run_effects_compiles_nothing(caplog):
+    """After sampling, every fit asks whether its model has run effects to draw: the question is answered by tracing
+    the model (jax.eval_shape), not by compiling and running a one-draw predictive program (seconds per fit)."""
+    import logging
+
+    import jax
+
+    from bayescale.infer.model import recover_run_effects
+
+    law, ds, stats, priors, model, log_inputs = _hetero_model()  # iid noise in space: no run effect
+    draws = {**{k: np.full((2, 3), v) for k, v in dict(E=1.0, A=1000.0, B=1000.0, alpha=0.3, beta=0.25).items()},
+             "nu": np.full((2, 3), 5.0), "kappa": np.zeros((2, 3)), "sigma__centred": np.full((2, 3), -3.0)}
+    key = jax.random.PRNGKey(0)
+    with caplog.at_level(logging.WARNING), jax.log_compiles(True):
+        got = recover_run_effects(model, (log_inputs,), {"loss": ds["loss"].values}, draws, key)
+    assert got == {}
+    assert not [r for r in caplog.records if "Finished XLA compilation" in r.getMessage()]
+
+
 def test_hetero_scale_is_sigma_at_the_lowest_loss_and_follows_the_loss_level():
     from bayescale.infer.noise import noise_scale
 
