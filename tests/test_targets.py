@@ -101,8 +101,9 @@ def test_target_section_is_checked(edit, match):
 # ---------------------------------------------------------------------------------------------------------
 # Fits and everything downstream
 # ---------------------------------------------------------------------------------------------------------
-#: Sampler settings of the real-target fits (2 chains x 300 + 300, the suite's QUICK).
-REAL_FIT_SETTINGS = dict(num_chains=2, num_warmup=300, num_samples=300, num_prior_samples=300)
+#: Sampler settings of the real-target and accuracy fits: 2 chains x 300 + 300 (the suite's QUICK) from the prior
+#: median, as the multi-start MAP search (its own compiled objective and eager prior draws) is not what is tested here.
+REAL_FIT_SETTINGS = dict(num_chains=2, num_warmup=300, num_samples=300, num_prior_samples=300, init="median")
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +169,7 @@ def test_unit_interval_target_fit_stays_in_bounds():
     law = parse_law_text(ACCURACY)
     table = _table(law, TRUTH_ACC, sigma=0.05)
     ds = bs.load_runs(table, inputs=("N",), target="unit_interval", check_units=False)
-    result = bs.fit(law, ds, rng_key=0, num_chains=2, num_warmup=300, num_samples=300, num_prior_samples=300)
+    result = bs.fit(law, ds, rng_key=0, **REAL_FIT_SETTINGS)
     table = bs.summary(result)
     for name, value in TRUTH_ACC.items():  # 24 points at 0.05 logit noise
         assert table.loc[name, "q0.05"] < value < table.loc[name, "q0.95"], (name, table.loc[name])
