@@ -245,6 +245,21 @@ def test_plan_reports_the_optimal_lr_and_batch(steplaw_fit):
     assert "optimal lr at (N*, D*)" in text and "optimal batch_size at (N*, D*)" in text
 
 
+def test_planning_builds_its_solvers_once_per_law():
+    """Repeated plans of one law reuse its jitted solvers (tracing them is most of a plan's cost, seconds for
+    steplaw2025's formula at its optimum): one law at its optimum and one solver per law text; another law gets its
+    own."""
+    from bayescale.planning import optimum
+
+    first, again = (optimum.planning_law(bs.load_law("steplaw2025"), "plan") for _ in range(2))
+    assert first is again and first.input_names == ("N", "D")
+    solver = optimum._cached("optimum", first, lambda: optimum._optimum_solver(first))
+    assert optimum._cached("optimum", again, lambda: optimum._optimum_solver(again)) is solver
+    hoffmann = optimum._cached("optimum", bs.load_law("hoffmann2022"), lambda: object())
+    assert hoffmann is not solver
+    assert optimum._cached("optimum", bs.load_law("hoffmann2022"), lambda: object()) is hoffmann
+
+
 def test_report_of_a_steplaw_fit_has_the_plan(steplaw_fit, tmp_path):
     path = bs.write_report(steplaw_fit, tmp_path / "report", budgets=[6 * 6e8 * 2e10])
     text = path.read_text()  # report.md

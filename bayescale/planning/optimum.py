@@ -54,6 +54,24 @@ _GRID = 1536
 _NEWTON_STEPS = 4
 
 
+#: Jitted planning solvers (and planning laws) by kind and law, so that repeated plans of one law (plan, report,
+#: loss_at, near_optimal_region all call compute_optimal) trace them once: tracing is most of their cost, seconds for
+#: a law with an [optimum] (its substituted formula is large). Oldest entries are dropped beyond _MAX_CACHED.
+_CACHE: dict[tuple, Any] = {}
+_MAX_CACHED = 64
+
+
+def _cached(kind: str, law: Law, build):
+    """``build()`` once per ``kind`` and law: a law file's law by its text's hash (the same text compiles to the same
+    functions), any other law (a Python-function law, a law at its optimum) by the object itself."""
+    key = (kind, law.source_hash if law.source_text else law)  # Law is eq=False: the object hashes by identity
+    if key not in _CACHE:
+        while len(_CACHE) >= _MAX_CACHED:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
 def _log_loss_on_budget(law: Law, params, log_c_over_k):
     def f(u):  # u = log N, D = C/(k N)
         return law.log_fn(params, {"N": u, "D": log_c_over_k - u})
@@ -120,12 +138,7 @@ def compute_optimal(
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     params = {n: jnp.asarray(post[n].values.reshape(-1)) for n in law.parameter_names}
 
-    def one_draw(p, log_c):
-        u, log_l, interior = optimum_per_draw(law, p, log_c)
-        u = jnp.where(interior, u, jnp.nan)
-        return u, jnp.where(interior, log_l, jnp.nan)
-
-    solve = jax.jit(jax.vmap(jax.vmap(one_draw, in_axes=(None, 0)), in_axes=(0, None)))
+    solve = _cached("optimum", law, lambda: _optimum_solver(law))
     log_c = jnp.log(budgets / flops_per_param_token)
     u, log_l = (np.asarray(a) for a in solve(params, log_c))  # (draws, budgets)
     n_bad = int(np.isnan(u).sum())
@@ -141,7 +154,8 @@ def compute_optimal(
     shape = (chains, draws, budgets.size)
     tuned = {}
     if full.optimum:  # the tuning inputs at the optimum allocation, per draw and budget
-        at = jax.jit(jax.vmap(jax.vmap(full.optimal_inputs, in_axes=(None, 0)), in_axes=(0, 0)))
+        at = _cached("optimal_inputs", full,
+                     lambda: jax.jit(jax.vmap(jax.vmap(full.optimal_inputs, in_axes=(None, 0)), in_axes=(0, 0))))
         log_values = at(params, {"N": jnp.asarray(u), "D": jnp.log(jnp.asarray(d_opt))})
         tuned = {f"{n}_opt": (dims, np.exp(np.asarray(v)).reshape(shape)) for n, v in log_values.items()}
     return xr.Dataset(
@@ -165,6 +179,18 @@ def compute_optimal(
 _LOG_CK_RANGE = (np.log(1e6), np.log(1e40))
 _BISECTION_STEPS = 48  # halves a 78-nat bracket to 3e-13 nats
 _INVERSE_GRID = 512  # the grid only brackets the optimum; Newton steps then converge (see optimum_per_draw)
+
+
+def _optimum_solver(law: Law):
+    """jit(vmap over draws, vmap over budgets) of (params, log(C/k)) → (log N*, log L*), NaN without an interior
+    optimum."""
+
+    def one_draw(p, log_c):
+        u, log_l, interior = optimum_per_draw(law, p, log_c)
+        u = jnp.where(interior, u, jnp.nan)
+        return u, jnp.where(interior, log_l, jnp.nan)
+
+    return jax.jit(jax.vmap(jax.vmap(one_draw, in_axes=(None, 0)), in_axes=(0, None)))
 
 
 def _inverse_solver(law: Law):
@@ -201,7 +227,7 @@ def flat_params(result: xr.DataTree, law: Law) -> dict[str, np.ndarray]:
 
 def _compute_for_loss(law: Law, params: dict[str, np.ndarray], loss: np.ndarray, k: float) -> np.ndarray:
     """Per draw, the budget C (FLOP) at which the draw's compute-optimal loss equals ``loss`` (same length)."""
-    solve = _inverse_solver(law)
+    solve = _cached("inverse", law, lambda: _inverse_solver(law))
     v = np.asarray(solve({n: jnp.asarray(a) for n, a in params.items()}, jnp.log(jnp.asarray(loss, dtype=float))))
     return k * np.exp(v)
 
@@ -211,8 +237,8 @@ def planning_law(law: Law, what: str) -> Law:
     gives an [optimum] for (learning rate, batch size), the law at those optima (:meth:`Law.at_optimum`).
     Planning minimises a positive loss in log space: a law of another target kind is refused."""
     require_loss_target(law, what)
-    if law.optimum:
-        law = law.at_optimum()
+    if law.optimum:  # one law at its optimum per law file, so that its solvers are cached (_cached)
+        law = _cached("at_optimum", law, law.at_optimum)
     if set(law.input_names) != {"N", "D"}:
         raise ValueError(f"{what} needs a law of exactly (N, D), or one whose other inputs have an [optimum] in the "
                          f"law file; law {law.id!r} has {list(law.input_names)}")
