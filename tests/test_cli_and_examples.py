@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from bayescale.cli import main
-
-from .conftest import simulate_table
+from bayescale.datasets import load_chinchilla
 
 #: Sampler flags that leave the least to compile, which is most of a tiny fit's time: chains start at the prior median
 #: (no multi-start MAP), and two chains run one after the other (``sequential``). For these law fits the two programs
@@ -18,20 +17,23 @@ from .conftest import simulate_table
 LEAST_COMPILING = ["--init", "median", "--chain-method", "sequential"]
 
 
+#: The sampler of the CLI fit and of the Chinchilla example: the same law, data (240 runs) and settings, so the
+#: example's fit reuses every program the CLI's fit compiled (in-process, or from the persistent compilation cache).
+CHINCHILLA_SAMPLER = ["--chains", "2", "--warmup", "150", "--samples", "150", "--no-progress", *LEAST_COMPILING]
+
+
 @pytest.fixture(scope="module")
 def csv(tmp_path_factory):
+    """The bundled Chinchilla runs as a CSV with its own column names (read back with --column)."""
     path = tmp_path_factory.mktemp("cli") / "runs.csv"
-    simulate_table("hoffmann2022", dict(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.36), seed=2).rename(
-        columns={"N": "model_n", "D": "tokens"}
-    ).to_csv(path, index=False)
+    load_chinchilla().to_dataframe()[["N", "D", "loss"]].rename(columns={"N": "model_n", "D": "tokens"}).to_csv(
+        path, index=False)
     return path
 
 
 def test_cli_round_trip(csv, tmp_path, capsys):
     fit = tmp_path / "fit.nc"
-    argv = ["fit", str(csv), "--law", "hoffmann2022", "--out", str(fit), "--column", "N=model_n",
-            "--chains", "2", "--warmup", "200", "--samples", "200", "--no-progress",
-            *LEAST_COMPILING]
+    argv = ["fit", str(csv), "--law", "hoffmann2022", "--out", str(fit), "--column", "N=model_n", *CHINCHILLA_SAMPLER]
     assert main(argv) == 0
     assert "saved" in capsys.readouterr().out and fit.is_file()
     assert main(["summary", str(fit)]) == 0
@@ -61,8 +63,7 @@ def test_cli_errors_are_one_line(csv, tmp_path, capsys):
 
 def test_example_chinchilla(tmp_path, monkeypatch, capsys):
     out = tmp_path / "demo"
-    monkeypatch.setattr(sys, "argv", ["chinchilla.py", "--out", str(out), "--chains", "2",
-                                      "--warmup", "150", "--samples", "150", *LEAST_COMPILING])
+    monkeypatch.setattr(sys, "argv", ["chinchilla.py", "--out", str(out), *CHINCHILLA_SAMPLER])
     runpy.run_path("examples/chinchilla.py", run_name="__main__")
     printed = capsys.readouterr().out
     assert "N*" in printed and "D*" in printed and "[" in printed

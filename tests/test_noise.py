@@ -99,7 +99,9 @@ def test_log_density_integrates_a_fresh_run_effect_exactly_for_normal_noise():
 @pytest.fixture(scope="module")
 def curve_fit():
     ds = bs.load_runs(curves(seed=3))
-    return ds, bs.fit("hoffmann2022", ds, rng_key=0, num_chains=2, num_warmup=300, num_samples=300, progress_bar=False)
+    # chains from the prior median (as the iid fit below): the multi-start MAP search is not what these tests check
+    return ds, bs.fit("hoffmann2022", ds, rng_key=0, num_chains=2, num_warmup=300, num_samples=300, progress_bar=False,
+                      init="median")
 
 
 def test_curve_fit_records_its_noise_and_run_effects(curve_fit):
@@ -189,9 +191,28 @@ def test_noise_models_are_compared_by_loo_over_runs(curve_fit):
     # runs out, the generating model must predict the held-out curves better (higher elpd). Fixed seeds: deterministic.
     ds, correlated = curve_fit
     independent = bs.fit("hoffmann2022", ds, noise="iid", rng_key=0, num_chains=2, num_warmup=300, num_samples=300,
-                         progress_bar=False)
+                         progress_bar=False, init="median")
     table = bs.compare_laws({"iid": independent, "run+ou": correlated})
     assert table.index[0] == "run+ou" and table.loc["iid", "elpd_diff"] > 0
+
+
+def test_looking_for_run_effects_compiles_nothing(caplog):
+    """After sampling, every fit asks whether its model has run effects to draw: the question is answered by tracing
+    the model (jax.eval_shape), not by compiling and running a one-draw predictive program (seconds per fit)."""
+    import logging
+
+    import jax
+
+    from bayescale.infer.model import recover_run_effects
+
+    law, ds, stats, priors, model, log_inputs = _hetero_model()  # iid noise in space: no run effect
+    draws = {**{k: np.full((2, 3), v) for k, v in dict(E=1.0, A=1000.0, B=1000.0, alpha=0.3, beta=0.25).items()},
+             "nu": np.full((2, 3), 5.0), "kappa": np.zeros((2, 3)), "sigma__centred": np.full((2, 3), -3.0)}
+    key = jax.random.PRNGKey(0)
+    with caplog.at_level(logging.WARNING), jax.log_compiles(True):
+        got = recover_run_effects(model, (log_inputs,), {"loss": ds["loss"].values}, draws, key)
+    assert got == {}
+    assert not [r for r in caplog.records if "Finished XLA compilation" in r.getMessage()]
 
 
 def test_hetero_scale_is_sigma_at_the_lowest_loss_and_follows_the_loss_level():

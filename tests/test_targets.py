@@ -11,6 +11,7 @@ import pytest
 import bayescale as bs
 from bayescale.data import DataError, FewPointsWarning, check_target
 from bayescale.laws.catalogue import LawError, parse_law_text
+from tests.quick import QUICK
 
 REAL = """\
 id = "toy_real"
@@ -100,13 +101,18 @@ def test_target_section_is_checked(edit, match):
 # ---------------------------------------------------------------------------------------------------------
 # Fits and everything downstream
 # ---------------------------------------------------------------------------------------------------------
+#: Sampler settings of the real-target and accuracy fits: 2 chains x 300 + 300 (the suite's QUICK) from the prior
+#: median, as the multi-start MAP search (its own compiled objective and eager prior draws) is not what is tested here.
+REAL_FIT_SETTINGS = dict(num_chains=2, num_warmup=300, num_samples=300, num_prior_samples=300, init="median")
+
+
 @pytest.fixture(scope="module")
 def real_fit():
     law = parse_law_text(REAL)
     table = _table(law, TRUTH_REAL, sigma=0.01)
     assert (table["loss"] < 0).any()  # the case the issue is about: a target that crosses zero
     return law, bs.fit(law, bs.load_runs(table, inputs=("N",), target="real", check_units=False), rng_key=0,
-                       num_chains=2, num_warmup=300, num_samples=300, num_prior_samples=300)
+                       **REAL_FIT_SETTINGS)
 
 
 def test_real_target_fit_recovers_and_predicts(real_fit):
@@ -129,11 +135,11 @@ def test_real_target_fit_recovers_and_predicts(real_fit):
 
 def test_validate_scores_a_real_target(real_fit):
     # held-out scoring on the natural scale: errors relative to |y| (the target is negative), coverage of the 4
-    # largest sizes. Tiny sampler settings: only that the pipeline runs and gives sane numbers is tested here.
+    # largest sizes. 28 sizes, so that the fold's fit (24 points, the sampler settings of real_fit) reuses the
+    # programs real_fit compiled: only that the pipeline runs and gives sane numbers is tested here.
     law, _ = real_fit
-    ds = bs.load_runs(_table(law, TRUTH_REAL, sigma=0.01), inputs=("N",), target="real", check_units=False)
-    table = bs.validate(law, ds, "largest", by="N", holdout=4,
-                        fit_kwargs=dict(num_chains=1, num_warmup=150, num_samples=150, num_prior_samples=100))
+    ds = bs.load_runs(_table(law, TRUTH_REAL, sigma=0.01, n=28), inputs=("N",), target="real", check_units=False)
+    table = bs.validate(law, ds, "largest", by="N", holdout=4, fit_kwargs=REAL_FIT_SETTINGS)
     row = table.iloc[0]
     assert row["n_test"] == 4 and 0 < row["abs_rel_err"] < 0.05 and row["width90"] > 0 and np.isfinite(row["lpd"])
 
@@ -163,7 +169,7 @@ def test_unit_interval_target_fit_stays_in_bounds():
     law = parse_law_text(ACCURACY)
     table = _table(law, TRUTH_ACC, sigma=0.05)
     ds = bs.load_runs(table, inputs=("N",), target="unit_interval", check_units=False)
-    result = bs.fit(law, ds, rng_key=0, num_chains=2, num_warmup=300, num_samples=300, num_prior_samples=300)
+    result = bs.fit(law, ds, rng_key=0, **REAL_FIT_SETTINGS)
     table = bs.summary(result)
     for name, value in TRUTH_ACC.items():  # 24 points at 0.05 logit noise
         assert table.loc[name, "q0.05"] < value < table.loc[name, "q0.95"], (name, table.loc[name])
@@ -189,21 +195,26 @@ def test_seven_parameter_law_on_five_runs_fits_and_reports_prior_dependence():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bs.SamplingWarning)  # the prior-dominated parameters are warned about
             # a prior-dominated posterior: on one line N ~ D the amplitudes A and B trade along a long flat ridge
-            # that chains cross slowly. With nu >= 1 (the default prior since the Student-t fix), 2 chains x 600 +
-            # 300 at target 0.95 gave R-hat 1.32 (A), ESS 5, and 4 x 600 + 500 still R-hat 1.13, ESS 28, the
-            # chains' medians of A spread over 305-900; 4 x 1000 + 2000 converge (measured R-hat 1.027, ESS 141)
-            result = bs.fit(law, pd.DataFrame({"N": N, "D": D, "loss": loss}), rng_key=0, num_chains=4,
-                            num_warmup=1000, num_samples=2000, target_accept_prob=0.95, num_prior_samples=1000,
+            # that chains cross slowly (2 x 600 + 300 at target 0.95 gave R-hat 1.32 for A; 4 x 1000 + 2000 converge,
+            # R-hat 1.027). This test reads nu and sigma, not the ridge: at 2 x 300 + 300 (target 0.95, 350-650
+            # leapfrog steps per draw) three seeds gave R-hat 1.00-1.04 and bulk ESS 60-260 for both, sd_ratio 0.94-1.03
+            # for nu and 0.52-0.60 for sigma, while A, B, beta stayed at R-hat up to 1.18 (measured 2026-11-30, shared
+            # machine). Their mixing is asserted below, so the claims rest on converged marginals.
+            result = bs.fit(law, pd.DataFrame({"N": N, "D": D, "loss": loss}), rng_key=0,
+                            sampler=QUICK.replace(target_accept_prob=0.95), num_prior_samples=1000,
                             pointwise=False)  # read: summary and predict (posterior and prior draws)
     table = bs.summary(result)
     assert list(table.index) == ["E", "A", "B", "alpha", "beta", "sigma", "nu"]
     assert table["sd_ratio"].notna().all() and np.allclose(table["contraction"], 1 - table["sd_ratio"] ** 2)
+    assert table.loc[["nu", "sigma"], "rhat"].max() < 1.05  # the two marginals read below have mixed
     # nu (the Student-t tails) cannot be learnt from 5 points: its posterior is its prior (ratio near 1, within the
-    # Monte Carlo error of the 8000 posterior and 1000 prior draws). On one scaling line N ~ D the law cannot separate
+    # Monte Carlo error of the 600 posterior and 1000 prior draws: the sd of nu's heavy-tailed prior, 1 + Gamma(2, 0.1),
+    # is estimated to about 10% from a few hundred effective draws). On one scaling line N ~ D the law cannot separate
     # the N and D terms: the amplitudes keep much of their prior width, while the loss the five runs pin (through
     # sigma) is learnt.
     assert table.loc["nu", "sd_ratio"] > 0.8
     assert table.loc["sigma", "sd_ratio"] < table.loc["nu", "sd_ratio"]
-    # the fit predicts the larger runs (Gadre et al. extrapolate to 1.4B and 6.9B) with a finite interval
-    pred = bs.predict(result, N=1.4e9, D=2.8e10)["loss"].values.ravel()
+    # the fit predicts the larger runs (Gadre et al. extrapolate to 1.4B and 6.9B) with a finite interval; the
+    # prediction depends on the unconverged ridge (A, B), so predict is told to give numbers anyway
+    pred = bs.predict(result, N=1.4e9, D=2.8e10, allow_unconverged=True)["loss"].values.ravel()
     assert np.all(np.isfinite(pred)) and np.quantile(pred, 0.95) > np.quantile(pred, 0.05)

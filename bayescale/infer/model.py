@@ -316,7 +316,10 @@ def recover_run_effects(model, args: tuple, observed: Mapping[str, Any], samples
     token = _RECOVERING.set(True)
     try:
         first = {k: v[:1] for k, v in flat.items()}  # one draw: is there a run effect to recover?
-        probe = Predictive(model, posterior_samples=first, return_sites=["run_effect"])(rng_key, *args, **observed)
+        # traced for its output's structure only (eval_shape): run, the one-draw call compiled a predictive program
+        # of its own on every fit, a few seconds each, most of them fits without run effects
+        probe = jax.eval_shape(lambda: Predictive(model, posterior_samples=first, return_sites=["run_effect"])(
+            rng_key, *args, **observed))
         if "run_effect" not in probe:
             return {}
         draws = Predictive(model, posterior_samples=flat, return_sites=["run_effect"])(rng_key, *args, **observed)

@@ -295,7 +295,7 @@ def list_laws() -> list[str]:
 
 
 #: Compiled read-out programs of laws, by (program name, law id, law file text): see :func:`law_program`.
-_PROGRAMS: dict[tuple[str, str, str], Callable] = {}
+_PROGRAMS: dict[tuple, Any] = {}
 #: Past this many entries the oldest is dropped (a process reading results of many different law files).
 _PROGRAMS_MAX = 64
 
@@ -308,11 +308,12 @@ def law_program(law: Law, name: str, build: Callable[[], Callable]) -> Callable:
     for arrays of the shapes it has seen (programs that compile in under a second are not in the persistent cache
     either). Keyed by the law file's text, a read-out repeated on results of one law reuses the traced and compiled
     program. ``build`` must depend on nothing but ``law`` (data enter the returned function as arguments). Laws
-    without a file text (:meth:`Law.from_function`, :meth:`Law.at_optimum`) get a fresh ``build()`` each time.
+    without a file text (:meth:`Law.from_function`, :meth:`Law.at_optimum`) are keyed by the object itself (a
+    :class:`Law` compares by identity; the key keeps it alive): the same object reuses its programs, and the planning
+    law at its optimum is itself kept per law text (:func:`bayescale.planning.optimum.planning_law`). ``build`` may
+    return any object that depends only on ``law``.
     """
-    if law.source_text is None:
-        return build()
-    key = (name, law.id, law.source_text)
+    key = (name, law.id, law.source_text) if law.source_text is not None else (name, law)
     program = _PROGRAMS.get(key)
     if program is None:
         if len(_PROGRAMS) >= _PROGRAMS_MAX:

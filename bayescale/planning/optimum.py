@@ -220,7 +220,8 @@ def planning_law(law: Law, what: str) -> Law:
     Planning minimises a positive loss in log space: a law of another target kind is refused."""
     require_loss_target(law, what)
     if law.optimum:
-        law = law.at_optimum()
+        # one law at its optimum per law text, so that its solvers (law_program) are traced once per process
+        law = law_program(law, "at_optimum", law.at_optimum)
     if set(law.input_names) != {"N", "D"}:
         raise ValueError(f"{what} needs a law of exactly (N, D), or one whose other inputs have an [optimum] in the "
                          f"law file; law {law.id!r} has {list(law.input_names)}")
