@@ -221,7 +221,8 @@ def test_cli_plan_compare(small, tmp_path, capsys):
 def test_read_outs_reuse_their_compiled_programs(small):
     """Every read-out parses the result's law text into a new Law; law_program keys the compiled read-out programs by
     that text, so a second plan on a result of the same law traces and compiles nothing again. Laws without a text
-    (Python functions) get a fresh program each time."""
+    (Python functions, a law at its optimum) are keyed by the object: the same object reuses its program, another
+    object gets its own."""
     from bayescale.laws.catalogue import law_program
     from bayescale.results.io import law_of
 
@@ -234,5 +235,9 @@ def test_read_outs_reuse_their_compiled_programs(small):
                                         priors={"E": "Uniform(0, 3)"})
     built = []
     for _ in range(2):
-        law_program(function_law, "compute_optimal", lambda: built.append(1) or (lambda: None))
+        law_program(function_law, "test_probe", lambda: built.append(1) or (lambda: None))
+    assert built == [1]
+    other = bs.Law.from_function(lambda p, N, D: p["E"] + 0.0 * N * D, id="flat", inputs=["N", "D"],
+                                 priors={"E": "Uniform(0, 3)"})
+    law_program(other, "test_probe", lambda: built.append(1) or (lambda: None))
     assert built == [1, 1]
