@@ -47,6 +47,7 @@ from bayescale.infer.model import LIKELIHOODS, NOISE_PRIORS, observe
 from bayescale.infer.noise import Noise, curve_structure, linear_recurrence, ou_terms
 from bayescale.laws.priors import Prior, parse_prior
 from bayescale.infer.settings import NUTS, median_start_settings
+from bayescale.results.predict import numpy_rng
 
 __all__ = [
     "AUTHORS_CONVENTION",
@@ -877,10 +878,11 @@ def predict_schedule(
     k_u, k_eps = jax.random.split(key)
     sigma = post["sigma"].values.reshape(-1)[:, None]
     tau = post["tau"].values.reshape(-1)[:, None] if noise.run_effect else 0.0
-    eps = np.asarray(jax.random.normal(k_eps, mu.shape))
+    rng = numpy_rng(k_eps)  # NumPy's t sampler compiles nothing (jax.random.t: a new program for every shape)
     if result.attrs.get("likelihood") == "student_t":
-        nu = post["nu"].values.reshape(-1)[:, None]
-        eps = np.asarray(jax.random.t(k_eps, jnp.asarray(nu), mu.shape))
+        eps = rng.standard_t(np.broadcast_to(post["nu"].values.reshape(-1)[:, None], mu.shape))
+    else:
+        eps = rng.standard_normal(mu.shape)
     if branch_from is not None and noise.run_effect:
         u = post["run_effect"].sel(run=str(branch_from)).values.reshape(-1, 1)
     else:

@@ -19,7 +19,7 @@ from bayescale.infer.noise import Noise, noise_scale
 from bayescale.results.contract import require
 from bayescale.results.io import attr_json, law_of
 
-__all__ = ["predict", "KINDS", "noise_terms", "log_density", "draw_noise"]
+__all__ = ["predict", "KINDS", "noise_terms", "log_density", "draw_noise", "numpy_rng"]
 
 #: ``law``: the law's value per posterior draw (the median loss of a new run at those inputs, since the noise is
 #: symmetric in log-loss, and likewise on the link scale of other target kinds); ``predictive``: a new observed loss,
@@ -120,16 +120,26 @@ def _multivariate_t(terms: NoiseTerms, noise: Noise) -> NoiseTerms:
                           run_sd=np.where(new, 0.0, terms.run_sd))
 
 
+def numpy_rng(key: jax.Array) -> np.random.Generator:
+    """A NumPy generator seeded by a JAX key (the same key, the same draws).
+
+    Predictive noise is drawn with NumPy: ``jax.random.t`` runs eagerly here, and JAX compiles its gamma rejection
+    sampler again for every new array shape (1-5 s each on a 2-core CPU), while NumPy's needs no compilation."""
+    data = key if jnp.issubdtype(jnp.asarray(key).dtype, jnp.unsignedinteger) else jax.random.key_data(key)
+    return np.random.default_rng(np.asarray(data, dtype=np.uint32).ravel().tolist())
+
+
 def draw_noise(terms: NoiseTerms, key: jax.Array) -> np.ndarray:
-    """One draw of the log-loss residual per (draw, point) from :func:`noise_terms`."""
+    """One draw of the log-loss residual per (draw, point) from :func:`noise_terms` (NumPy draws: :func:`numpy_rng`)."""
     shape = terms.scale.shape
+    rng = numpy_rng(key)
     if terms.nu is not None:
-        eps = np.asarray(jax.random.t(key, jnp.asarray(terms.nu), shape))
+        eps = rng.standard_t(np.broadcast_to(terms.nu, shape))
     else:
-        eps = np.asarray(jax.random.normal(key, shape))
+        eps = rng.standard_normal(shape)
     out = terms.shift + terms.scale * eps
     if np.any(terms.run_sd > 0):
-        out = out + terms.run_sd * np.asarray(jax.random.normal(jax.random.fold_in(key, 1), shape))
+        out = out + terms.run_sd * rng.standard_normal(shape)
     return out
 
 
