@@ -517,6 +517,9 @@ def test_report_of_a_non_converged_fit_opens_with_a_banner_and_shows_no_plan(bro
     ok = bs.write_report(good, tmp_path / "ok")
     page = html.unescape((tmp_path / "ok" / "report.html").read_text())
     assert 'id="convergence-banner"' not in page and 'id="key-numbers"' in page
+    # a fit of its own law's data: the residual check finds no trend and says so, with no warning over the plan
+    assert "Residual structure: the misses do not trend along log10 N, log10 D" in page
+    assert 'id="residual-warning"' not in page
     assert "Budget C = 5.76e+23 FLOP: the default (Chinchilla's training compute" in page
     assert "Budgets C = 1e+21 FLOP (as given)" in bs.write_report(good, tmp_path / "given", budgets=[1e21]).read_text()
 
