@@ -22,7 +22,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bayescale.errors import ArgumentError
 
@@ -76,6 +78,17 @@ def _jaxlib_has_fusion_flag() -> bool:
         return False
     low, high = FUSION_FLAG_JAXLIB
     return low <= version < high
+
+
+def kept(store: dict, key: Any, make: Callable[[], Any], limit: int) -> Any:
+    """``store[key]``, made by ``make()`` on first use: a process-wide store of traced programs, holding at most
+    ``limit`` entries (the oldest is dropped first). Serves :func:`bayescale.laws.catalogue.law_program` and
+    :func:`bayescale.infer.batch.map_pairs`."""
+    if key not in store:
+        while len(store) >= limit:
+            store.pop(next(iter(store)))
+        store[key] = make()
+    return store[key]
 
 
 def _backends_started() -> bool:

@@ -25,6 +25,7 @@ from numpyro.infer import init_to_median
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
 
+from bayescale._runtime import kept
 from bayescale.data import check_identifiable, load_runs
 from bayescale.errors import ArgumentError
 from bayescale.infer.diagnostics import SamplingError, SamplingWarning
@@ -300,13 +301,7 @@ _MAX_PROGRAMS = 8
 
 def _program(key: Any, make: Any) -> Any:
     """``make()`` (a jitted function), or the one made earlier for ``key`` (``None``: never reused)."""
-    if key is None:
-        return make()
-    if key not in _PROGRAMS:
-        while len(_PROGRAMS) >= _MAX_PROGRAMS:
-            _PROGRAMS.pop(next(iter(_PROGRAMS)))
-        _PROGRAMS[key] = make()
-    return _PROGRAMS[key]
+    return make() if key is None else kept(_PROGRAMS, key, make, _MAX_PROGRAMS)
 
 
 def map_pairs(one, index: jax.Array, keys: jax.Array, devices: Sequence[jax.Device],

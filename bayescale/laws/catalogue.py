@@ -29,6 +29,7 @@ from bayescale.laws.formula import (
     evaluate_number,
     parse_formula,
 )
+from bayescale._runtime import kept
 from bayescale.errors import LawError
 from bayescale.laws.priors import Prior, parse_prior
 
@@ -314,12 +315,7 @@ def law_program(law: Law, name: str, build: Callable[[], Callable]) -> Callable:
     return any object that depends only on ``law``.
     """
     key = (name, law.id, law.source_text) if law.source_text is not None else (name, law)
-    program = _PROGRAMS.get(key)
-    if program is None:
-        if len(_PROGRAMS) >= _PROGRAMS_MAX:
-            _PROGRAMS.pop(next(iter(_PROGRAMS)))
-        program = _PROGRAMS[key] = build()
-    return program
+    return kept(_PROGRAMS, key, build, _PROGRAMS_MAX)
 
 
 def load_law(name: str | os.PathLike) -> Law:
