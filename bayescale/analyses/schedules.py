@@ -47,7 +47,7 @@ from bayescale.infer.model import LIKELIHOODS, NOISE_PRIORS, observe
 from bayescale.infer.noise import Noise, curve_structure, linear_recurrence, ou_terms
 from bayescale.laws.priors import Prior, parse_prior
 from bayescale.infer.settings import NUTS, median_start_settings
-from bayescale.results.predict import numpy_rng
+from bayescale.results.predict import numpy_rng, standard_noise
 
 __all__ = [
     "AUTHORS_CONVENTION",
@@ -878,11 +878,9 @@ def predict_schedule(
     k_u, k_eps = jax.random.split(key)
     sigma = post["sigma"].values.reshape(-1)[:, None]
     tau = post["tau"].values.reshape(-1)[:, None] if noise.run_effect else 0.0
-    rng = numpy_rng(k_eps)  # NumPy's t sampler compiles nothing (jax.random.t: a new program for every shape)
-    if result.attrs.get("likelihood") == "student_t":
-        eps = rng.standard_t(np.broadcast_to(post["nu"].values.reshape(-1)[:, None], mu.shape))
-    else:
-        eps = rng.standard_normal(mu.shape)
+    # NumPy's t sampler compiles nothing (jax.random.t: a new program for every shape)
+    nu = post["nu"].values.reshape(-1)[:, None] if result.attrs.get("likelihood") == "student_t" else None
+    eps = standard_noise(numpy_rng(k_eps), nu, mu.shape)
     if branch_from is not None and noise.run_effect:
         u = post["run_effect"].sel(run=str(branch_from)).values.reshape(-1, 1)
     else:

@@ -19,7 +19,8 @@ from bayescale.infer.noise import Noise, noise_scale
 from bayescale.results.contract import require
 from bayescale.results.io import attr_json, law_of
 
-__all__ = ["predict", "KINDS", "noise_terms", "log_density", "draw_noise", "numpy_rng"]
+__all__ = ["predict", "KINDS", "noise_terms", "log_density", "draw_noise", "numpy_rng",
+           "standard_noise"]
 
 #: ``law``: the law's value per posterior draw (the median loss of a new run at those inputs, since the noise is
 #: symmetric in log-loss, and likewise on the link scale of other target kinds); ``predictive``: a new observed loss,
@@ -129,15 +130,16 @@ def numpy_rng(key: jax.Array) -> np.random.Generator:
     return np.random.default_rng(np.asarray(data, dtype=np.uint32).ravel().tolist())
 
 
+def standard_noise(rng: np.random.Generator, nu: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """Unit-scale residuals of ``shape``: Student-t with ``nu`` (broadcast to ``shape``), or standard normal."""
+    return rng.standard_normal(shape) if nu is None else rng.standard_t(np.broadcast_to(nu, shape))
+
+
 def draw_noise(terms: NoiseTerms, key: jax.Array) -> np.ndarray:
     """One draw of the log-loss residual per (draw, point) from :func:`noise_terms` (NumPy draws: :func:`numpy_rng`)."""
     shape = terms.scale.shape
     rng = numpy_rng(key)
-    if terms.nu is not None:
-        eps = rng.standard_t(np.broadcast_to(terms.nu, shape))
-    else:
-        eps = rng.standard_normal(shape)
-    out = terms.shift + terms.scale * eps
+    out = terms.shift + terms.scale * standard_noise(rng, terms.nu, shape)
     if np.any(terms.run_sd > 0):
         out = out + terms.run_sd * rng.standard_normal(shape)
     return out
