@@ -25,7 +25,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import ExpTransform
 
 from bayescale.laws.catalogue import Law, Target
-from bayescale.infer.noise import (Noise, collapsed_log_terms, level_centre, linear_recurrence, ou_terms,
+from bayescale.infer.noise import (Noise, StudentT, collapsed_log_terms, level_centre, linear_recurrence, ou_terms,
                                    run_effect_conditional)
 from bayescale.laws.priors import Prior, parse_prior
 from bayescale.infer.reparam import log_support, auxiliary_name, centred_distribution, plan_centring, sample_parameters
@@ -163,7 +163,7 @@ def observe(
         loc = loc + numpyro.deterministic("run_effect", tau * z_run)[structure["run_idx"]]
 
     def family(center, spread):
-        return dist.StudentT(nu, center, spread) if nu is not None else dist.Normal(center, spread)
+        return StudentT(nu, center, spread) if nu is not None else dist.Normal(center, spread)
 
     if noise.correlation:
         ell = numpyro.sample("ell", dists["ell"])
