@@ -90,3 +90,35 @@ def test_fit_records_the_start_and_summary_reads_it():
         bs.fit("hoffmann2022", ds, init="prior")
     with pytest.raises(ValueError, match="num_starts must be a positive integer"):
         bs.fit("hoffmann2022", ds, num_starts=0)
+
+
+def test_median_starts_are_the_samplers_own():
+    """run_nuts finds the prior-median starts outside the compiled sampler (bayescale.infer.starts.median_starts):
+    they must be the points numpyro's NUTS finds inside it for the same key (its per-chain key split, its search),
+    to rounding: the program then leaves the search out and is shared with init="map" fits."""
+    import jax
+    from numpyro.infer import NUTS, init_to_median
+
+    import bayescale.infer.fit as fitting
+    from bayescale.infer.starts import median_starts
+
+    captured = {}
+    original = fitting.run_nuts
+
+    def capture(model, *args, **kwargs):
+        captured.update(model=model, args=args, kwargs={"loss": kwargs["loss"]})
+        return original(model, *args, **kwargs)
+
+    table = simulate_table("hoffmann2022", dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32), seed=0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fitting, "run_nuts", capture)
+        bs.fit("hoffmann2022", table, sampler=TINY, init="median", pointwise=False)
+    key = jax.random.PRNGKey(7)
+    ours = median_starts(captured["model"], captured["args"], captured["kwargs"], rng_key=key, num_chains=2)
+    kernel = NUTS(captured["model"], init_strategy=init_to_median)
+    for c, chain_key in enumerate(jax.random.split(key, 2)):
+        state = kernel.init(chain_key, 10, model_args=captured["args"], model_kwargs=captured["kwargs"])
+        for name, value in state.z.items():
+            np.testing.assert_allclose(ours[name][c], value, rtol=1e-12, atol=1e-12)
+    # two chains, two different draws of the prior median (numpyro's median of 15 prior draws is per key)
+    assert not np.allclose(ours["E"][0], ours["E"][1])

@@ -25,7 +25,7 @@ from bayescale.laws.catalogue import Law, load_law, published_table
 from bayescale.infer.model import (ModelSpec, build_model, mass_structure, pointwise_terms, recover_run_effects,
                              resolve_priors)
 from bayescale.infer.noise import Noise, curve_structure
-from bayescale.infer.starts import find_start
+from bayescale.infer.starts import find_start, median_starts
 from bayescale.infer.reparam import AUXILIARY_SUFFIX, centres_of, describe_centring, plan_centring
 from bayescale.results.io import law_data_attrs, versions
 from bayescale.infer.settings import CHAIN_METHODS, NUTS, SamplerSettingsError
@@ -204,9 +204,11 @@ def run_nuts(
             mcmc = nuts_mcmc(model, settings, mass=mass, platform=placement.platform, traced_args=traced_args)
     else:
         placement = mcmc.placement
-    if init_params is not None and mcmc.num_chains == 1:  # numpyro takes one chain's start without the chain axis
-        init_params = jax.tree_util.tree_map(lambda x: x[0], init_params)
     with on_platform(placement.platform):
+        if init_params is None:  # the prior-median search done here, not compiled into the sampler
+            init_params = median_starts(model, args, kwargs, rng_key=rng_key, num_chains=mcmc.num_chains)
+        if mcmc.num_chains == 1:  # numpyro takes one chain's start without the chain axis
+            init_params = jax.tree_util.tree_map(lambda x: x[0], init_params)
         mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, init_params=init_params, **kwargs)
     mcmc.placement = placement
     _LAST_PLACEMENT.value = placement
