@@ -213,13 +213,24 @@ def fit_batch(
         args = args_of(data, index)
         state = init_kernel(z_start, num_warmup, dense_mass=mass_structure(dense_mass, spec), target_accept_prob=target_accept_prob,
                             max_tree_depth=settings.max_tree_depth, model_args=args, rng_key=chain_key)
-        state = jax.lax.fori_loop(0, num_warmup, lambda _, s: sample_kernel(s, model_args=args), state)
 
-        def step(s, _):
+        def fields(s):
+            return s.z, s.diverging, s.num_steps, s.accept_prob, s.energy
+
+        # warmup and draws in one loop, so that NUTS (the kernel adapts while s.i < num_warmup) is traced and
+        # compiled once, not once for a warmup loop and again for a draw loop: iteration i writes draw i - num_warmup,
+        # and warmup iterations write draw 0, which the first draw then overwrites
+        def step(i, carry):
+            s, kept = carry
             s = sample_kernel(s, model_args=args)
-            return s, (s.z, s.diverging, s.num_steps, s.accept_prob, s.energy)
+            slot = jnp.maximum(i - num_warmup, 0)
+            return s, jax.tree_util.tree_map(lambda k, v: jax.lax.dynamic_update_index_in_dim(k, v, slot, 0),
+                                             kept, fields(s))
 
-        _, (z, diverging, steps, accept, energy) = jax.lax.scan(step, state, None, length=num_samples)
+        empty = jax.tree_util.tree_map(lambda v: jnp.zeros((num_samples, *jnp.shape(v)), jnp.result_type(v)),
+                                       fields(state))
+        _, (z, diverging, steps, accept, energy) = jax.lax.fori_loop(0, num_warmup + num_samples, step,
+                                                                     (state, empty))
         values = jax.vmap(info.postprocess_fn(*args))(z)
         return {n: values[n] for n in names}, dict(diverging=diverging, n_steps=steps, acceptance_rate=accept,
                                                     energy=energy)
