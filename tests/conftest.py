@@ -22,6 +22,12 @@ import pytest  # noqa: E402
 from filelock import FileLock  # noqa: E402
 
 import bayescale as bs  # noqa: E402
+import jax  # noqa: E402
+
+# every program into the session's cache, however quick to compile (bayescale's default keeps only those over
+# bayescale._runtime.CACHE_MIN_COMPILE_SECONDS): the small programs one worker compiled, the other loads, and so does
+# a worker whose in-memory caches bayescale.infer.fit.release_compiled cleared
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 @pytest.fixture(scope="session")
