@@ -13,6 +13,7 @@ import pytest
 import bayescale as bs
 from bayescale.validation.calibration import (
     MAX_CONTRACTION,
+    MAX_DIVERGENT_SHARE,
     check_calibration,
     default_design,
     format_verdict,
@@ -50,6 +51,14 @@ def test_positive_control_passes(batched, sims):
     assert np.all(table.loc[["N_c", "alpha_N", "sigma"], "contraction"] < 0.5)
     assert set(table.attrs["power"]) == {"narrow_30", "wide_30", "shift_0.5"}
     assert f"PASSES ({sims} simulations" in format_verdict(table)
+    # the share of divergent draws over every fit's draws (kaplan2020_n's fits hardly diverge) and, above the
+    # limit, a verdict that says it is not to be trusted, pass or fail
+    share = table.attrs["divergent_share"]
+    assert share == table.attrs["divergences"] / (sims * 150) and share <= MAX_DIVERGENT_SHARE
+    assert "NOT TRUSTED" not in format_verdict(table)
+    table.attrs["divergent_share"] = 0.092
+    assert format_verdict(table).endswith("NOT TRUSTED: 9.2% of draws divergent (more than 1%): the fits may not have "
+                                          "explored; run more warmup")
 
 
 def test_a_batch_of_new_data_reuses_the_compiled_program():

@@ -64,7 +64,7 @@ from bayescale.infer.noise import Noise, curve_structure
 from bayescale.infer.settings import NUTS, check_positive_ints, median_start_settings
 
 __all__ = ["check_calibration", "default_design", "sbc_power", "simulations_for_power", "MISSPECIFICATIONS",
-           "MAX_CONTRACTION", "POWER_SCENARIOS", "SBC_SAMPLER", "format_verdict"]
+           "MAX_CONTRACTION", "MAX_DIVERGENT_SHARE", "POWER_SCENARIOS", "SBC_SAMPLER", "format_verdict"]
 
 #: ``None``: the positive control (simulate from the model that is fitted). The others are negative controls (module
 #: docstring): ``"prior"`` (data ignored), ``"narrow"`` (posterior draws shrunk), ``"law"`` (data from another law),
@@ -84,6 +84,12 @@ DEFAULT_DISTORTION = {"narrow": 0.5, "law": 1.25, "sigma": 3.0}
 #: none; the mean over k ≥ 3 parameters is tighter still. The real fits of the SBC designs have mean contractions of
 #: 0.09-0.49 (kaplan2020_n iid, kaplan2020_nd hetero, hoffmann2022 run+ou; docs/validation.md), below 0.9.
 MAX_CONTRACTION = 0.9
+
+#: Above this share of divergent draws (over every simulated fit) a verdict is not trusted either way: the fits may not
+#: have explored their posteriors, so their ranks test the sampler's settings, not the model. The studies of
+#: docs/validation.md that passed had 0-0.7% (hoffmann2022: 325 of 45,000); steplaw2025 with 300 warmup had 9.2% (147 of
+#: 1,600) and failed on a parameter whose chains had stopped moving, and passed with 1,000 warmup and none.
+MAX_DIVERGENT_SHARE = 0.01
 
 #: Distorted posteriors that :func:`sbc_power` reports the test's power against: (name, scale, shift) of the reported
 #: posterior relative to the true one, in units of the true posterior sd.
@@ -298,7 +304,9 @@ def check_calibration(
         parameter's ranks are uniform and ``mean_contraction`` over the law's parameters and σ is below
         ``max_contraction``), ``uniform``, ``contracts``, ``uninformative`` (parameters whose ranks test little),
         ``power`` (the test's power against each of :data:`POWER_SCENARIOS`), ``ranks``
-        (simulations × parameters), ``contractions`` (per simulation), settings, ``divergences``, ``rejected``.
+        (simulations × parameters), ``contractions`` (per simulation), settings, ``divergences``, ``rejected``,
+        ``divergent_share`` (divergent draws over all draws of the fits; above :data:`MAX_DIVERGENT_SHARE`
+        :func:`format_verdict` says the verdict is not to be trusted, pass or fail).
     """
     law = law if isinstance(law, Law) else load_law(law)
     if misspecify not in MISSPECIFICATIONS:
@@ -393,6 +401,7 @@ def check_calibration(
         contracts=contracts, passes=uniform and contracts,
         uninformative=[str(n) for n in table.index[~table["informative"]]],
         divergences=divergences, rejected=rejected,
+        divergent_share=divergences / (num_simulations * settings.num_chains * settings.num_samples),
         settings=dict(num_warmup=settings.num_warmup, num_samples=settings.num_samples, thin=thin,
                       likelihood=likelihood, noise=noise.spec, statistics=stats, rng_key=rng_key, batched=batched,
                       sampler=json.loads(sampler_record(settings, rng_key))),
@@ -406,8 +415,11 @@ def format_verdict(table: pd.DataFrame) -> str:
     worst = table["p_value"].idxmin()
     weak = f"; uninformative: {', '.join(a['uninformative'])}" if a["uninformative"] else ""
     power = ", ".join(f"{k} {v:.0%}" for k, v in a["power"].items())
+    diverged = (f"; NOT TRUSTED: {a['divergent_share']:.1%} of draws divergent (more than "
+                f"{MAX_DIVERGENT_SHARE:.0%}): the fits may not have explored; run more warmup"
+                if a.get("divergent_share", 0.0) > MAX_DIVERGENT_SHARE else "")
     return (f"{a['law']} [{a['likelihood']}, {a['noise']}] {a['misspecify'] or 'positive'}: "
             f"{'PASSES' if a['passes'] else 'FAILS'} ({a['num_simulations']} simulations, {a['num_bins']} bins; "
             f"smallest p {table.loc[worst, 'p_value']:.2g} ({worst}) vs {a['threshold']:.2g}; "
             f"mean contraction {a['mean_contraction']:.2f} vs {a['max_contraction']:g}{weak}; "
-            f"power: {power})")
+            f"power: {power}){diverged}")
