@@ -221,11 +221,11 @@ def fit_batch(
         # compiled once, not once for a warmup loop and again for a draw loop: iteration i writes draw i - num_warmup,
         # and warmup iterations write draw 0, which the first draw then overwrites
         def step(i, carry):
-            s, kept = carry
+            s, draws = carry
             s = sample_kernel(s, model_args=args)
             slot = jnp.maximum(i - num_warmup, 0)
-            return s, jax.tree_util.tree_map(lambda k, v: jax.lax.dynamic_update_index_in_dim(k, v, slot, 0),
-                                             kept, fields(s))
+            return s, jax.tree_util.tree_map(lambda d, v: jax.lax.dynamic_update_index_in_dim(d, v, slot, 0),
+                                             draws, fields(s))
 
         empty = jax.tree_util.tree_map(lambda v: jnp.zeros((num_samples, *jnp.shape(v)), jnp.result_type(v)),
                                        fields(state))
