@@ -15,7 +15,7 @@ sigma), each of which must fail. Prints one row per study: the verdict, the numb
 narrow, 30% too wide and shifted by 0.5 sd, the smallest p-value and the rank histogram of that parameter
 (``worst_histogram``, in the CSV), every parameter's p-value, the mean and per-parameter contraction (posterior IQR
 / prior IQR in prior-quantile units), and ``stuck``: the fits whose chain stopped moving (every parameter's
-contraction below ``STUCK_CONTRACTION``). A verdict from fits with more than ``MAX_DIVERGENT_SHARE`` of their
+contraction below ``STUCK_CONTRACTION``). A verdict from fits with more than ``calibration.MAX_DIVERGENT_SHARE`` of their
 draws divergent is marked "not trusted" (the fits may not have explored: more ``--warmup``). Exits non-zero if a
 positive control fails, a negative control passes, or a verdict is not trusted. Curve noise (``run+ou``) uses 6 runs x 6 checkpoints (``bayescale.validation.calibration.default_design``) and needs a
 law of N and D. The table in docs/validation.md comes from this script.
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale.validation.calibration import MAX_DIVERGENT_SHARE, check_calibration, simulations_for_power
+from bayescale.validation.calibration import check_calibration, simulations_for_power, verdict_trusted
 from bayescale.infer.noise import Noise
 
 #: The noise models of the full study: likelihood:noise.
@@ -54,7 +54,7 @@ def study_row(law: str, likelihood: str, noise: str, control: str | None, sims: 
         "law": law, "noise": f"{likelihood}:{noise}", "control": control or "positive", "simulations": sims,
         # a study whose fits diverged often tests the sampler's settings, pass or fail (calibration.MAX_DIVERGENT_SHARE)
         "verdict": ("passes" if a["passes"] else "FAILS")
-        + (f" (not trusted: {a['divergent_share']:.1%} divergent)" if a["divergent_share"] > MAX_DIVERGENT_SHARE else ""),
+        + ("" if verdict_trusted(tab) else f" (not trusted: {a['divergent_share']:.1%} divergent)"),
         "power_narrow30": round(a["power"]["narrow_30"], 2), "power_wide30": round(a["power"]["wide_30"], 2),
         "power_shift05": round(a["power"]["shift_0.5"], 2),
         "min_p": f"{tab['p_value'].min():.2g} ({worst})", "threshold": f"{a['threshold']:.2g}",

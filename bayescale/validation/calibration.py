@@ -64,7 +64,8 @@ from bayescale.infer.noise import Noise, curve_structure
 from bayescale.infer.settings import NUTS, check_positive_ints, median_start_settings
 
 __all__ = ["check_calibration", "default_design", "sbc_power", "simulations_for_power", "MISSPECIFICATIONS",
-           "MAX_CONTRACTION", "MAX_DIVERGENT_SHARE", "POWER_SCENARIOS", "SBC_SAMPLER", "format_verdict"]
+           "MAX_CONTRACTION", "MAX_DIVERGENT_SHARE", "POWER_SCENARIOS", "SBC_SAMPLER", "format_verdict",
+           "verdict_trusted"]
 
 #: ``None``: the positive control (simulate from the model that is fitted). The others are negative controls (module
 #: docstring): ``"prior"`` (data ignored), ``"narrow"`` (posterior draws shrunk), ``"law"`` (data from another law),
@@ -409,6 +410,12 @@ def check_calibration(
     return table
 
 
+def verdict_trusted(table: pd.DataFrame) -> bool:
+    """Whether a :func:`check_calibration` verdict, pass or fail, can be read as evidence: at most
+    :data:`MAX_DIVERGENT_SHARE` of its fits' draws were divergent."""
+    return table.attrs.get("divergent_share", 0.0) <= MAX_DIVERGENT_SHARE
+
+
 def format_verdict(table: pd.DataFrame) -> str:
     """One line: the verdict of a :func:`check_calibration` table with its power and weakest parameters."""
     a = table.attrs
@@ -417,7 +424,7 @@ def format_verdict(table: pd.DataFrame) -> str:
     power = ", ".join(f"{k} {v:.0%}" for k, v in a["power"].items())
     diverged = (f"; NOT TRUSTED: {a['divergent_share']:.1%} of draws divergent (more than "
                 f"{MAX_DIVERGENT_SHARE:.0%}): the fits may not have explored; run more warmup"
-                if a.get("divergent_share", 0.0) > MAX_DIVERGENT_SHARE else "")
+                if not verdict_trusted(table) else "")
     return (f"{a['law']} [{a['likelihood']}, {a['noise']}] {a['misspecify'] or 'positive'}: "
             f"{'PASSES' if a['passes'] else 'FAILS'} ({a['num_simulations']} simulations, {a['num_bins']} bins; "
             f"smallest p {table.loc[worst, 'p_value']:.2g} ({worst}) vs {a['threshold']:.2g}; "
