@@ -21,12 +21,49 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions.transforms import AffineTransform
 
 from bayescale.laws.formula import BinOp, Call, FormulaError, check_arity, symbols_of, evaluate_array, evaluate_number, parse_expression
 
-__all__ = ["Prior", "parse_prior", "DISTRIBUTIONS", "DATA_STATISTICS", "SHIFTABLE"]
+__all__ = ["Prior", "parse_prior", "DISTRIBUTIONS", "DATA_STATISTICS", "SHIFTABLE", "Gamma", "ERLANG_MAX_SHAPE"]
+
+#: Largest whole-number shape for which :class:`Gamma` draws a sum of exponentials (that many uniforms per draw).
+ERLANG_MAX_SHAPE = 16
+
+
+class Gamma(dist.Gamma):
+    """numpyro's Gamma (the same density, support and arguments) whose draws, when the shape is a known whole number
+    k <= :data:`ERLANG_MAX_SHAPE` (the default Student-t prior ``1 + Gamma(2, 0.1)`` has k = 2), are sums of k standard
+    exponentials over the rate: exact (the Erlang distribution), and a handful of operations. JAX's gamma sampler is a
+    rejection loop per element that XLA compiles slowly: about 1 s more for every program that draws from the prior on
+    CPU (the prior predictive, the chains' start search, the prior draws of a fit; docs/performance.md). Any other
+    shape, or one only known inside a compiled program, is drawn by numpyro's sampler."""
+
+    def sample(self, key, sample_shape=()):
+        k = _whole_number(self.concentration)
+        if k is None:
+            return super().sample(key, sample_shape)
+        shape = sample_shape + self.batch_shape + self.event_shape
+        dtype = jnp.result_type(float)
+        u = jax.random.uniform(key, (k, *shape), dtype=dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
+        return -jnp.sum(jnp.log(u), axis=0) / self.rate
+
+
+def _whole_number(value) -> int | None:
+    """``value`` as an int when it is one known number (every element equal) in 1..ERLANG_MAX_SHAPE, else ``None``."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    a = np.asarray(value)
+    if a.size == 0:
+        return None
+    v = float(a.flat[0])
+    if not (np.all(a == v) and v.is_integer() and 1 <= v <= ERLANG_MAX_SHAPE):
+        return None
+    return int(v)
 
 #: Distributions a prior may use, with the names of their arguments in order.
 DISTRIBUTIONS: dict[str, tuple[type, tuple[str, ...]]] = {
@@ -37,7 +74,7 @@ DISTRIBUTIONS: dict[str, tuple[type, tuple[str, ...]]] = {
     "Uniform": (dist.Uniform, ("low", "high")),
     "TruncatedNormal": (dist.TruncatedNormal, ("loc", "scale", "low", "high")),
     "Exponential": (dist.Exponential, ("rate",)),
-    "Gamma": (dist.Gamma, ("concentration", "rate")),
+    "Gamma": (Gamma, ("concentration", "rate")),
     "Beta": (dist.Beta, ("concentration1", "concentration0")),
     "StudentT": (dist.StudentT, ("df", "loc", "scale")),
 }
