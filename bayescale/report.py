@@ -23,7 +23,7 @@ from bayescale.results.checks import check_coverage, check_residuals
 from bayescale.results.contract import require
 from bayescale.infer.diagnostics import convergence, convergence_checked, describe_convergence
 from bayescale.planning.optimum import optimum_per_draw, compute_optimal, format_plan, plan, plan_summary, planning_law
-from bayescale.results.plots import plot_ppc, plt
+from bayescale.results.plots import plot_ppc, pyplot
 from bayescale.results.io import law_of, provenance
 from bayescale.results.summary import describe, matching_references, summary
 
@@ -68,7 +68,7 @@ def _log_axis(values: np.ndarray) -> bool:
     return hi / lo > 10**1.5
 
 
-def plot_prior_posterior(result: xr.DataTree, path: str | os.PathLike | None = None) -> plt.Figure:
+def plot_prior_posterior(result: xr.DataTree, path: str | os.PathLike | None = None) -> "matplotlib.figure.Figure":
     """Prior (grey outline) and posterior (filled) of every parameter, on a log axis where the prior spans > 2 decades."""
     prov = provenance(result)
     names = list(prov["parameters"]) + list(prov["noise_parameters"])
@@ -77,6 +77,7 @@ def plot_prior_posterior(result: xr.DataTree, path: str | os.PathLike | None = N
     prior, post = result["prior"].to_dataset(), result["posterior"].to_dataset()
     cols = min(4, len(names))
     rows = int(np.ceil(len(names) / cols))
+    plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False, constrained_layout=True)
     for ax, name in zip(axes.ravel(), names):
         pr, po = prior[name].values.ravel(), post[name].values.ravel()
@@ -125,13 +126,14 @@ def _reference_optima(result: xr.DataTree, budget: float, k: float) -> dict[str,
     return out
 
 
-def plot_plan(result: xr.DataTree, plan_tree: xr.DataTree, path: str | os.PathLike | None = None) -> plt.Figure:
+def plot_plan(result: xr.DataTree, plan_tree: xr.DataTree, path: str | os.PathLike | None = None) -> "matplotlib.figure.Figure":
     """Per budget: the posterior of N* (published constants' N* marked) and the loss along the budget line
     C = kND against N, median and 90% band, with the near-optimal region (P ≥ 0.9 within ε) shaded."""
     opt = plan_tree["optimum"].to_dataset()
     near = plan_tree["near_optimal"].to_dataset()
     k = float(plan_tree.attrs["flops_per_param_token"])
     budgets = opt["compute"].values
+    plt = pyplot()
     fig, axes = plt.subplots(len(budgets), 2, figsize=(12, 3.8 * len(budgets)), squeeze=False, constrained_layout=True)
     for (ax1, ax2), c in zip(axes, budgets):
         n_opt = opt["N_opt"].sel(compute=c).values.ravel()
@@ -173,10 +175,10 @@ def plot_plan(result: xr.DataTree, plan_tree: xr.DataTree, path: str | os.PathLi
     return fig
 
 
-def _png_base64(fig: plt.Figure) -> str:
+def _png_base64(fig: "matplotlib.figure.Figure") -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
+    pyplot().close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

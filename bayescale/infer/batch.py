@@ -15,7 +15,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import arviz_stats as azs
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +27,7 @@ from numpyro.infer.util import initialize_model
 from bayescale._runtime import kept
 from bayescale.data import check_identifiable, load_runs
 from bayescale.errors import ArgumentError
-from bayescale.infer.diagnostics import SamplingError, SamplingWarning
+from bayescale.infer.diagnostics import SamplingError, SamplingWarning, azs
 from bayescale.infer.fit import as_key, data_statistics, log_inputs_of, on_platform, place
 from bayescale.laws.catalogue import Law, load_law, require_loss_target
 from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolve_priors
@@ -369,7 +368,7 @@ def select_fit(dt: xr.DataTree, i: int) -> xr.DataTree:
     out.attrs["result_kind"] = "law_batch_member"
     diag = dt["fit_diagnostics"].to_dataset().isel(fit=i)
     post = out["posterior"].to_dataset()
-    tail = azs.ess(post, method="tail")  # the batch keeps R-hat and bulk ESS per fit; tail ESS from this fit's draws
+    tail = azs().ess(post, method="tail")  # the batch keeps R-hat and bulk ESS per fit; tail ESS from this fit's draws
     out.attrs["diagnostics"] = json.dumps({
         "parameters": [{"parameter": str(p), "rhat": float(diag["rhat"].sel(parameter=p)),
                         "ess_bulk": float(diag["ess_bulk"].sel(parameter=p)), "ess_tail": float(tail[str(p)])}
@@ -385,10 +384,10 @@ def select_fit(dt: xr.DataTree, i: int) -> xr.DataTree:
 
 def _diagnostics(posterior: xr.Dataset, sample_stats: xr.Dataset) -> xr.Dataset:
     if posterior.sizes["chain"] > 1:
-        rhat = azs.rhat(posterior)
+        rhat = azs().rhat(posterior)
     else:  # R-hat needs two chains; report NaN rather than a number that means nothing
         rhat = xr.full_like(posterior.isel(chain=0, draw=0, drop=True), np.nan)
-    ess = azs.ess(posterior, method="bulk")
+    ess = azs().ess(posterior, method="bulk")
     out = xr.Dataset({
         "rhat": rhat.to_array("parameter"),
         "ess_bulk": ess.to_array("parameter"),

@@ -18,11 +18,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
 from numpyro.distributions.transforms import biject_to
+
+
+def azs():
+    """arviz_stats, imported on first use: it brings scipy.stats and xarray-einstats (about 0.9 s on import), which
+    ``import bayescale`` (the CLI's start, each worker process) need not pay before a result is diagnosed."""
+    import arviz_stats
+
+    return arviz_stats
 
 from bayescale.errors import ArgumentError, BayescaleError, ConvergenceError
 
@@ -136,9 +143,9 @@ def diagnose(dt: xr.DataTree, names: tuple[str, ...], distributions: dict, vecto
         Human-readable warnings (empty when all is well).
     """
     post = dt["posterior"].to_dataset()[list(names)]
-    rhat = azs.rhat(post)
-    ess_bulk = azs.ess(post, method="bulk")
-    ess_tail = azs.ess(post, method="tail")
+    rhat = azs().rhat(post)
+    ess_bulk = azs().ess(post, method="bulk")
+    ess_tail = azs().ess(post, method="tail")
     prior = dt["prior"].to_dataset() if "prior" in dt.children else None
     rows, messages = [], []
     n_chains = post.sizes["chain"]
@@ -187,7 +194,7 @@ def diagnose(dt: xr.DataTree, names: tuple[str, ...], distributions: dict, vecto
         messages.insert(0, f"{divergences} of {total} transitions diverged (results may be biased)")
     vectors = []
     for name in vector_names if n_chains > 1 else ():
-        worst = float(np.nanmax(np.asarray(azs.rhat(dt["posterior"].to_dataset()[[name]])[name])))
+        worst = float(np.nanmax(np.asarray(azs().rhat(dt["posterior"].to_dataset()[[name]])[name])))
         vectors.append({"parameter": name, "rhat": worst})
         if missed_targets(vectors[-1], n_chains):
             messages.append(f"{name}: max R-hat {vectors[-1]['rhat']:.3f} > {RHAT_MAX} (chains disagree)")
@@ -271,7 +278,7 @@ def _verdict_of_posterior(dt: xr.DataTree) -> Convergence:
     if not names or post.sizes.get("draw", 0) < 4:
         return Convergence(False, ("too few posterior draws to judge convergence",))
     post = post[names]
-    rhat, bulk, tail = azs.rhat(post), azs.ess(post, method="bulk"), azs.ess(post, method="tail")
+    rhat, bulk, tail = azs().rhat(post), azs().ess(post, method="bulk"), azs().ess(post, method="tail")
     records = [dict(parameter=n, rhat=float(np.nanmax(rhat[n].values)) if np.isfinite(rhat[n].values).any() else np.nan,
                     ess_bulk=float(np.min(bulk[n].values)), ess_tail=float(np.min(tail[n].values))) for n in names]
     divergences = transitions = 0

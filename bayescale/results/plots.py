@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import numpy as np
+import xarray as xr
 
-matplotlib.use("Agg") if not os.environ.get("DISPLAY") else None
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from bayescale.results.checks import check_coverage  # noqa: E402
-from bayescale.data import round_sig  # noqa: E402
-from bayescale.infer.diagnostics import convergence_checked  # noqa: E402
-from bayescale.results.predict import predict  # noqa: E402
-from bayescale.results.contract import require, require_group  # noqa: E402
-from bayescale.results.io import law_of  # noqa: E402
+from bayescale.results.checks import check_coverage
+from bayescale.data import round_sig
+from bayescale.infer.diagnostics import convergence_checked
+from bayescale.results.predict import predict
+from bayescale.results.contract import require, require_group
+from bayescale.results.io import law_of
 
 __all__ = ["plot_ppc", "plot_curve_grid"]
 
 _BANDS = (0.9, 0.5)
 _MAX_DRAWS = 1000  # enough for 5%-95% quantiles to ~1% of the band width; keeps plotting fast
+
+
+
+def pyplot():
+    """matplotlib.pyplot, imported on first use (about 0.4 s, which ``import bayescale`` need not pay), with the
+    non-interactive Agg backend where there is no display."""
+    import matplotlib
+
+    if not os.environ.get("DISPLAY"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _groups(result: xr.DataTree, law, x: str, group: str | None) -> tuple[str, np.ndarray]:
@@ -47,7 +56,7 @@ def plot_ppc(
     max_groups: int = 10,
     path: str | os.PathLike | None = None,
     law=None,
-) -> plt.Figure:
+) -> "matplotlib.figure.Figure":
     """Real vs predicted: observed losses with 50% and 90% posterior predictive bands per run group.
 
     Left: loss against ``x`` (default ``D``) for up to ``max_groups`` groups (runs, or values of the other input
@@ -67,6 +76,7 @@ def plot_ppc(
     n_groups = keys.size
     if keys.size > max_groups:
         keys = keys[np.unique(np.linspace(0, keys.size - 1, max_groups).round().astype(int))]
+    plt = pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
     colors = plt.cm.viridis(np.linspace(0, 0.92, keys.size))
     sub = result.isel(draw=slice(0, max(1, _MAX_DRAWS // result["posterior"].sizes["chain"])))
@@ -157,6 +167,7 @@ def plot_curve_grid(
                                              bands=_quantile_bands(pred.reshape(-1, pred.shape[-1])), **inputs)))
     row_values = np.unique(np.concatenate([p[2][rows] for p in parts]))
     col_values = np.unique(np.concatenate([p[2][cols] for p in parts]))
+    plt = pyplot()
     fig, axes = plt.subplots(row_values.size, col_values.size, figsize=(3.2 * col_values.size, 2.6 * row_values.size),
                              squeeze=False, sharex=True, sharey=True)
     for i, rv in enumerate(row_values):

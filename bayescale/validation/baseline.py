@@ -36,7 +36,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
-import scipy.stats
 import xarray as xr
 from numpyro.distributions.transforms import biject_to
 
@@ -174,6 +173,7 @@ def fit_baseline(
     ----------
     Besiroglu et al. 2024, arXiv:2404.10102; Hoffmann et al. 2022, arXiv:2203.15556.
     """
+    import scipy.stats  # on first use: about 0.4 s that import bayescale need not pay
     law = law if isinstance(law, Law) else load_law(law)
     require_loss_target(law, "fit_baseline (Huber on log residuals)")
     ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names)

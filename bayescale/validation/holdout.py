@@ -575,7 +575,8 @@ def plot_validation(table: pd.DataFrame, *, path: str | os.PathLike | None = Non
     import matplotlib
 
     matplotlib.use("Agg") if not os.environ.get("DISPLAY") else None
-    import matplotlib.pyplot as plt
+    from bayescale.results.plots import pyplot
+    plt = pyplot()
 
     if "points" not in table.attrs:
         raise ValueError("table has no per-point predictions (attrs['points']): pass the table validate() returned")

@@ -616,7 +616,8 @@ def _finish(fig, path):
 def plot_hyperbolae(result: xr.DataTree, *, path: str | os.PathLike | None = None, title: str | None = None):
     """Kaplan's Fig. 18: tokens E vs steps S at each loss level (one colour per level), the runs' points and the
     fitted hyperbola E = E_min·S/(S − S_min) with 50% and 90% bands; one panel per model size."""
-    import matplotlib.pyplot as plt
+    from bayescale.results.plots import pyplot
+    plt = pyplot()
 
     _require_kind(result, "critical_batch", "plot_hyperbolae", "fit_critical_batch")
     pts, cells = result["constant_data"].to_dataset(), result["cells"].to_dataset()
@@ -653,7 +654,8 @@ def plot_critical_batch(result: xr.DataTree, *, path: str | os.PathLike | None =
                         title: str | None = None):
     """Kaplan's Fig. 10: B_crit(L) vs loss with 50% and 90% bands over the fitted loss range (dotted beyond it),
     the per-cell medians, and Kaplan's published B*/L^(1/α_B) for comparison."""
-    import matplotlib.pyplot as plt
+    from bayescale.results.plots import pyplot
+    plt = pyplot()
 
     _require_kind(result, "critical_batch", "plot_critical_batch", "fit_critical_batch")
     post, cells = result["posterior"].to_dataset(), result["cells"].to_dataset()
@@ -683,7 +685,8 @@ def plot_critical_batch(result: xr.DataTree, *, path: str | os.PathLike | None =
 
 def plot_frontier(frontier: xr.Dataset, *, path: str | os.PathLike | None = None, title: str | None = None):
     """The compute-efficient frontier: loss and optimal model size vs C_min (PF-days), 50% and 90% bands."""
-    import matplotlib.pyplot as plt
+    from bayescale.results.plots import pyplot
+    plt = pyplot()
 
     c = frontier["compute"].values / PF_DAY
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))

@@ -390,7 +390,8 @@ def plot_band(ax, x, draws, color, label=None):
 def plot_per_token(result: xr.DataTree, data: pd.DataFrame, *, new_sizes: Sequence[float] = (), ax=None):
     """Fig. 20 (left): per-token loss vs position for each fitted model (points, median, 50%/90% bands) and the
     predicted curve of each size in ``new_sizes`` (never seen; dashed median)."""
-    import matplotlib.pyplot as plt
+    from bayescale.results.plots import pyplot
+    plt = pyplot()
 
     check_result(result, PER_TOKEN_MODEL.id)
     if ax is None:
@@ -422,7 +423,8 @@ def plot_per_token(result: xr.DataTree, data: pd.DataFrame, *, new_sizes: Sequen
 
 def plot_per_token_steps(result: xr.DataTree, data: pd.DataFrame, *, positions: Sequence[float] | None = None, ax=None):
     """Fig. 20 (right): loss at several positions vs training step: points, posterior median and 50%/90% bands."""
-    import matplotlib.pyplot as plt
+    from bayescale.results.plots import pyplot
+    plt = pyplot()
 
     check_result(result, STEPS_LAW)
     if ax is None:

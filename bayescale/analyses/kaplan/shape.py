@@ -376,7 +376,8 @@ def shape_summary(result: xr.DataTree, tolerance: float = 0.01, compute: float |
 def plot_shape(result: xr.DataTree, variable: str | None = None, tolerance: float = 0.01, axes=None):
     """Kaplan Fig. 5 style: % loss increase over the fitted L(N, D) vs the shape variable (points: each run's mean over
     its checkpoints, coloured by N; curve: posterior median, 50%/90% bands), and below it P(within ``tolerance``)."""
-    import matplotlib.pyplot as plt
+    from bayescale.results.plots import pyplot
+    plt = pyplot()
 
     variable = _variable(result, variable)
     if axes is None:
