@@ -302,6 +302,7 @@ def draw_groups(
     sampled_names: tuple[str, ...] | list[str],
     num_prior_samples: int = 1000,
     max_pointwise_values: int | None = None,
+    n_observed: int | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """The groups of a NUTS result, for ``azb.from_dict``: ``posterior`` (by chain), ``sample_stats``, the posterior
     predictive and pointwise log-likelihood of the observed sites (``observed``: site name → observed values; the
@@ -314,14 +315,18 @@ def draw_groups(
     Large data (:func:`pointwise_draws`): when a per-point group would hold more than ``max_pointwise_values``
     (default :data:`POINTWISE_MAX_VALUES`) numbers, it is computed for evenly spaced draws only (those of
     :func:`pointwise_draws`); the posterior predictive and log-likelihood are then stored as float32, the prior
-    predictive stays float64 (extreme prior draws overflow float32)."""
+    predictive stays float64 (extreme prior draws overflow float32).
+
+    ``n_observed``: the number of real points when the model's points were padded (:func:`padded_size`); the per-point
+    groups keep those first points only."""
     k_ppc, k_prior = rng_key if isinstance(rng_key, tuple) else jax.random.split(rng_key)
     by_chain = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     # collapsed curve noise: the run effects were integrated out; draw them from their conditionals, so that the
     # posterior and the predictive of the same runs hold them as before
     by_chain |= recover_run_effects(model, args, observed, by_chain, jax.random.fold_in(k_ppc, 1))
     n_chains, n_draws = next(iter(by_chain.values())).shape[:2]
-    n_points = sum(int(np.size(v)) for v in observed.values())
+    n_points = n_observed if n_observed is not None else sum(int(np.size(v)) for v in observed.values())
+    real = slice(None) if n_observed is None else slice(0, n_observed)  # the points that are not padding
     keep, n_prior = pointwise_draws(n_chains, n_draws, num_prior_samples, n_points, max_pointwise_values)
     thinned = {k: v[:, keep] for k, v in by_chain.items()}
     flat = {k: v.reshape((-1, *v.shape[2:])) for k, v in thinned.items()}
@@ -335,12 +340,12 @@ def draw_groups(
     prior = Predictive(model, num_samples=n_prior)(k_prior, *args)
     return {
         "posterior": by_chain,
-        "posterior_predictive": {s: np.asarray(ppc[s], dtype=dtype).reshape(*shape, -1) for s in sites},
-        "log_likelihood": {s: np.asarray(loglik[s], dtype=dtype).reshape(*shape, -1) for s in sites},
+        "posterior_predictive": {s: np.asarray(ppc[s][..., real], dtype=dtype).reshape(*shape, -1) for s in sites},
+        "log_likelihood": {s: np.asarray(loglik[s][..., real], dtype=dtype).reshape(*shape, -1) for s in sites},
         "sample_stats": sample_stats_of(mcmc),
         "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in sampled_names},
         # float64 always: losses simulated from extreme prior draws overflow float32 (3.4e38)
-        "prior_predictive": {s: np.asarray(prior[s])[None] for s in sites},
+        "prior_predictive": {s: np.asarray(prior[s][..., real])[None] for s in sites},
     }
 
 
@@ -430,6 +435,32 @@ def pointwise_draws(n_chains: int, n_draws: int, num_prior_samples: int, n_point
     return keep, max(1, min(num_prior_samples, limit // max(1, n_points)))
 
 
+#: Tables of up to this many points are padded to :func:`padded_size`; larger ones, whose sampling outweighs a compile,
+#: keep their size.
+PAD_MAX_POINTS = 2048
+
+
+def padded_size(n_points: int, noise: Noise) -> int:
+    """The number of points the compiled programs of a fit of ``n_points`` points take: the next of 8, 12, 16, 24, 32,
+    48, ... (2^k and 1.5·2^k) up to :data:`PAD_MAX_POINTS`, so that tables of nearby sizes (validation splits, a new
+    run added, simulation studies, subsets) reuse one sampler, optimiser and predictive program instead of compiling
+    each again (seconds per law on CPU). The padding points are masked out of the likelihood (their log density is
+    exactly 0) and cut from every per-point group, so the posterior is that of the real points. Noise with run effects
+    or correlated checkpoints keeps the exact size (its index arrays are built per run)."""
+    if not pads(n_points, noise):
+        return n_points
+    size = 8
+    while size < n_points:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3  # 2^k -> 1.5·2^k -> 2^(k+1)
+    return size
+
+
+def pads(n_points: int, noise: Noise) -> bool:
+    """Whether a fit of ``n_points`` points with ``noise`` runs on :func:`padded_size` points with a mask (always with
+    the mask, also when no padding is needed, so that every size of one bucket has the same program)."""
+    return not (noise.run_effect or noise.correlation) and n_points <= PAD_MAX_POINTS
+
+
 def data_arguments(spec: ModelSpec, structure: Mapping[str, Any]) -> dict[str, Any]:
     """What the model of :func:`model_of_data` reads from the data, as arrays: the data statistics that priors use,
     the centres of centred amplitudes and the curve structure's index arrays (the run count stays a number: it fixes
@@ -440,6 +471,13 @@ def data_arguments(spec: ModelSpec, structure: Mapping[str, Any]) -> dict[str, A
         **({} if spec.centres is None else {"centres": {k: jnp.asarray(v, dtype=float)
                                                         for k, v in spec.centres.items()}}),
     }
+
+
+def _pad_points(values: Any, size: int) -> jnp.ndarray:
+    """``values`` (one per point) extended to ``size`` with copies of the first: a value the likelihood accepts.
+    Padded with NumPy: a JAX operation on the unpadded array would compile again for every table size."""
+    values = np.asarray(values)
+    return jnp.asarray(np.concatenate([values, np.repeat(values[:1], size - values.shape[0], axis=0)]))
 
 
 def model_of_data(spec: ModelSpec, structure: Mapping[str, Any]):
@@ -558,16 +596,25 @@ def fit(
     prior_specs = resolve_priors(law, likelihood, priors, noise)
     stats = data_statistics(ds)
     log_inputs = log_inputs_of(ds, law)
+    n_real = ds.sizes["point"]
+    n_model = padded_size(n_real, noise)
     centring = plan_centring(law, prior_specs) if centre_amplitudes else None
     centres = None if centring is None else centres_of(centring, log_inputs, prior_specs, stats)
     spec = ModelSpec(law=law, priors=prior_specs, statistics=stats, likelihood=likelihood, noise=noise, centres=centres)
     structure = curve_structure(ds, noise)
     model = model_of_data(spec, structure)
     # everything the model reads from the data is an argument of it, so compiled programs serve any data of one shape
-    args = (log_inputs, data_arguments(spec, structure))
+    data = data_arguments(spec, structure)
+    loss = ds["loss"].values
+    if pads(n_real, noise):  # padding points (padded_size): copies of the first point, masked out of the likelihood
+        log_inputs = {k: _pad_points(v, n_model) for k, v in log_inputs.items()}
+        data["structure"] = {k: _pad_points(v, n_model) for k, v in data["structure"].items()}
+        data["mask"] = jnp.asarray(np.arange(n_model) < n_real)
+        loss = _pad_points(loss, n_model)
+    loss = jnp.asarray(loss)
+    args = (log_inputs, data)
     key, key_record = as_key(rng_key)
     k_fit, k_ppc, k_prior = jax.random.split(key, 3)
-    loss = jnp.asarray(ds["loss"].values)
     start = None
     if settings.init == "map":  # its own key (folded from the seed), so the sampler's keys are those of init="median"
         labels = {s: s.removesuffix(AUXILIARY_SUFFIX) for s in spec.sampled_sites if s.endswith(AUXILIARY_SUFFIX)}
@@ -587,7 +634,8 @@ def fit(
     dists = {name: p.distribution(stats) for name, p in prior_specs.items()}
     if pointwise:
         groups = draw_groups(model, args, mcmc, rng_key=(k_ppc, k_prior), observed={"loss": loss},
-                             sampled_names=spec.sampled_names, num_prior_samples=num_prior_samples)
+                             sampled_names=spec.sampled_names, num_prior_samples=num_prior_samples,
+                             n_observed=n_real)
     else:  # parameters' prior draws straight from their distributions: no model run over every point
         keys = jax.random.split(k_prior, len(spec.sampled_names))
         samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
