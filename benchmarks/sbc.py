@@ -15,8 +15,10 @@ sigma), each of which must fail. Prints one row per study: the verdict, the numb
 narrow, 30% too wide and shifted by 0.5 sd, the smallest p-value and the rank histogram of that parameter
 (``worst_histogram``, in the CSV), every parameter's p-value, the mean and per-parameter contraction (posterior IQR
 / prior IQR in prior-quantile units), and ``stuck``: the fits whose chain stopped moving (every parameter's
-contraction below ``STUCK_CONTRACTION``). A verdict from fits with more than ``calibration.MAX_DIVERGENT_SHARE`` of their
-draws divergent is marked "not trusted" (the fits may not have explored: more ``--warmup``). Exits non-zero if a
+contraction below ``STUCK_CONTRACTION``) and ``stalled``: the fits whose chain crept (some parameter's bulk ESS below
+``calibration.MIN_ESS_SHARE`` of the draws). A verdict from fits with more than ``calibration.MAX_DIVERGENT_SHARE`` of
+their draws divergent, or more than ``calibration.MAX_STALLED_SHARE`` of them stalled, is marked "not trusted" (the
+fits may not have explored: more ``--warmup``). Exits non-zero if a
 positive control fails, a negative control passes, or a verdict is not trusted. Curve noise (``run+ou``) uses 6 runs x 6 checkpoints (``bayescale.validation.calibration.default_design``) and needs a
 law of N and D. The table in docs/validation.md comes from this script.
 """
@@ -54,7 +56,8 @@ def study_row(law: str, likelihood: str, noise: str, control: str | None, sims: 
         "law": law, "noise": f"{likelihood}:{noise}", "control": control or "positive", "simulations": sims,
         # a study whose fits diverged often tests the sampler's settings, pass or fail (calibration.MAX_DIVERGENT_SHARE)
         "verdict": ("passes" if a["passes"] else "FAILS")
-        + ("" if verdict_trusted(tab) else f" (not trusted: {a['divergent_share']:.1%} divergent)"),
+        + ("" if verdict_trusted(tab) else f" (not trusted: {a['divergent_share']:.1%} divergent, "
+                                           f"{a['stalled_share']:.0%} of fits stalled)"),
         "power_narrow30": round(a["power"]["narrow_30"], 2), "power_wide30": round(a["power"]["wide_30"], 2),
         "power_shift05": round(a["power"]["shift_0.5"], 2),
         "min_p": f"{tab['p_value'].min():.2g} ({worst})", "threshold": f"{a['threshold']:.2g}",
@@ -71,6 +74,9 @@ def study_row(law: str, likelihood: str, noise: str, control: str | None, sims: 
         # A calibrated fit of these designs keeps at least ~0.05 in its least-informed parameter; the fits caught in
         # the Student-t corner nu -> 0, sigma -> 0 under the former nu prior had identical draws (docs/validation.md).
         "stuck": int(np.sum(np.all(a["contractions"] < STUCK_CONTRACTION, axis=1))),
+        # Fits that crept: some parameter's bulk ESS below calibration.MIN_ESS_SHARE of the draws (a partial stall that
+        # "stuck" misses: the chain moves, in tiny steps).
+        "stalled": int(round(a["stalled_share"] * sims)),
         "seconds": round(time.perf_counter() - t0, 1),
     }
 

@@ -14,11 +14,13 @@ import bayescale as bs
 from bayescale.validation.calibration import (
     MAX_CONTRACTION,
     MAX_DIVERGENT_SHARE,
+    MIN_ESS_SHARE,
     check_calibration,
     default_design,
     format_verdict,
     sbc_power,
     simulations_for_power,
+    verdict_trusted,
 )
 
 # 4 bins, thin=1 with 150 draws: autocorrelation makes ranks slightly over-dispersed, which 16-32 simulations cannot
@@ -56,9 +58,18 @@ def test_positive_control_passes(batched, sims):
     share = table.attrs["divergent_share"]
     assert share == table.attrs["divergences"] / (sims * 150) and share <= MAX_DIVERGENT_SHARE
     assert "NOT TRUSTED" not in format_verdict(table)
+    # every fit moved: the smallest bulk ESS per draw of each fit (a stalled chain's is near 0.007) is above the limit
+    # with room (measured smallest: 0.084 in the loop, 0.17 in the batch; MIN_ESS_SHARE 0.03)
+    shares = table.attrs["ess_share"]
+    assert shares.shape == (sims, 4) and table.attrs["stalled_share"] == 0.0
+    assert shares.min() > 2 * MIN_ESS_SHARE, shares.min(axis=1)
     table.attrs["divergent_share"] = 0.092
     assert format_verdict(table).endswith("NOT TRUSTED: 9.2% of draws divergent (more than 1%): the fits may not have "
                                           "explored; run more warmup")
+    table.attrs["divergent_share"], table.attrs["stalled_share"] = share, 0.25
+    assert not verdict_trusted(table)
+    assert format_verdict(table).endswith("NOT TRUSTED: 25.0% of fits stalled (effective sample size below 3% of the "
+                                          "draws; more than 5%): the fits may not have explored; run more warmup")
 
 
 def test_a_batch_of_new_data_reuses_the_compiled_program():
@@ -285,3 +296,4 @@ def test_sbc_benchmark_smoke(tmp_path):
     assert (row["control"], row["simulations"], row["verdict"]) == ("prior", 16, "FAILS")
     assert sum(int(c) for c in row["worst_histogram"].split()) == 16
     assert row["stuck"] == 0  # prior draws spread like the prior: no simulation counts as a chain that stopped
+    assert row["stalled"] == 0  # independent prior draws: an ESS of every draw, no simulation counts as one that crept

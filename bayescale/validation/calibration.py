@@ -63,7 +63,7 @@ from bayescale.infer.noise import Noise, curve_structure
 from bayescale.infer.settings import NUTS, check_positive_ints, median_start_settings
 
 __all__ = ["check_calibration", "default_design", "sbc_power", "simulations_for_power", "MISSPECIFICATIONS",
-           "MAX_CONTRACTION", "MAX_DIVERGENT_SHARE", "POWER_SCENARIOS", "SBC_SAMPLER", "format_verdict",
+           "MAX_CONTRACTION", "MAX_DIVERGENT_SHARE", "MAX_STALLED_SHARE", "MIN_ESS_SHARE", "POWER_SCENARIOS", "SBC_SAMPLER", "format_verdict",
            "verdict_trusted"]
 
 #: ``None``: the positive control (simulate from the model that is fitted). The others are negative controls (module
@@ -90,6 +90,17 @@ MAX_CONTRACTION = 0.9
 #: docs/validation.md that passed had 0-0.7% (hoffmann2022: 325 of 45,000); steplaw2025 with 300 warmup had 9.2% (147 of
 #: 1,600) and failed on a parameter whose chains had stopped moving, and passed with 1,000 warmup and none.
 MAX_DIVERGENT_SHARE = 0.01
+
+#: A simulated fit has stalled when some parameter's bulk effective sample size (over the fit's draws before thinning)
+#: is below this share of the draws: a chain whose step size collapsed, or that stopped adapting, creeps in tiny steps
+#: and its draws sit near one point, so the truth's rank among them says nothing. Measured (smallest share over a fit's
+#: parameters): healthy fits 0.08-1 (kaplan2020_n's design at 150 + 150 draws, tests/test_calibration.py; the one
+#: healthy fit of the steplaw2025 study below, 0.12), stalled steplaw2025 fits at the default 300 warmup 0.007-0.008
+#: (an ESS of 1.4 of 200 draws; 7 of 8 fits, docs/validation.md).
+MIN_ESS_SHARE = 0.03
+
+#: A verdict counts as evidence only when at most this share of its fits stalled (:data:`MIN_ESS_SHARE`).
+MAX_STALLED_SHARE = 0.05
 
 #: Distorted posteriors that :func:`sbc_power` reports the test's power against: (name, scale, shift) of the reported
 #: posterior relative to the true one, in units of the true posterior sd.
@@ -229,6 +240,19 @@ def _fit_draws(law, spec, design, structure, log_inputs, losses, key, batched, s
                 draws[n].append(np.asarray(v))
         release_compiled()  # each run re-jits numpyro's sampling loop; see bayescale.infer.fit.release_compiled
     return {n: np.stack(v) for n, v in draws.items()}, divergences
+
+
+def _ess_share(draws: Mapping[str, np.ndarray], num_chains: int) -> np.ndarray:
+    """Bulk effective sample size over the number of draws, per simulation and parameter (simulations x parameters);
+    ``draws``: {name: (S, chains × draws)}, chains one after another."""
+    from bayescale.infer.diagnostics import azs
+    import xarray as xr
+
+    ds = xr.Dataset({n: (("simulation", "chain", "draw"), v.reshape(v.shape[0], num_chains, -1))
+                     for n, v in draws.items()})
+    ess = azs().ess(ds, method="bulk")
+    total = next(iter(draws.values())).shape[1]
+    return np.stack([np.nan_to_num(np.asarray(ess[n].values, dtype=float), nan=0.0) for n in draws], axis=1) / total
 
 
 def _contraction(draws: np.ndarray, prior_sorted: np.ndarray) -> np.ndarray:
@@ -373,10 +397,11 @@ def check_calibration(
     fresh = Predictive(model, num_samples=n_fresh, return_sites=names)(k_fresh, log_inputs)
     if misspecify == "prior":  # no fit: each simulation's "posterior" is L fresh prior draws
         kept = {n: np.asarray(fresh[n])[: num_simulations * n_draws].reshape(num_simulations, n_draws) for n in names}
-        divergences = 0
+        divergences, ess_share = 0, np.ones((num_simulations, len(names)))
     else:
         draws, divergences = _fit_draws(law, spec, x, structure, log_inputs, np.exp(log_loss_all[keep]), k_fit,
                                         batched, settings)
+        ess_share = _ess_share(draws, settings.num_chains)
         kept = {n: draws[n][:, ::thin][:, :n_draws] for n in names}
         if misspecify == "narrow":
             kept = {n: v.mean(axis=1, keepdims=True) + distortion * (v - v.mean(axis=1, keepdims=True))
@@ -404,6 +429,7 @@ def check_calibration(
         uninformative=[str(n) for n in table.index[~table["informative"]]],
         divergences=divergences, rejected=rejected,
         divergent_share=divergences / (num_simulations * settings.num_chains * settings.num_samples),
+        ess_share=ess_share, stalled_share=float(np.mean(ess_share.min(axis=1) < MIN_ESS_SHARE)),
         settings=dict(num_warmup=settings.num_warmup, num_samples=settings.num_samples, thin=thin,
                       likelihood=likelihood, noise=noise.spec, statistics=stats, rng_key=rng_key, batched=batched,
                       sampler=json.loads(sampler_record(settings, rng_key))),
@@ -413,8 +439,10 @@ def check_calibration(
 
 def verdict_trusted(table: pd.DataFrame) -> bool:
     """Whether a :func:`check_calibration` verdict, pass or fail, can be read as evidence: at most
-    :data:`MAX_DIVERGENT_SHARE` of its fits' draws were divergent."""
-    return table.attrs.get("divergent_share", 0.0) <= MAX_DIVERGENT_SHARE
+    :data:`MAX_DIVERGENT_SHARE` of its fits' draws were divergent and at most :data:`MAX_STALLED_SHARE` of its fits
+    stalled (:data:`MIN_ESS_SHARE`)."""
+    return (table.attrs.get("divergent_share", 0.0) <= MAX_DIVERGENT_SHARE
+            and table.attrs.get("stalled_share", 0.0) <= MAX_STALLED_SHARE)
 
 
 def format_verdict(table: pd.DataFrame) -> str:
@@ -423,8 +451,13 @@ def format_verdict(table: pd.DataFrame) -> str:
     worst = table["p_value"].idxmin()
     weak = f"; uninformative: {', '.join(a['uninformative'])}" if a["uninformative"] else ""
     power = ", ".join(f"{k} {v:.0%}" for k, v in a["power"].items())
-    diverged = (f"; NOT TRUSTED: {a['divergent_share']:.1%} of draws divergent (more than "
-                f"{MAX_DIVERGENT_SHARE:.0%}): the fits may not have explored; run more warmup"
+    why = []
+    if a.get("divergent_share", 0.0) > MAX_DIVERGENT_SHARE:
+        why.append(f"{a['divergent_share']:.1%} of draws divergent (more than {MAX_DIVERGENT_SHARE:.0%})")
+    if a.get("stalled_share", 0.0) > MAX_STALLED_SHARE:
+        why.append(f"{a['stalled_share']:.1%} of fits stalled (effective sample size below {MIN_ESS_SHARE:.0%} of the "
+                   f"draws; more than {MAX_STALLED_SHARE:.0%})")
+    diverged = (f"; NOT TRUSTED: {' and '.join(why)}: the fits may not have explored; run more warmup"
                 if not verdict_trusted(table) else "")
     return (f"{a['law']} [{a['likelihood']}, {a['noise']}] {a['misspecify'] or 'positive'}: "
             f"{'PASSES' if a['passes'] else 'FAILS'} ({a['num_simulations']} simulations, {a['num_bins']} bins; "
