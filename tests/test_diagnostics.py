@@ -78,6 +78,13 @@ def test_a_posterior_that_moved_is_not_called_uninformed():
         if not flagged:
             assert table["contraction"].item() < 0  # the width alone would have flagged it
         assert any("barely moved" in m for m in messages) is flagged, messages
+    # a posterior centred where the prior is but wider (on the log scale): flagged, and the message says it is wider
+    wide = np.exp(np.log(np.median(prior)) + 1.5 * rng.standard_normal((2, 1000)))
+    dt = xr.DataTree.from_dict({"posterior": xr.Dataset({"nu": (("chain", "draw"), wide)}),
+                                "prior": xr.Dataset({"nu": (("chain", "draw"), prior[None])})})
+    table, messages = diagnose(dt, ("nu",), {"nu": dist.Gamma(2.0, 0.1)})
+    assert table["contraction"].item() < 0
+    assert any("barely moved" in m and "no narrower than the prior" in m for m in messages), messages
 
 
 def test_low_ess_is_flagged(table):

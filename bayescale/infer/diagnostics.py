@@ -185,8 +185,8 @@ def diagnose(dt: xr.DataTree, names: tuple[str, ...], distributions: dict, vecto
                     )
         if np.isfinite(contraction) and contraction < CONTRACTION_MIN and _unmoved(draws, prior[name].values):
             messages.append(
-                f"{name}: posterior barely moved from the prior (contraction {contraction:.2f} < {CONTRACTION_MIN}); "
-                f"the data hardly inform it"
+                f"{name}: posterior barely moved from the prior (contraction {contraction:.2f} < {CONTRACTION_MIN}"
+                f"{': no narrower than the prior' if contraction < 0 else ''}); the data hardly inform it"
             )
     divergences = int(dt["sample_stats"]["diverging"].values.sum()) if "sample_stats" in dt.children else 0
     if divergences:
