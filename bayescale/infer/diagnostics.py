@@ -23,6 +23,13 @@ import pandas as pd
 import xarray as xr
 from numpyro.distributions.transforms import biject_to
 
+from bayescale.errors import ArgumentError, BayescaleError, ConvergenceError
+
+__all__ = ["SamplingWarning", "SamplingError", "ConvergenceWarning", "Convergence", "convergence", "require_converged",
+           "convergence_gate", "convergence_checked", "describe_convergence", "diagnose", "ess_target",
+           "missed_targets", "short_of_targets", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE",
+           "DIVERGENT_REFUSE"]
+
 
 def azs():
     """arviz_stats, imported on first use: it brings scipy.stats and xarray-einstats (about 0.9 s on import), which
@@ -31,12 +38,6 @@ def azs():
 
     return arviz_stats
 
-from bayescale.errors import ArgumentError, BayescaleError, ConvergenceError
-
-__all__ = ["SamplingWarning", "SamplingError", "ConvergenceWarning", "Convergence", "convergence", "require_converged",
-           "convergence_gate", "convergence_checked", "describe_convergence", "diagnose", "ess_target",
-           "missed_targets", "short_of_targets", "RHAT_MAX", "ESS_MIN", "RHAT_REFUSE", "ESS_REFUSE",
-           "DIVERGENT_REFUSE"]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400  # Vehtari et al. 2021 recommend ESS > 100 per chain for 4 chains
