@@ -203,7 +203,7 @@ def fit_batch(
     # the prior's width; warmup absorbs it). No MAP start here: a per-fit optimiser inside the vmapped program is not
     # implemented, so batched fits keep init="median" (attrs["sampler"]["init"]).
     info = initialize_model(k_init, model, model_args=args_of(arrays, 0), dynamic_args=True,
-                            init_strategy=init_to_median)
+                            init_strategy=init_to_median, validate_grad=False)  # as bayescale.infer.starts.median_starts
     z0 = info.param_info.z
     init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
 

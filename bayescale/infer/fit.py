@@ -45,8 +45,10 @@ _STAT_NAMES = {
 #: Share of the kernel's per-process memory-map limit (vm.max_map_count, 65530 by default) past which compiled
 #: executables are released before a fit. Every fit builds a new model closure, so nothing it compiles is reused by
 #: the next fit, but JAX keeps the executables: ~600 memory mappings per fit on CPU, and after ~100 fits in one
-#: process LLVM fails with "Cannot allocate memory" and the process dies.
-_MAP_FRACTION = 0.5
+#: process LLVM fails with "Cannot allocate memory" and the process dies. At 0.75 the check, made before every fit,
+#: leaves room for ~27 more fits' mappings; clearing earlier throws away the small programs that later fits reuse
+#: (a clear and the recompiling after it cost ~15 s of a test worker).
+_MAP_FRACTION = 0.75
 
 
 def release_compiled(fraction: float = _MAP_FRACTION) -> bool:
