@@ -76,3 +76,19 @@ def simulate_table(law_id: str, truth: dict, *, sigma: float = 0.01, seed: int =
     mean = np.asarray(law.predict(truth, **inputs))
     loss = mean * np.exp(sigma * rng.standard_normal(mean.size))
     return pd.DataFrame({**inputs, "loss": loss})
+
+
+#: The test files that take longest (seconds of test time, one run on the 2-core CI machine, 2026-11-30), most first.
+#: ``make test`` hands whole files to its two workers in collection order (``--dist loadfile``), each worker taking the
+#: next file when it finishes one; starting with the longest and ending with the short ones keeps the two from
+#: finishing far apart (longest-first scheduling). Files not listed keep their order, after these.
+LONGEST_FILES = ("test_contract", "test_calibration", "test_schedules", "test_recovery", "test_cli_and_examples",
+                 "test_lr_bs", "test_downstream", "test_trust", "test_validation", "test_compare", "test_runtime",
+                 "test_noise", "test_scaleout", "test_real_curves", "test_batch", "test_law_catalogue",
+                 "test_targets", "test_diagnostics", "test_batchsize", "test_pertoken")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(item.path.stem, len(rank)), order[id(item)]))
