@@ -65,8 +65,10 @@ def test_fit_many_on_a_local_cluster(cluster, tables, tmp_path, monkeypatch):
     arrived = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny fits: convergence warnings
-        results = fit_many(jobs, out_dir=tmp_path, n_workers=2, on_result=lambda i, r: arrived.append(i))
+        # the fit here first: its programs go to the session's compilation cache (tests/conftest.py), and the two
+        # worker processes read them instead of each compiling them at once
         here = bs.fit("hoffmann2022", tables["t1"], rng_key=3, **TINY)
+        results = fit_many(jobs, out_dir=tmp_path, n_workers=2, on_result=lambda i, r: arrived.append(i))
     assert started == [CLUSTER] and closed == [True]  # worker processes, one thread each; closed after the jobs
     assert sorted(arrived) == [0, 1]
     np.testing.assert_array_equal(results[1].posterior["alpha"].values, here.posterior["alpha"].values)
