@@ -28,7 +28,7 @@ from bayescale._runtime import kept
 from bayescale.data import check_identifiable, load_runs
 from bayescale.errors import ArgumentError
 from bayescale.infer.diagnostics import SamplingError, SamplingWarning, azs
-from bayescale.infer.fit import as_key, data_statistics, log_inputs_of, on_platform, place
+from bayescale.infer.fit import as_key, data_statistics, log_inputs_of, on_platform, pad_points, place
 from bayescale.laws.catalogue import Law, load_law, require_loss_target
 from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.infer.noise import Noise, curve_structure
@@ -51,10 +51,6 @@ def _as_datasets(law: Law, datasets: Any, columns: Mapping[str, str] | None) -> 
             for d in datasets]
 
 
-def _pad(values: np.ndarray, size: int, fill: Any) -> np.ndarray:
-    return np.concatenate([values, np.full(size - values.size, fill, dtype=values.dtype)])
-
-
 def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dict],
                   centres: list[dict] | None = None) -> tuple[dict, int]:
     """Per-fit model arguments stacked along a leading fit axis, padded to the largest fit; and the padded run count."""
@@ -64,15 +60,15 @@ def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dic
     per_fit = []
     for i, (ds, st, structure) in enumerate(zip(dss, stats, structures)):
         n = ds.sizes["point"]
-        logs = {k: _pad(np.asarray(v), n_points, float(np.asarray(v)[0])) for k, v in log_inputs_of(ds, law).items()}
-        struct = {"run_idx": _pad(np.asarray(structure["run_idx"]), n_points, 0)}
+        logs = {k: pad_points(v, n_points, float(np.asarray(v)[0])) for k, v in log_inputs_of(ds, law).items()}
+        struct = {"run_idx": pad_points(np.asarray(structure["run_idx"]), n_points, 0)}
         if noise.correlation:
             struct["prev"] = np.concatenate([np.asarray(structure["prev"]), np.arange(n, n_points)])
-            struct["dlog"] = _pad(np.asarray(structure["dlog"]), n_points, 0.0)
-            struct["has_prev"] = _pad(np.asarray(structure["has_prev"]), n_points, False)
+            struct["dlog"] = pad_points(np.asarray(structure["dlog"]), n_points, 0.0)
+            struct["has_prev"] = pad_points(np.asarray(structure["has_prev"]), n_points, False)
         per_fit.append(dict(
             log_inputs=logs,
-            loss=_pad(ds["loss"].values.astype(float), n_points, 1.0),
+            loss=pad_points(ds["loss"].values.astype(float), n_points, 1.0),
             per_fit=dict(statistics={k: np.float64(v) for k, v in st.items()}, structure=struct,
                          mask=np.arange(n_points) < n,
                          **({} if centres is None else

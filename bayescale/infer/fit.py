@@ -475,11 +475,16 @@ def data_arguments(spec: ModelSpec, structure: Mapping[str, Any]) -> dict[str, A
     }
 
 
-def _pad_points(values: Any, size: int) -> jnp.ndarray:
-    """``values`` (one per point) extended to ``size`` with copies of the first: a value the likelihood accepts.
-    Padded with NumPy: a JAX operation on the unpadded array would compile again for every table size."""
+def pad_points(values: Any, size: int, fill: Any = None) -> np.ndarray:
+    """``values`` (one per point, along the first axis) extended to ``size`` points: with ``fill``, or by default with
+    copies of the first value (one the likelihood accepts). The padding of :func:`fit` (:func:`padded_size`) and of
+    :func:`bayescale.infer.batch.fit_batch` (every fit to the batch's largest). With NumPy: a JAX operation on the
+    unpadded array would compile again for every table size."""
     values = np.asarray(values)
-    return jnp.asarray(np.concatenate([values, np.repeat(values[:1], size - values.shape[0], axis=0)]))
+    extra = size - values.shape[0]
+    tail = (np.repeat(values[:1], extra, axis=0) if fill is None
+            else np.full((extra, *values.shape[1:]), fill, dtype=values.dtype))
+    return np.concatenate([values, tail])
 
 
 def model_of_data(spec: ModelSpec, structure: Mapping[str, Any]):
@@ -609,10 +614,10 @@ def fit(
     data = data_arguments(spec, structure)
     loss = ds["loss"].values
     if pads(n_real, noise):  # padding points (padded_size): copies of the first point, masked out of the likelihood
-        log_inputs = {k: _pad_points(v, n_model) for k, v in log_inputs.items()}
-        data["structure"] = {k: _pad_points(v, n_model) for k, v in data["structure"].items()}
+        log_inputs = {k: jnp.asarray(pad_points(v, n_model)) for k, v in log_inputs.items()}
+        data["structure"] = {k: jnp.asarray(pad_points(v, n_model)) for k, v in data["structure"].items()}
         data["mask"] = jnp.asarray(np.arange(n_model) < n_real)
-        loss = _pad_points(loss, n_model)
+        loss = pad_points(loss, n_model)
     loss = jnp.asarray(loss)
     args = (log_inputs, data)
     key, key_record = as_key(rng_key)
