@@ -175,7 +175,7 @@ def plot_plan(result: xr.DataTree, plan_tree: xr.DataTree, path: str | os.PathLi
     return fig
 
 
-def _png_base64(fig: "matplotlib.figure.Figure", path: str | os.PathLike, dpi: int = 110) -> str:
+def _save_png_base64(fig: "matplotlib.figure.Figure", path: str | os.PathLike, dpi: int = 110) -> str:
     """Render ``fig`` once as PNG, write it to ``path`` and return it base64-encoded for the HTML page (rendering is
     most of a report's figure cost: one render serves the file and the page)."""
     buf = io.BytesIO()
@@ -318,8 +318,8 @@ def write_report(
     figures: dict[str, str] = {}
     with convergence_checked():  # diagnostic figures: drawn for a non-converged fit too
         fig = plot_ppc(result)
-    figures["ppc"] = _png_base64(fig, out / "ppc.png", dpi=120)
-    figures["prior_posterior"] = _png_base64(plot_prior_posterior(result), out / "prior_posterior.png")
+    figures["ppc"] = _save_png_base64(fig, out / "ppc.png", dpi=120)
+    figures["prior_posterior"] = _save_png_base64(plot_prior_posterior(result), out / "prior_posterior.png")
     table = summary(result, prob)
     data_table = _data_table(result)
     cov90, cov50 = check_coverage(result, 0.9), check_coverage(result, 0.5)
@@ -358,7 +358,7 @@ def write_report(
         plan_tree = plan(result, list(budgets), prob=prob, epsilon=epsilon, flops_per_param_token=flops_per_param_token,
                          allow_unconverged=allow_unconverged)
         plan_df = plan_summary(plan_tree, prob)
-        figures["plan"] = _png_base64(plot_plan(result, plan_tree), out / "plan.png")
+        figures["plan"] = _save_png_base64(plot_plan(result, plan_tree), out / "plan.png")
     extras = _extra_groups(result)
     recipe_items = _recipe(result, recipe or {}, flops_per_param_token)
     warnings_text = "; ".join(table.attrs["warnings"]) if table.attrs["warnings"] else "none"

@@ -60,12 +60,12 @@ def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dic
     per_fit = []
     for i, (ds, st, structure) in enumerate(zip(dss, stats, structures)):
         n = ds.sizes["point"]
-        logs = {k: pad_points(v, n_points, float(np.asarray(v)[0])) for k, v in log_inputs_of(ds, law).items()}
-        struct = {"run_idx": pad_points(np.asarray(structure["run_idx"]), n_points, 0)}
+        logs = {k: pad_points(v, n_points) for k, v in log_inputs_of(ds, law).items()}  # copies of the first point
+        struct = {"run_idx": pad_points(structure["run_idx"], n_points, 0)}
         if noise.correlation:
             struct["prev"] = np.concatenate([np.asarray(structure["prev"]), np.arange(n, n_points)])
-            struct["dlog"] = pad_points(np.asarray(structure["dlog"]), n_points, 0.0)
-            struct["has_prev"] = pad_points(np.asarray(structure["has_prev"]), n_points, False)
+            struct["dlog"] = pad_points(structure["dlog"], n_points, 0.0)
+            struct["has_prev"] = pad_points(structure["has_prev"], n_points, False)
         per_fit.append(dict(
             log_inputs=logs,
             loss=pad_points(ds["loss"].values.astype(float), n_points, 1.0),
