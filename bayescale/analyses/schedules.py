@@ -25,6 +25,7 @@ logged steps.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -270,6 +271,7 @@ def _G(x, C, beta):
     return -jnp.expm1(-beta * jnp.log1p(C * x))
 
 
+@functools.partial(jax.jit, static_argnames=("warmup_steps", "convention"))
 def multi_power_loss(params: Mapping[str, Any], lr: Any, steps: Any, *, warmup_steps: int = 0,
                      convention: str = "all_steps") -> jnp.ndarray:
     """The multi-power law at logged steps, exactly (every step's LR drop), in JAX.
@@ -281,7 +283,7 @@ def multi_power_loss(params: Mapping[str, Any], lr: Any, steps: Any, *, warmup_s
     constants assume it; warmup's rising LR enters as negative drops) or over the post-warmup steps only, with η of
     the last warmup step before the first (``"post_warmup"``, the paper's Eq. 3 as written); see :data:`CONVENTIONS`.
     The sum is a masked (steps × terms) matrix: memory 8·len(steps)·n bytes; :func:`fit_schedule` can merge distant
-    terms (``max_block``) for long curves.
+    terms (``max_block``) for long curves. Compiled as one program per shape of ``lr`` and ``steps``.
 
     References
     ----------
@@ -300,12 +302,7 @@ def multi_power_loss(params: Mapping[str, Any], lr: Any, steps: Any, *, warmup_s
     return params["L0"] + params["A"] * cum0[s + 1] ** (-params["alpha"]) - reduction
 
 
-@jax.jit
-def _momentum(lam: jnp.ndarray, drop: jnp.ndarray) -> jnp.ndarray:
-    """m_k = λ·m_{k−1} + drop_k; compiled as one program (op-by-op, the scan over 24000 steps compiles ~7x slower)."""
-    return linear_recurrence(jnp.full(drop.shape, lam), drop)
-
-
+@functools.partial(jax.jit, static_argnames=("warmup_steps", "convention"))
 def annealing_areas(lr: Any, steps: Any, *, warmup_steps: int = 0, lam: float = 0.999,
                     convention: str = "warmup_at_peak") -> tuple[jnp.ndarray, jnp.ndarray]:
     """S1 (forward area, warmup included) and S2 (annealing area with momentum) of Tissue et al. at logged steps.
@@ -314,12 +311,13 @@ def annealing_areas(lr: Any, steps: Any, *, warmup_steps: int = 0, lam: float = 
     at the LR of the last warmup step; under ``"post_warmup"`` at its own LR. m_k = λ·m_{k−1} + (η_{k−1} − η_k) over
     post-warmup steps (m_0 = 0, η_0 the last warmup LR) by a linear recurrence
     (:func:`bayescale.infer.noise.linear_recurrence`), S2(t) = Σ_{k≤t} m_k by a cumulative sum; 0 at warmup steps.
+    Compiled as one program per shape of ``lr`` and ``steps``.
     """
     _check_convention("annealing", convention)
     lr = jnp.asarray(lr, dtype=float)
     s = jnp.asarray(steps) - 1
     _, drop = _drop_terms(lr, warmup_steps, "post_warmup")
-    m = _momentum(jnp.asarray(lam, dtype=float), drop)
+    m = linear_recurrence(jnp.full(drop.shape, lam, dtype=float), drop)
     S2 = jnp.concatenate([jnp.zeros(warmup_steps + 1), jnp.cumsum(m)])[s + 1]
     if convention == "warmup_at_peak" and warmup_steps > 0:
         lr = jnp.concatenate([jnp.full(warmup_steps, lr[warmup_steps - 1]), lr[warmup_steps:]])

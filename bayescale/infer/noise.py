@@ -220,8 +220,11 @@ def _sorted_runs(run_idx: np.ndarray, order: np.ndarray) -> dict[str, jnp.ndarra
     return dict(order=jnp.asarray(order), inverse=jnp.asarray(np.argsort(order)), start=jnp.asarray(start))
 
 
+@jax.jit
 def linear_recurrence(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-    """x_k = a_k · x_{k−1} + b_k with x_{−1} = 0, by a parallel prefix scan (O(log n) depth on an accelerator)."""
+    """x_k = a_k · x_{k−1} + b_k with x_{−1} = 0, by a parallel prefix scan (O(log n) depth on an accelerator).
+    Compiled as one program per shape: run op by op (simulators, predictions outside a model), the scan's dozens of
+    slices, pads and concatenations would each compile a program of their own for every new length."""
 
     def combine(left, right):
         return left[0] * right[0], right[0] * left[1] + right[1]
