@@ -97,21 +97,29 @@ def _backends_started() -> bool:
     return bool(getattr(xla_bridge, "_backends", None))
 
 
+def xla_flags(flags: str) -> str:
+    """The ``XLA_FLAGS`` bayescale starts JAX with, given the user's ``flags``: the host device count
+    (:func:`host_device_count`) unless ``flags`` has one, and XLA:CPU's fusion emitters off unless ``flags`` names them
+    or ``BAYESCALE_XLA_CPU_FUSION=1`` (module docstring); the user's flags first, unchanged."""
+    added = []
+    count = host_device_count()
+    if _DEVICE_FLAG not in flags and count > 1:
+        added.append(f"{_DEVICE_FLAG}={count}")
+    if _FUSION_FLAG not in flags and not cpu_fusion_from_env() and _jaxlib_has_fusion_flag():
+        added.append(f"{_FUSION_FLAG}=false")
+    return " ".join([flags, *added]).strip() if added else flags
+
+
 def configure() -> None:
     import jax
 
     jax.config.update("jax_enable_x64", x64_from_env())
 
-    flags = os.environ.get("XLA_FLAGS", "")
     if not _backends_started():  # XLA reads its flags once, when JAX starts its backend
-        added = []
-        count = host_device_count()
-        if _DEVICE_FLAG not in flags and count > 1:
-            added.append(f"{_DEVICE_FLAG}={count}")
-        if _FUSION_FLAG not in flags and not cpu_fusion_from_env() and _jaxlib_has_fusion_flag():
-            added.append(f"{_FUSION_FLAG}=false")
-        if added:
-            os.environ["XLA_FLAGS"] = " ".join([flags, *added]).strip()
+        flags = os.environ.get("XLA_FLAGS", "")
+        wanted = xla_flags(flags)
+        if wanted != flags:
+            os.environ["XLA_FLAGS"] = wanted
 
     cache = os.environ.get("BAYESCALE_CACHE_DIR", str(Path.home() / ".cache" / "bayescale" / "jax"))
     if cache and jax.config.jax_compilation_cache_dir is None:

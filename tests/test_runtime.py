@@ -12,7 +12,7 @@ import jax
 import pytest
 
 import bayescale  # noqa: F401  (configures JAX)
-from bayescale._runtime import host_device_count, x64_from_env
+from bayescale._runtime import host_device_count, x64_from_env, xla_flags
 from bayescale.infer.fit import resolve_chain_method
 
 
@@ -34,8 +34,6 @@ def test_runtime_setup_on_import(tmp_path):
                                                                       "float64", str(tmp_path)]
     assert _run(STATE, BAYESCALE_HOST_DEVICES="1", BAYESCALE_X64="0", BAYESCALE_CACHE_DIR="").split() == [
         "1", "float32", "None"]
-    # the user's own XLA_FLAGS win
-    assert _run(STATE, XLA_FLAGS="--xla_force_host_platform_device_count=2").split()[0] == "2"
     # too late once JAX's backend has started: nothing changes, nothing breaks
     assert _run("import jax; jax.numpy.zeros(1); import bayescale; print(jax.local_device_count())") == "1"
 
@@ -43,14 +41,22 @@ def test_runtime_setup_on_import(tmp_path):
 FLAGS = "import os, bayescale; print(os.environ.get('XLA_FLAGS', '').replace(' ', ','))"
 
 
-def test_cpu_fusion_emitters_off_unless_asked():
-    """XLA:CPU's fusion emitters are turned off on import (faster compiles), unless the user chose either way."""
+def test_cpu_fusion_emitters_off_unless_asked(monkeypatch):
+    """XLA:CPU's fusion emitters are turned off on import (faster compiles), unless the user chose either way; the
+    user's own XLA_FLAGS win. On import in a fresh process (the flags only act before JAX starts), then the rule that
+    builds the flags (bayescale._runtime.xla_flags), here, for each choice."""
     assert "--xla_cpu_use_fusion_emitters=false" in _run(FLAGS).split(",")
-    assert "fusion" not in _run(FLAGS, BAYESCALE_XLA_CPU_FUSION="1")
-    assert _run(FLAGS, XLA_FLAGS="--xla_cpu_use_fusion_emitters=true").split(",").count(
-        "--xla_cpu_use_fusion_emitters=true") == 1
-    assert "fusion" not in _run(FLAGS, XLA_FLAGS="--xla_cpu_use_fusion_emitters=true").replace(
-        "--xla_cpu_use_fusion_emitters=true", "")
+    for name in ("BAYESCALE_XLA_CPU_FUSION", "BAYESCALE_HOST_DEVICES"):
+        monkeypatch.delenv(name, raising=False)
+    count = f"--xla_force_host_platform_device_count={max(4, min(os.cpu_count(), 16))}"
+    assert xla_flags("").split() == [count, "--xla_cpu_use_fusion_emitters=false"]
+    assert xla_flags("--xla_force_host_platform_device_count=2").split() == [
+        "--xla_force_host_platform_device_count=2", "--xla_cpu_use_fusion_emitters=false"]
+    assert xla_flags("--xla_cpu_use_fusion_emitters=true").split() == ["--xla_cpu_use_fusion_emitters=true", count]
+    monkeypatch.setenv("BAYESCALE_XLA_CPU_FUSION", "1")
+    assert xla_flags("").split() == [count]
+    monkeypatch.setenv("BAYESCALE_HOST_DEVICES", "1")
+    assert xla_flags("--xla_dump_to=/tmp/x") == "--xla_dump_to=/tmp/x"
 
 
 def test_cpu_fusion_bad_env(monkeypatch):
