@@ -89,13 +89,13 @@ def plot_prior_posterior(result: xr.DataTree, path: str | os.PathLike | None = N
             width = np.log10(bins[1] / bins[0])
             ax.hist(pr, bins=bins, weights=np.full(pr.size, 1 / (pr.size * width)), histtype="step", color="0.45",
                     lw=1.2, label="prior")
-            ax.hist(po, bins=bins, weights=np.full(po.size, 1 / (po.size * width)), color="C0", alpha=0.75,
-                    label="posterior")
+            ax.hist(po, bins=bins, weights=np.full(po.size, 1 / (po.size * width)), histtype="stepfilled", color="C0",
+                    alpha=0.75, label="posterior")
             ax.set_xscale("log")
         else:
             bins = np.linspace(lo, hi, 80)
             ax.hist(pr, bins=bins, density=True, histtype="step", color="0.45", lw=1.2, label="prior")
-            ax.hist(po, bins=bins, density=True, color="C0", alpha=0.75, label="posterior")
+            ax.hist(po, bins=bins, density=True, histtype="stepfilled", color="C0", alpha=0.75, label="posterior")
         ax.set_yscale("log")  # the posterior is often 100x narrower than the prior: log density shows both
         ax.set_title(f"{name}: {prov['priors'].get(name, '')}", fontsize=8)
         ax.tick_params(labelsize=7)
