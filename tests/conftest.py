@@ -78,7 +78,8 @@ def simulate_table(law_id: str, truth: dict, *, sigma: float = 0.01, seed: int =
     return pd.DataFrame({**inputs, "loss": loss})
 
 
-#: The test files that take longest (seconds of test time, one run on the 2-core CI machine, 2026-11-30), most first.
+#: The test files that take longest (seconds of test time, one run on the project's 2-core development machine,
+#: 2026-11-30), most first.
 #: ``make test`` hands whole files to its two workers in collection order (``--dist loadfile``), each worker taking the
 #: next file when it finishes one; starting with the longest and ending with the short ones keeps the two from
 #: finishing far apart (longest-first scheduling). Files not listed keep their order, after these.
