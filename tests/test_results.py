@@ -132,3 +132,23 @@ def test_release_compiled_clears_only_past_the_threshold(monkeypatch):
     linux = sys.platform.startswith("linux")  # Linux: /proc tells the count
     assert release_compiled(0.0) is linux
     assert cleared == [True] * linux
+
+
+def test_every_sampler_run_checks_the_memory_maps(monkeypatch):
+    # The check sits in run_nuts, the one sampler path, so fit functions that build their own groups
+    # (fit_critical_batch, fit_loss_steps) cannot run a long loop of fits out of memory mappings: before it did, 70
+    # critical-batch fits in one process ended in "LLVM compilation error: Cannot allocate memory" and a crash.
+    import numpyro
+    import numpyro.distributions as dist
+
+    import bayescale.infer.fit as F
+
+    calls = []
+    monkeypatch.setattr(F, "release_compiled", lambda *a: calls.append(a) or False)
+
+    def model():
+        numpyro.sample("x", dist.Normal(0.0, 1.0))
+
+    F.run_nuts(model, rng_key=F.as_key(0)[0], sampler=bs.NUTS(num_warmup=5, num_samples=5, num_chains=1,
+                                                              progress_bar=False))
+    assert calls == [()]

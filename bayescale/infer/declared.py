@@ -125,9 +125,8 @@ class DeclaredModel:
         import jax.numpy as jnp
         import xarray as xr
 
-        from bayescale.infer.fit import as_key, draw_groups, release_compiled, run_nuts
+        from bayescale.infer.fit import as_key, draw_groups, run_nuts
 
-        release_compiled()
         key, key_record = as_key(rng_key)
         k_fit, k_rest = jax.random.split(key)
         loss = jnp.asarray(table["loss"].to_numpy(float))

@@ -194,11 +194,14 @@ def run_nuts(
     same shapes) instead of a new one. Read results with ``mcmc.get_samples(group_by_chain=True)`` and
     ``mcmc.get_extra_fields(group_by_chain=True)``.
 
+    Compiled programs are released first when the process nears its memory-map limit (:func:`release_compiled`).
+
     The device policy (``sampler.device``, :func:`bayescale._runtime.choose_platform`) picks the platform from the
     size of the data (the largest array among ``args`` and ``kwargs``) and the chain count; the sampler runs there
     (``jax.default_device``) and ``mcmc.placement`` holds the :class:`Placement` that :func:`sampler_record` writes
     into the result.
     """
+    release_compiled()  # every fit function samples here: none can run the process out of memory mappings
     if mcmc is None or getattr(mcmc, "placement", None) is None:
         settings = sampler or NUTS()
         placement = place(settings.device, n_points=data_size(args, kwargs), n_chains=settings.num_chains)
