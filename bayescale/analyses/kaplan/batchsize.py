@@ -45,6 +45,7 @@ from bayescale.errors import ResultError
 from bayescale.data import DataError
 from bayescale.infer.declared import DeclaredModel, check_table
 from bayescale.infer.fit import as_key, draw_groups, run_nuts, sample_stats_of
+from bayescale.infer.starts import median_starts
 from bayescale.infer.settings import NUTS, median_start_settings
 
 __all__ = [
@@ -230,20 +231,20 @@ CRITICAL_BATCH_MODEL = DeclaredModel(
             "B_crit(L) = B_ref*(L/L_ref)**(-1/alpha_B)",
     citation="Kaplan et al. 2020, arXiv:2001.08361, Eq. 5.1-5.4; McCandlish et al. 2018, arXiv:1812.06162",
     priors={"log_B_ref": "Normal(log_B_centre, 3.0)", "alpha_B": "LogNormal(log(0.25), 1.0)",
-            "sigma": "HalfNormal(0.05)", "tau": "HalfNormal(0.05)", "sigma_S": "HalfNormal(0.1)"},
+            "sigma": "HalfNormal(0.05)", "tau": "HalfNormal(0.05)", "sigma_S": "HalfNormal(0.1)",
+            "log_S_min": "Normal(log(1e4), 5.0)"},
     statistics={"log_B_centre": "mean of log B over the points"},
 )
 
 
-def _hyperbola_model(cell, run, log_B, inv_slope, level_of_cell, log_S_init, log_S=None, *, n_runs, log_L_ref,
-                     priors):
+def _hyperbola_model(cell, run, log_B, inv_slope, level_of_cell, log_S=None, *, n_runs, log_L_ref, priors):
     """log S_i = log S_min[cell] + log(1 + B_crit(L)/B_i) + (run offset + ε_i)/slope_i + η_i.
 
     Loss noise becomes step noise through the curve's local slope: a run whose loss sits δ above its trend reaches
     a level δ/slope later in log steps, so the same offset moves flat (late) crossings most."""
-    p = {k: numpyro.sample(k, d) for k, d in priors.items()}
-    with numpyro.plate("cells", level_of_cell.shape[0]):
-        log_S_min = numpyro.sample("log_S_min", dist.Normal(log_S_init, 5.0))
+    p = {k: numpyro.sample(k, d) for k, d in priors.items() if k != "log_S_min"}
+    with numpyro.plate("cells", level_of_cell.shape[0]):  # one S_min per cell, each under the declared prior
+        log_S_min = numpyro.sample("log_S_min", priors["log_S_min"])
     with numpyro.plate("runs", n_runs):
         z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0))
     log_B_crit = p["log_B_ref"] - (jnp.log(level_of_cell) - log_L_ref) / p["alpha_B"]
@@ -330,13 +331,16 @@ def fit_critical_batch(
     parsed, dists = CRITICAL_BATCH_MODEL.resolve_priors(priors, statistics)
     args = (jnp.asarray(table["cell"].map(cell_ids).to_numpy()), jnp.asarray(run_idx),
             jnp.asarray(np.log(table["B"].to_numpy(float))), jnp.asarray(1.0 / table["slope"].to_numpy(float)),
-            jnp.asarray(level_of_cell),
-            jnp.asarray(cells["log_S"].to_numpy(float)))
+            jnp.asarray(level_of_cell))
     log_S = jnp.asarray(np.log(table["S"].to_numpy(float)))
     key, key_record = as_key(rng_key)
     k_fit, k_ppc = jax.random.split(key)
     model = functools.partial(_hyperbola_model, n_runs=len(run_names), log_L_ref=log_L_ref, priors=dists)
-    mcmc = run_nuts(model, *args, rng_key=k_fit, sampler=settings, log_S=log_S)
+    # chains start at the prior median except S_min, which starts at each cell's mean log steps: the prior of S_min
+    # does not read the data (so simulation-based calibration holds), the start does
+    start = median_starts(model, args, {"log_S": log_S}, rng_key=k_fit, num_chains=settings.num_chains)
+    start["log_S_min"] = jnp.broadcast_to(jnp.asarray(cells["log_S"].to_numpy(float)), start["log_S_min"].shape)
+    mcmc = run_nuts(model, *args, rng_key=k_fit, sampler=settings, init_params=start, log_S=log_S)
     groups = draw_groups(model, args, mcmc, rng_key=(k_ppc, jax.random.fold_in(key, 2)), observed={"log_S": log_S},
                          sampled_names=list(dists), num_prior_samples=500)
     post = groups["posterior"]
@@ -351,7 +355,8 @@ def fit_critical_batch(
     point = np.arange(len(table))
     columns = ("run", "N", "B", "cell", "level", "S", "E", "slope")
     return CRITICAL_BATCH_MODEL.result(
-        groups, mcmc, priors=parsed, checked=dists, table=table[list(columns)], statistics=statistics,
+        groups, mcmc, priors=parsed, checked={k: d for k, d in dists.items() if k != "log_S_min"},
+        table=table[list(columns)], statistics=statistics,
         parameters=["B_star", "alpha_B", "B_ref", "sigma", "tau", "sigma_S"],
         dims={k: ["cell"] for k in ("log_S_min", "B_crit", "S_min", "E_min")} | {"z_run": ["run"], "log_S": ["point"]},
         coords={"cell": cells.index.to_numpy(), "run": run_names, "point": point},
