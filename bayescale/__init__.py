@@ -44,7 +44,7 @@ from bayescale.results.predict import predict  # noqa: E402
 from bayescale.report import write_report  # noqa: E402
 from bayescale.results.summary import describe, summary  # noqa: E402
 from bayescale.validation.baseline import fit_baseline  # noqa: E402
-from bayescale.validation.calibration import check_calibration  # noqa: E402
+from bayescale.validation.calibration import check_calibration, check_calibration_fit  # noqa: E402
 from bayescale.validation.comparison import compare_laws, loo, predict_averaged, stacking_weights  # noqa: E402
 from bayescale.validation.holdout import LawValidation, plot_validation, validate, validate_laws  # noqa: E402
 from bayescale.infer.batch import fit_batch, select_fit  # noqa: E402
@@ -77,6 +77,7 @@ __all__ = [
     "SamplingError",
     "SamplingWarning",
     "check_calibration",
+    "check_calibration_fit",
     "check_coverage",
     "check_residuals",
     "budget_for_target",

@@ -16,6 +16,7 @@ from bayescale.validation.calibration import (
     MAX_DIVERGENT_SHARE,
     MIN_ESS_SHARE,
     check_calibration,
+    check_calibration_fit,
     default_design,
     format_verdict,
     sbc_power,
@@ -211,6 +212,119 @@ def test_design_and_errors():
         check_calibration("kaplan2020_n", noise="run+ou")
     with pytest.raises(ValueError, match=r"design lacks \['run'\]"):
         check_calibration("kaplan2020_nd", noise="run+ou", design={"N": [1e8, 1e9], "D": [1e9, 1e10]})
+
+
+# ------------------------------------------------------------------ declared models, through their own fit functions
+#: Kaplan's batch scan at 4 loss levels (the suite's shared critical-batch design, tests/fits.py): the quickest
+#: declared model (5 scalar parameters). Each fit through the fit function costs ~2-3 s here (its programs are traced
+#: and lowered again for every call), so the real fits are few: the design fit, the probe, 4 simulations.
+DECLARED = dict(sampler={"num_warmup": 150, "num_samples": 150, "num_chains": 1, "init": "median",
+                         "progress_bar": False}, thin=1)
+
+
+@pytest.fixture(scope="module")
+def batch_study():
+    """The positive control through fit_critical_batch itself, with every result it fitted: (verdict table, results in
+    call order (design fit, probe, simulations), progress calls, design table)."""
+    from bayescale.analyses.kaplan import batchsize as bb
+    from tests.fits import data
+
+    steps = bb.steps_to_loss(data("critical_batch"), None, n_levels=4, min_runs=3)
+    results, seen = [], []
+
+    def fit(t, **kw):
+        results.append(bb.fit_critical_batch(t, **kw))
+        return results[-1]
+
+    table = check_calibration_fit(fit, steps, column="S", num_simulations=3, num_bins=2, rng_key=0,
+                                  progress=lambda i, n: seen.append((i, n)), **DECLARED)
+    return table, results, seen, steps
+
+
+def test_declared_model_calibration_runs_through_its_fit_function(batch_study):
+    # 3 simulated step tables, each refitted by fit_critical_batch: the mechanics (the study with power is
+    # benchmarks/sbc_declared.py and the slow test below). A calibrated fit passes at the Bonferroni level 0.01/5 with
+    # probability 0.99; the seed is fixed, so the outcome is deterministic.
+    table, results, seen, steps = batch_study
+    a = table.attrs
+    assert (a["law"], a["result_kind"], a["observed"], a["column"]) == (
+        "kaplan2020_critical_batch", "critical_batch", "log_S", "S")  # log S observed, found as the log of column S
+    assert set(table.index) == {"log_B_ref", "alpha_B", "sigma", "tau", "sigma_S"}  # every scalar with prior draws
+    assert len(results) == 2 + 3 and seen == [(i, 3) for i in range(1, 4)]
+    design, probe, *sims = results
+    # the probe: the first simulated table fitted with the design fit's key, and the same prior draws
+    np.testing.assert_array_equal(probe["prior"]["alpha_B"].values, design["prior"]["alpha_B"].values)
+    # each simulation fits one prior-predictive draw of the design fit, written back as S = exp(log S)
+    draws = design["prior_predictive"]["log_S"].values.reshape(-1, len(steps))
+    for r in (probe, *sims):
+        y = r["observed_data"]["log_S"].values
+        assert np.isclose(draws, y, rtol=0, atol=1e-9).all(axis=1).any() and not np.allclose(y, np.log(steps["S"]))
+    assert a["ranks"].shape == (3, 5) and a["ranks"].max() <= 150
+    assert a["passes"], format_verdict(table)
+    assert a["mean_contraction"] < 0.6  # 56 crossings inform B_crit and the noise: narrower than the prior
+
+
+def test_declared_model_calibration_controls_and_refusals(batch_study):
+    # The checks that need no new fit run on a fit function that returns the design fit again (a stub).
+    _, (design, *_), _, steps = batch_study
+
+    def same(t, **kw):
+        return design
+
+    # the prior-returning sampler: ranks among other prior draws are uniform, so only contraction catches it
+    prior = check_calibration_fit(same, steps, column="S", num_simulations=8, num_bins=2, misspecify="prior",
+                                  **DECLARED)
+    assert not prior.attrs["passes"] and not prior.attrs["contracts"] and prior.attrs["mean_contraction"] > 0.9
+    # a prior that moved with the simulated data: the probe's prior draws differ from the design fit's
+    calls = []
+
+    def moving(t, **kw):
+        calls.append(t)
+        if len(calls) == 1:
+            return design
+        out = design.copy()
+        out["prior"] = design["prior"].to_dataset().assign(sigma=design["prior"]["sigma"] * 2)
+        return out
+
+    with pytest.raises(ValueError, match="prior of 'sigma' changed with the simulated 'S'"):
+        check_calibration_fit(moving, steps, column="S", num_simulations=2, **DECLARED)
+    with pytest.raises(ValueError, match="neither column 'B' of the table nor its log"):
+        check_calibration_fit(same, steps, column="B", num_simulations=2, **DECLARED)
+
+    def no_prior(t, **kw):
+        out = design.copy()
+        del out["prior"]
+        return out
+
+    with pytest.raises(ValueError, match="has no 'prior' group"):
+        check_calibration_fit(no_prior, steps, column="S", **DECLARED)
+    with pytest.raises(ValueError, match="controls that break a law's formula need check_calibration"):
+        check_calibration_fit(same, steps, column="S", misspecify="law")
+    with pytest.raises(ValueError, match="with column 'loss'"):
+        check_calibration_fit(same, steps)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["critical_batch", "per_token", "shape", "multi_power", "annealing"])
+def test_sbc_declared_models(model):
+    # benchmarks/sbc_declared.py's designs at 200 simulations in 10 bins with 100 kept draws: power against a posterior
+    # 30% too narrow in one parameter >= 0.85 (sbc_power, up to 12 parameters). As in test_sbc_every_law_and_noise, a
+    # failure must replicate at a second seed (false alarm 0.01^2 per case).
+    import runpy
+
+    fit, table, column, kwargs, kernel = runpy.run_path("benchmarks/sbc_declared.py")["design"](model)
+    sampler = kernel | {"num_samples": 200, "num_chains": 1, "init": "median", "progress_bar": False}
+    verdicts = []
+    for seed in (0, 1):
+        tab = check_calibration_fit(fit, table, column=column, num_simulations=200, num_bins=10, sampler=sampler,
+                                    rng_key=seed, fit_kwargs=kwargs)
+        assert tab.attrs["power"]["narrow_30"] >= 0.85 and tab.attrs["contracts"], format_verdict(tab)
+        assert verdict_trusted(tab), format_verdict(tab)  # the fits explored: no more divergent or stalled than allowed
+        verdicts.append(format_verdict(tab))
+        if tab.attrs["passes"]:
+            break
+    else:
+        pytest.fail("fails at two independent seeds:\n" + "\n".join(verdicts))
 
 
 #: The slow study: every law and noise model at the size that detects a posterior 30% too narrow in one parameter

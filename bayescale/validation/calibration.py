@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -56,13 +56,13 @@ import pandas as pd
 from numpyro.infer import Predictive
 
 from bayescale.data import load_runs
-from bayescale.infer.fit import nuts_mcmc, release_compiled, run_nuts, sampler_record
+from bayescale.infer.fit import nuts_mcmc, run_nuts, sampler_record
 from bayescale.laws.catalogue import Law, load_law
 from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.infer.noise import Noise, curve_structure
 from bayescale.infer.settings import NUTS, check_positive_ints, median_start_settings
 
-__all__ = ["check_calibration", "default_design", "sbc_power", "simulations_for_power", "MISSPECIFICATIONS",
+__all__ = ["check_calibration", "check_calibration_fit", "FIT_MISSPECIFICATIONS", "default_design", "sbc_power", "simulations_for_power", "MISSPECIFICATIONS",
            "MAX_CONTRACTION", "MAX_DIVERGENT_SHARE", "MAX_STALLED_SHARE", "MIN_ESS_SHARE", "POWER_SCENARIOS", "SBC_SAMPLER", "format_verdict",
            "verdict_trusted"]
 
@@ -238,7 +238,6 @@ def _fit_draws(law, spec, design, structure, log_inputs, losses, key, batched, s
         for n, v in mcmc.get_samples().items():
             if n in draws:
                 draws[n].append(np.asarray(v))
-        release_compiled()  # each run re-jits numpyro's sampling loop; see bayescale.infer.fit.release_compiled
     return {n: np.stack(v) for n, v in draws.items()}, divergences
 
 
@@ -404,10 +403,227 @@ def check_calibration(
         ess_share = _ess_share(draws, settings.num_chains)
         kept = {n: draws[n][:, ::thin][:, :n_draws] for n in names}
         if misspecify == "narrow":
-            kept = {n: v.mean(axis=1, keepdims=True) + distortion * (v - v.mean(axis=1, keepdims=True))
-                    for n, v in kept.items()}
+            kept = _shrunk(kept, distortion)
+    return _verdict(
+        names, truth, kept, {n: np.asarray(fresh[n]) for n in names}, n_draws=n_draws, num_bins=num_bins, alpha=alpha,
+        max_contraction=max_contraction, divergences=divergences,
+        draws_per_fit=settings.num_chains * settings.num_samples, ess_share=ess_share,
+        law=law.id, noise=noise.spec, likelihood=likelihood, misspecify=misspecify,
+        distortion=distortion if misspecify else None, rejected=rejected,
+        settings=dict(num_warmup=settings.num_warmup, num_samples=settings.num_samples, thin=thin,
+                      likelihood=likelihood, noise=noise.spec, statistics=stats, rng_key=rng_key, batched=batched,
+                      sampler=json.loads(sampler_record(settings, rng_key))),
+    )
+
+
+
+#: Negative controls of :func:`check_calibration_fit`, which knows no law formula: the prior-returning sampler and
+#: the shrunk posterior.
+FIT_MISSPECIFICATIONS = (None, "prior", "narrow")
+
+
+def check_calibration_fit(
+    fit: Callable[..., Any],
+    table: pd.DataFrame,
+    *,
+    column: str = "loss",
+    num_simulations: int = 50,
+    sampler: NUTS | Mapping[str, Any] | None = None,
+    thin: int = 2,
+    num_bins: int = 5,
+    misspecify: str | None = None,
+    distortion: float | None = None,
+    alpha: float = 0.01,
+    max_contraction: float = MAX_CONTRACTION,
+    rng_key: int = 0,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Simulation-based calibration of any fit function of the result contract, through the function itself.
+
+    :func:`check_calibration` builds a law's model; the declared models (per-token loss, shape, critical batch,
+    loss-to-steps, schedule laws) have their own fit functions, and this check runs them as a user does. A first fit
+    of ``table`` (the design: every input as given) supplies, from its ``prior`` and ``prior_predictive`` groups
+    (joint draws of the parameters and of the observed values, :func:`bayescale.infer.fit.draw_groups`), the truths
+    and the simulated data. Each simulated table is ``table`` with ``column`` replaced by one prior-predictive draw of
+    the observed variable (which must be ``column`` itself or its log, as for the critical batch's ``log_S`` and
+    column ``S``), fitted by ``fit(simulated, sampler=..., rng_key=..., **fit_kwargs)`` with its own key, and the
+    truths are ranked among the posterior draws of every scalar parameter that has prior draws. The verdict, its
+    power and its trust rules are those of :func:`check_calibration` (same table and attrs).
+
+    The prior must not depend on the simulated values (SBC needs the same prior for the draw and the fit). This is
+    checked, not assumed: the first simulated table is also fitted with the design fit's key, and its prior draws and
+    prior-predictive draws must equal the design fit's. A prior that reads the observed column (``Uniform(0,
+    min_loss)``) raises :class:`ValueError` naming the parameter; override it with a fixed prior in
+    ``fit_kwargs["priors"]``.
+
+    Parameters
+    ----------
+    fit
+        A fit function taking a table first and ``sampler=``, ``rng_key=`` (``bs.fit_per_token``, ``bs.fit_shape``,
+        ``bs.fit_critical_batch``, or ``functools.partial(bs.schedules.fit_schedule, law)`` with the schedules bound).
+    table
+        The design: a table the function fits. Its ``column`` is replaced in every simulation.
+    num_simulations, thin, num_bins, alpha, max_contraction, rng_key
+        As in :func:`check_calibration`. At most the number of prior draws the fit function keeps (500 for the
+        declared models).
+    sampler
+        Settings of every fit (default :data:`SBC_SAMPLER`, one chain of 300 warmup + 200 draws from the prior median).
+    misspecify, distortion
+        One of :data:`FIT_MISSPECIFICATIONS`: ``"prior"`` (each posterior replaced by prior draws of the design fit,
+        none of them the truth; no fit run) or ``"narrow"`` (posterior draws shrunk by ``distortion``, default 0.5).
+    fit_kwargs
+        Further keywords of ``fit`` (``priors``, ``noise``, ...), the same for the design fit and every simulation.
+    progress
+        Called as ``progress(done, total)`` after each fit.
+    """
+    import xarray as xr
+
+    if misspecify not in FIT_MISSPECIFICATIONS:
+        raise ValueError(f"misspecify {misspecify!r}: must be one of {list(FIT_MISSPECIFICATIONS)} (the controls "
+                         "that break a law's formula need check_calibration)")
+    if not isinstance(table, pd.DataFrame) or column not in table.columns:
+        raise ValueError(f"table must be a pandas DataFrame with column {column!r}")
+    settings = median_start_settings(sampler, {}, "check_calibration_fit", SBC_SAMPLER)
+    check_positive_ints(num_simulations=num_simulations, thin=thin, num_bins=num_bins)
+    n_draws = settings.num_chains * settings.num_samples // thin
+    if n_draws + 1 < num_bins:
+        raise ValueError(f"num_chains * num_samples // thin = {n_draws} draws give too few rank values for "
+                         f"{num_bins} bins")
+    if distortion is None:
+        distortion = DEFAULT_DISTORTION.get(misspecify)
+    kwargs = dict(fit_kwargs or {})
+    key = jax.random.PRNGKey(rng_key)
+    k_design, k_fits, k_prior_control = jax.random.split(key, 3)
+
+    def run(data: pd.DataFrame, k: jax.Array) -> Any:
+        with warnings.catch_warnings():  # one chain: no R-hat; SBC reads ranks, and counts stalls and divergences
+            warnings.simplefilter("ignore")
+            return fit(data, sampler=settings, rng_key=k, **kwargs)
+
+    design = run(table, k_design)
+    for group in ("prior", "prior_predictive", "observed_data", "posterior"):
+        if group not in design.children:
+            raise ValueError(f"the result of {getattr(fit, '__name__', fit)!r} has no {group!r} group: SBC needs joint "
+                             "prior and prior-predictive draws")
+    observed = [str(v) for v in design["observed_data"].data_vars]
+    named = [v for v in (column, f"log_{column}") if v in observed and v in design["prior_predictive"]]
+    if not named and len(observed) != 1:
+        raise ValueError(f"none of the result's observed variables {observed} is {column!r} or its log")
+    var = named[0] if named else observed[0]
+    y = np.asarray(design["observed_data"][var].values, dtype=float)
+    col = pd.to_numeric(table[column], errors="coerce").to_numpy(float)
+    if y.shape == col.shape and np.allclose(y, col, rtol=1e-12, atol=0):
+        to_column = lambda v: v  # noqa: E731
+    elif y.shape == col.shape and np.all(col > 0) and np.allclose(y, np.log(col), rtol=1e-12, atol=1e-12):
+        to_column = np.exp
+    else:
+        raise ValueError(f"the observed variable {var!r} is neither column {column!r} of the table nor its log: "
+                         "give the column the fit observes")
+    prior, post = design["prior"].to_dataset(), design["posterior"].to_dataset()
+    names = [str(n) for n in prior.data_vars if n in post and prior[n].dims == ("chain", "draw")]
+    if not names:
+        raise ValueError("the result has no scalar parameter with prior draws to rank")
+    sims = np.asarray(design["prior_predictive"][var].values, dtype=float).reshape(-1, y.size)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = to_column(sims)
+    ok = np.all(np.isfinite(values) & np.isfinite(sims), axis=1) & (np.all(values > 0, axis=1) | (to_column is not np.exp))
+    if to_column is np.exp:
+        ok &= np.all(np.abs(sims) < 700, axis=1)
+    keep = np.flatnonzero(ok)[:num_simulations]
+    if keep.size < num_simulations:
+        raise ValueError(f"only {keep.size} of {ok.size} prior-predictive draws are finite: ask for fewer simulations "
+                         "or keep more prior draws")
+    rejected = int(np.sum(~ok[: keep[-1]]))
+    prior_draws = {n: np.asarray(prior[n].values).reshape(-1) for n in names}
+    truth = {n: prior_draws[n][keep] for n in names}
+
+    def simulated(s: int) -> pd.DataFrame:
+        out = table.copy()
+        out[column] = values[keep[s]]
+        return out
+
+    # the prior does not read the simulated values: same key, same prior draws
+    probe = run(simulated(0), k_design)
+    same = {n: (probe["prior"][n], prior[n]) for n in prior.data_vars}
+    same[f"prior predictive {var}"] = (probe["prior_predictive"][var], design["prior_predictive"][var])
+    for n, (a, b) in same.items():
+        if not np.array_equal(np.asarray(a.values), np.asarray(b.values), equal_nan=True):
+            fix = (f"fix it with fit_kwargs={{'priors': {{{n!r}: ...}}}}" if n in prior.data_vars else
+                   "a prior the result does not list reads the data")
+            raise ValueError(f"the prior of {n!r} changed with the simulated {column!r} (a data-dependent prior): SBC "
+                             f"needs one prior for the draw and the fit; {fix}")
+    if misspecify == "prior":
+        idx = np.asarray(jax.random.choice(k_prior_control, prior_draws[names[0]].size - 1,
+                                           (num_simulations, n_draws)))
+        idx = idx + (idx >= keep[:, None])  # every draw but the truth's own
+        kept = {n: prior_draws[n][idx] for n in names}
+        divergences, ess_share, draws_per_fit = 0, np.ones((num_simulations, len(names))), 1
+    else:
+        draws, divergences = {n: [] for n in names}, 0
+        for s, k in enumerate(jax.random.split(k_fits, num_simulations)):
+            res = run(simulated(s), k)
+            for n in names:
+                draws[n].append(np.asarray(res["posterior"][n].values).reshape(-1))
+            divergences += int(np.asarray(res["sample_stats"]["diverging"].values).sum())
+            if progress is not None:
+                progress(s + 1, num_simulations)
+        draws = {n: np.stack(v) for n, v in draws.items()}
+        ess_share = _ess_share(draws, settings.num_chains)
+        kept = {n: draws[n][:, ::thin][:, :n_draws] for n in names}
+        if misspecify == "narrow":
+            kept = _shrunk(kept, distortion)
+        draws_per_fit = settings.num_chains * settings.num_samples
+    kind = design.attrs.get("result_kind", "")
+    return _verdict(
+        names, truth, kept, prior_draws, n_draws=n_draws, num_bins=num_bins, alpha=alpha,
+        max_contraction=max_contraction, divergences=divergences, draws_per_fit=draws_per_fit, ess_share=ess_share,
+        law=design.attrs.get("law_id", kind), noise=_noise_spec(design.attrs.get("noise")),
+        likelihood=design.attrs.get("likelihood", ""), misspecify=misspecify,
+        distortion=distortion if misspecify else None, rejected=rejected, result_kind=kind, column=column,
+        observed=var, settings=dict(num_warmup=settings.num_warmup, num_samples=settings.num_samples, thin=thin,
+                                    rng_key=rng_key, sampler=json.loads(sampler_record(settings, rng_key)),
+                                    fit=getattr(fit, "__name__", repr(fit)), fit_kwargs=repr(kwargs)),
+    )
+
+
+def _shrunk(kept: Mapping[str, np.ndarray], factor: float) -> dict[str, np.ndarray]:
+    """The ``"narrow"`` control: each simulation's draws (rows) shrunk by ``factor`` around their mean."""
+    return {n: v.mean(axis=1, keepdims=True) + factor * (v - v.mean(axis=1, keepdims=True)) for n, v in kept.items()}
+
+
+def _noise_spec(recorded: Any) -> str:
+    """The noise model a result records (JSON of :class:`Noise`, or nothing for the declared models' fixed noise)."""
+    if recorded is None:
+        return "declared"
+    try:
+        return str(json.loads(recorded)["spec"])
+    except (TypeError, ValueError, KeyError):
+        return str(recorded)
+
+
+def _verdict(
+    names: list[str],
+    truth: Mapping[str, np.ndarray],
+    kept: Mapping[str, np.ndarray],
+    prior_draws: Mapping[str, np.ndarray],
+    *,
+    n_draws: int,
+    num_bins: int,
+    alpha: float,
+    max_contraction: float,
+    divergences: int,
+    draws_per_fit: int,
+    ess_share: np.ndarray,
+    **attrs: Any,
+) -> pd.DataFrame:
+    """The verdict table of a study, shared by :func:`check_calibration` and :func:`check_calibration_fit`: ranks of the
+    truths (``truth``: {name: (S,)}) among the kept posterior draws (``kept``: {name: (S, n_draws)}), their chi-square
+    tests, the contraction against ``prior_draws`` ({name: many prior draws}) and the power; ``attrs`` are added to
+    the table's attrs (law, noise, likelihood, misspecify, distortion, rejected, settings)."""
+    num_simulations = next(iter(truth.values())).shape[0]
     ranks = np.stack([np.sum(kept[n] < truth[n][:, None], axis=1) for n in names], axis=1)
-    contractions = np.stack([_contraction(kept[n], np.sort(np.asarray(fresh[n]))) for n in names], axis=1)
+    contractions = np.stack([_contraction(kept[n], np.sort(prior_draws[n])) for n in names], axis=1)
     chi2, p = _chi2_uniform(ranks.T, n_draws, num_bins)
     level = alpha / len(names)
     table = pd.DataFrame({
@@ -421,18 +637,15 @@ def check_calibration(
     power = {name: sbc_power(num_simulations, n_draws, num_bins, n_parameters=len(names), alpha=alpha, scale=sc,
                              shift=sh) for name, sc, sh in POWER_SCENARIOS}
     table.attrs.update(
-        law=law.id, noise=noise.spec, likelihood=likelihood, misspecify=misspecify,
-        distortion=distortion if misspecify else None, ranks=ranks, contractions=contractions, n_draws=n_draws,
+        ranks=ranks, contractions=contractions, n_draws=n_draws,
         num_simulations=num_simulations, num_bins=num_bins, alpha=alpha, threshold=level,
         max_contraction=max_contraction, power=power, uniform=uniform, mean_contraction=mean_contraction,
         contracts=contracts, passes=uniform and contracts,
         uninformative=[str(n) for n in table.index[~table["informative"]]],
-        divergences=divergences, rejected=rejected,
-        divergent_share=divergences / (num_simulations * settings.num_chains * settings.num_samples),
+        divergences=divergences,
+        divergent_share=divergences / (num_simulations * draws_per_fit),
         ess_share=ess_share, stalled_share=float(np.mean(ess_share.min(axis=1) < MIN_ESS_SHARE)),
-        settings=dict(num_warmup=settings.num_warmup, num_samples=settings.num_samples, thin=thin,
-                      likelihood=likelihood, noise=noise.spec, statistics=stats, rng_key=rng_key, batched=batched,
-                      sampler=json.loads(sampler_record(settings, rng_key))),
+        **attrs,
     )
     return table
 
