@@ -42,7 +42,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.laws.formula import FormulaError
-from bayescale.infer.fit import as_key, build_result, draw_groups, release_compiled, run_nuts
+from bayescale.infer.fit import as_key, build_result, draw_groups, run_nuts
 from bayescale.laws.catalogue import LawError, Parameter, Published, law_search_path, read_law_toml
 from bayescale.infer.model import LIKELIHOODS, NOISE_PRIORS, observe
 from bayescale.infer.noise import Noise, curve_structure, linear_recurrence, ou_terms
@@ -664,7 +664,6 @@ def fit_schedule(
         posterior, posterior_predictive, log_likelihood, sample_stats, prior, observed_data (loss over point, with
         run and step), constant_data (each run's LR sequence), references; provenance in attrs.
     """
-    release_compiled()
     law = load_schedule_law(law)
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood {likelihood!r}: must be one of {list(LIKELIHOODS)}")

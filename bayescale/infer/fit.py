@@ -588,7 +588,7 @@ def fit(
     Hoffman & Gelman 2014, "The No-U-Turn Sampler", JMLR 15. Phan, Pradhan, Jankowiak 2019, "Composable Effects for
     Flexible and Accelerated Probabilistic Programming in NumPyro", arXiv:1912.11554.
     """
-    release_compiled()
+    release_compiled()  # before the start search (init="map") compiles its own programs; run_nuts checks again
     law = law if isinstance(law, Law) else load_law(law)
     ds = data if isinstance(data, xr.Dataset) else load_runs(data, columns=columns, inputs=law.input_names,
                                                               target=law.target.kind)

@@ -62,8 +62,9 @@ from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolv
 from bayescale.infer.noise import Noise, curve_structure
 from bayescale.infer.settings import NUTS, check_positive_ints, median_start_settings
 
-__all__ = ["check_calibration", "check_calibration_fit", "FIT_MISSPECIFICATIONS", "default_design", "sbc_power", "simulations_for_power", "MISSPECIFICATIONS",
-           "MAX_CONTRACTION", "MAX_DIVERGENT_SHARE", "MAX_STALLED_SHARE", "MIN_ESS_SHARE", "POWER_SCENARIOS", "SBC_SAMPLER", "format_verdict",
+__all__ = ["check_calibration", "check_calibration_fit", "FIT_MISSPECIFICATIONS", "default_design", "sbc_power",
+           "simulations_for_power", "MISSPECIFICATIONS", "MAX_CONTRACTION", "MAX_DIVERGENT_SHARE",
+           "MAX_STALLED_SHARE", "MIN_ESS_SHARE", "POWER_SCENARIOS", "SBC_SAMPLER", "format_verdict",
            "verdict_trusted"]
 
 #: ``None``: the positive control (simulate from the model that is fitted). The others are negative controls (module
@@ -210,6 +211,19 @@ def simulations_for_power(
     raise ValueError(f"power {target} against scale {scale}, shift {shift} needs more than {maximum} simulations")
 
 
+def _study_settings(sampler, options, caller: str, num_simulations: int, thin: int, num_bins: int
+                    ) -> tuple[NUTS, int]:
+    """The sampler settings of a study's fits (default :data:`SBC_SAMPLER`, median starts) and the number of draws
+    kept per fit, ``num_chains · num_samples // thin``, checked against the study's sizes."""
+    settings = median_start_settings(sampler, options, caller, SBC_SAMPLER)
+    check_positive_ints(num_simulations=num_simulations, thin=thin, num_bins=num_bins)
+    n_draws = settings.num_chains * settings.num_samples // thin
+    if n_draws + 1 < num_bins:
+        raise ValueError(f"num_chains * num_samples // thin = {n_draws} draws give too few rank values for "
+                         f"{num_bins} bins")
+    return settings, n_draws
+
+
 def _fit_draws(law, spec, design, structure, log_inputs, losses, key, batched, settings: NUTS):
     """Posterior draws of every simulated table as {name: (S, chains × draws)} (chains one after another), and the
     divergences."""
@@ -336,12 +350,7 @@ def check_calibration(
     law = law if isinstance(law, Law) else load_law(law)
     if misspecify not in MISSPECIFICATIONS:
         raise ValueError(f"misspecify {misspecify!r}: must be one of {list(MISSPECIFICATIONS)}")
-    settings = median_start_settings(sampler, sampler_options, "check_calibration", SBC_SAMPLER)
-    check_positive_ints(num_simulations=num_simulations, thin=thin, num_bins=num_bins)
-    n_draws = settings.num_chains * settings.num_samples // thin
-    if n_draws + 1 < num_bins:
-        raise ValueError(f"num_chains * num_samples // thin = {n_draws} draws give too few rank values for "
-                         f"{num_bins} bins")
+    settings, n_draws = _study_settings(sampler, sampler_options, "check_calibration", num_simulations, thin, num_bins)
     if isinstance(noise, str) and noise.strip() == "auto":
         raise ValueError("noise='auto' depends on the data; give the noise model to check, e.g. 'iid' or 'run+ou'")
     noise = Noise.parse(noise)
@@ -416,7 +425,6 @@ def check_calibration(
     )
 
 
-
 #: Negative controls of :func:`check_calibration_fit`, which knows no law formula: the prior-returning sampler and
 #: the shrunk posterior.
 FIT_MISSPECIFICATIONS = (None, "prior", "narrow")
@@ -477,19 +485,12 @@ def check_calibration_fit(
     progress
         Called as ``progress(done, total)`` after each fit.
     """
-    import xarray as xr
-
     if misspecify not in FIT_MISSPECIFICATIONS:
         raise ValueError(f"misspecify {misspecify!r}: must be one of {list(FIT_MISSPECIFICATIONS)} (the controls "
                          "that break a law's formula need check_calibration)")
     if not isinstance(table, pd.DataFrame) or column not in table.columns:
         raise ValueError(f"table must be a pandas DataFrame with column {column!r}")
-    settings = median_start_settings(sampler, {}, "check_calibration_fit", SBC_SAMPLER)
-    check_positive_ints(num_simulations=num_simulations, thin=thin, num_bins=num_bins)
-    n_draws = settings.num_chains * settings.num_samples // thin
-    if n_draws + 1 < num_bins:
-        raise ValueError(f"num_chains * num_samples // thin = {n_draws} draws give too few rank values for "
-                         f"{num_bins} bins")
+    settings, n_draws = _study_settings(sampler, {}, "check_calibration_fit", num_simulations, thin, num_bins)
     if distortion is None:
         distortion = DEFAULT_DISTORTION.get(misspecify)
     kwargs = dict(fit_kwargs or {})
@@ -527,8 +528,8 @@ def check_calibration_fit(
     sims = np.asarray(design["prior_predictive"][var].values, dtype=float).reshape(-1, y.size)
     with np.errstate(over="ignore", invalid="ignore"):
         values = to_column(sims)
-    ok = np.all(np.isfinite(values) & np.isfinite(sims), axis=1) & (np.all(values > 0, axis=1) | (to_column is not np.exp))
-    if to_column is np.exp:
+    ok = np.all(np.isfinite(values), axis=1)
+    if to_column is np.exp:  # a log beyond ±700 overflows to inf or underflows to 0 in float64
         ok &= np.all(np.abs(sims) < 700, axis=1)
     keep = np.flatnonzero(ok)[:num_simulations]
     if keep.size < num_simulations:
