@@ -1,6 +1,6 @@
 """Choosing and averaging laws by extrapolation on the SLDBench training splits: one table of held-out scores.
 
-    PYTHONPATH=. python benchmarks/extrapolation_sldbench.py                  # every task (about 30 min, 2 busy cores)
+    PYTHONPATH=. python benchmarks/extrapolation_sldbench.py                  # every task (about 40 min, 2 busy cores)
     PYTHONPATH=. python benchmarks/extrapolation_sldbench.py --task parallel  # one task (repeatable)
 
 For each task (bundled in ``bayescale/datasets/sldbench/``, read by ``load_task``) the largest values of the scale
@@ -45,6 +45,8 @@ CANDIDATES = {
     "vocab": (["tao2024_vocab", LAWS / "vocab_no_v.toml"], "N", 1, 1),
     "parallel": (["chen2025_parscale", LAWS / "parscale_power.toml", LAWS / "power_n_floor.toml"], "N", 1, 1),
     "sparsity": (["frantar2023_sparsity", LAWS / "sparsity_chinchilla.toml"], "N_active", 1, 1),
+    "data_constrained": (["muennighoff2023", "hoffmann2022"], "N", 2, 2),
+    "lr_bsz": (["steplaw2025", "hoffmann2022"], "N", 1, 1),
 }
 SAMPLER = NUTS(num_chains=2, num_warmup=300, num_samples=300, progress_bar=False)
 

@@ -7,7 +7,8 @@
 Tasks (bayescale.datasets.sldbench.TASKS) and their laws: moe (clark2022_moe), vocab (tao2024_vocab, a negative target
 fitted on the natural scale), parallel (chen2025_parscale, one fit per corpus), sparsity (frantar2023_sparsity),
 domain_mixture (ye2024_mixing: one law per validation domain and model size, fitted together with fit_batch), farseer
-(li2025_farseer), lr_sweep (caballero2023_bpl on U-shaped learning-rate sweeps, one per batch size).
+(li2025_farseer), data_constrained (muennighoff2023), lr_bsz (steplaw2025 on the runs within 3% of each (N, D) cell's
+best), lr_sweep (caballero2023_bpl on U-shaped learning-rate sweeps, one per batch size).
 
 For each fit it prints the posterior (median, 90% interval, R-hat, bulk ESS, sd_ratio = posterior sd / prior sd), the
 in-sample R² of the posterior-median law and the 90% coverage of the posterior predictive, and writes

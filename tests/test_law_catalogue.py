@@ -157,6 +157,14 @@ def test_sldbench_tasks_load(task):
         assert float(datasets["all"]["loss"].max()) < 0 and datasets["all"].attrs["target"] == "real"
     if task == "domain_mixture":  # multi-output: 4 model sizes x 5 validation domains
         assert len(datasets) == 20 and "410M/domain_5" in datasets
+    if task == "data_constrained":  # the runs the law describes: <= 100 epochs and loss <= 6 (113 of 161)
+        ds = datasets["all"]
+        assert ds.sizes["point"] == 113 and float((ds["D"] / ds["U_D"]).max()) <= 100 and float(ds["loss"].max()) <= 6
+    if task == "lr_bsz":  # Step Law's window: the runs within 3% of their (N, D) cell's best, batch size in tokens
+        ds = datasets["all"]
+        assert ds.sizes["point"] == 1999 and float(ds["batch_size"].min()) % 2048 == 0
+        cell = ds["loss"].to_series().groupby([ds["N"].values, ds["D"].values])
+        assert (cell.transform("max") <= 1.03 * cell.transform("min") + 1e-12).all()
 
 
 @pytest.mark.parametrize("task", ["vocab", "domain_mixture"])

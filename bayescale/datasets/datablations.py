@@ -19,10 +19,16 @@ import xarray as xr
 
 from bayescale.data import load_runs
 
-__all__ = ["datablations_table", "load_datablations"]
+__all__ = ["MAX_EPOCHS", "MAX_LOSS", "datablations_table", "load_datablations"]
+
+#: The runs the data-constrained law describes (the defaults of :func:`datablations_table`; the SLDBench
+#: ``data_constrained`` task keeps the same ones): past about 100 epochs the runs overfit, and runs with a loss above
+#: 6 nats never left the initial plateau.
+MAX_EPOCHS = 100.0
+MAX_LOSS = 6.0
 
 
-def datablations_table(max_epochs: float | None = 100.0, max_loss: float | None = 6.0) -> pd.DataFrame:
+def datablations_table(max_epochs: float | None = MAX_EPOCHS, max_loss: float | None = MAX_LOSS) -> pd.DataFrame:
     """The 229 C4 runs; by default without the heavily repeated (> 100 epochs) and the barely trained (loss > 6) runs.
 
     Past about 100 epochs the runs overfit (loss rises with more tokens), which the data-constrained law cannot
@@ -38,7 +44,7 @@ def datablations_table(max_epochs: float | None = 100.0, max_loss: float | None 
     return df.reset_index(drop=True)
 
 
-def load_datablations(max_epochs: float | None = 100.0, max_loss: float | None = 6.0) -> xr.Dataset:
+def load_datablations(max_epochs: float | None = MAX_EPOCHS, max_loss: float | None = MAX_LOSS) -> xr.Dataset:
     """:func:`datablations_table` validated by :func:`bayescale.load_runs` (inputs ``N``, ``D``, ``U_D``)."""
     table = datablations_table(max_epochs, max_loss)
     return load_runs(

@@ -8,6 +8,7 @@ returns one validated dataset per such group.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -36,6 +37,30 @@ class Task:
     #: likelihood to fit with: a dozen points per fit leave the Student-t's sigma free to collapse onto a few points
     #: (docs/laws.md, lr sweeps), so the smallest tables use the Normal
     likelihood: str = "student_t"
+    #: a selection or conversion of the source table before its columns are mapped (e.g. Step Law's window of
+    #: near-optimal runs per (N, D) cell); it returns the table to map
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+
+def _data_constrained_domain(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs the data-constrained law describes, the rule of :func:`bayescale.datasets.datablations.datablations_table`:
+    at most 100 epochs (beyond, the runs overfit and the loss rises with more tokens, which the law's saturating
+    effective data cannot follow) and a loss of at most 6 nats (runs that never left the initial plateau); 113 of the
+    161 rows. docs/laws.md shows what the other 48 do to a fit of all rows."""
+    from bayescale.datasets.datablations import MAX_EPOCHS, MAX_LOSS
+
+    return df[(df["tokens"] / df["unique_tokens"] <= MAX_EPOCHS) & (df["loss"] <= MAX_LOSS)].reset_index(drop=True)
+
+
+def _steplaw_window(df: pd.DataFrame) -> pd.DataFrame:
+    """The lr / batch-size grid as ``steplaw2025`` fits it: batch size in tokens (2,048 per sequence) and the runs
+    within 3% of their (N, D) cell's best (:func:`bayescale.analyses.steplaw.steplaw_table`: the law's quadratic bowl
+    describes the runs near the optimum; 1,999 of the 2,702 rows)."""
+    from bayescale.analyses.steplaw import steplaw_table  # the analysis module loads the catalogue: import late
+
+    table = steplaw_table(df.rename(columns={"non_embedding_param_size": "N", "data_size": "D", "bsz": "bs",
+                                             "lm_loss": "smooth loss"}))
+    return table.drop(columns=["run", "bs"])  # no run column: each row is a separate training run, not a checkpoint
 
 
 #: The tasks, by name. ``domain_mixture`` is a multi-output task: one fit per (model size, validation domain), each
@@ -60,6 +85,15 @@ TASKS: dict[str, Task] = {
                            group="group", nonnegative=("r1", "r2", "r3", "r4")),
     "farseer": Task("farseer_scaling_law.csv", "li2025_farseer", {"N": "N", "D": "D"},
                     "Farseer: loss over parameters and tokens (404 rows, 4 exact duplicates dropped)"),
+    "data_constrained": Task("data_constrained_scaling_law.csv", "muennighoff2023",
+                             {"N": "params", "D": "tokens", "U_D": "unique_tokens"},
+                             "data-constrained: loss over parameters, tokens and unique tokens (C4 runs; the 113 of "
+                             "161 with at most 100 epochs and a loss of at most 6 nats)",
+                             prepare=_data_constrained_domain),
+    "lr_bsz": Task("lr_bsz_scaling_law.csv", "steplaw2025",
+                   {"N": "N", "D": "D", "lr": "lr", "batch_size": "batch_size"},
+                   "Step Law grid: loss over parameters, tokens, peak learning rate and batch size (tokens), the "
+                   "runs within 3% of each (N, D) cell's best (1,999 of 2,702)", prepare=_steplaw_window),
     "lr_sweep": Task("lr_sweep.csv", "caballero2023_bpl", {"x": "lr", "loss": "lm_loss"},
                      "learning-rate sweeps (Step Law runs, N = 5.4e8, D = 2.84e10): U-shaped loss over lr, per batch "
                      "size", group="bsz", scale={"x": float(np.exp(np.mean(np.log([3.45e-4, 1.56e-2]))))},
@@ -82,6 +116,8 @@ def load_task(task: str) -> dict[str, xr.Dataset]:
     law is one law per validation domain (models/ye2024_mixing.toml)."""
     spec = TASKS[task] if task in TASKS else sldbench_table(task)  # the latter raises the error
     df = sldbench_table(task)
+    if spec.prepare is not None:
+        df = spec.prepare(df)
     for name, divisor in spec.scale.items():
         df[spec.columns[name]] = df[spec.columns[name]] / divisor
     source = f"SLDBench {task} ({spec.file}; PlanarG/active-sl @ e0a58ff, CC-BY-4.0)"
