@@ -49,7 +49,7 @@ def study_row(law: str, likelihood: str, noise: str, control: str | None, sims: 
     t0 = time.perf_counter()
     tab = check_calibration(law, num_simulations=sims, num_warmup=args.warmup, num_samples=args.samples,
                             thin=args.thin, num_bins=args.bins, likelihood=likelihood, noise=noise,
-                            misspecify=control, rng_key=args.seed)
+                            misspecify=control, rng_key=args.seed, init=args.init, batched=args.init == "median")
     a = tab.attrs
     worst = tab["p_value"].idxmin()
     return {
@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control-simulations", type=int, default=None, help="override CONTROL_SIMULATIONS")
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--init", choices=("median", "map"), default="median",
+                   help="where each fit's chain starts; map fits one table at a time (batched=False), median batches")
     p.add_argument("--thin", type=int, default=2)
     p.add_argument("--bins", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)

@@ -78,6 +78,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="warmup per fit (default: 300, 500 for schedules)")
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--target-accept", type=float, default=None, help="NUTS target acceptance (default: the model's)")
+    parser.add_argument("--init", choices=("map", "median"), default=None,
+                        help="where each fit's chain starts (default: the model's, else median)")
     parser.add_argument("--thin", type=int, default=2)
     parser.add_argument("--controls", nargs="*", default=None, help="negative controls: prior, narrow (all if none named)")
     parser.add_argument("--no-positive", action="store_true")
@@ -92,8 +94,8 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             tab = check_calibration_fit(
                 fit, table, column=column, num_simulations=args.simulations, num_bins=args.bins, thin=args.thin,
-                sampler=kernel | {"num_samples": args.samples, "num_chains": 1, "init": "median", "progress_bar": False}
-                | ({"num_warmup": args.warmup} if args.warmup else {})
+                sampler={"init": "median"} | kernel | {"num_samples": args.samples, "num_chains": 1, "progress_bar": False}
+                | ({"init": args.init} if args.init else {}) | ({"num_warmup": args.warmup} if args.warmup else {})
                 | ({"target_accept_prob": args.target_accept} if args.target_accept else {}),
                 misspecify=control, rng_key=args.seed, fit_kwargs=kwargs,
                 progress=lambda i, n: print(f"  {model} {control or 'positive'}: {i}/{n}", file=sys.stderr, flush=True)

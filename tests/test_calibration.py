@@ -202,7 +202,8 @@ def test_design_and_errors():
         check_calibration("kaplan2020_n", num_simulations=0)
     with pytest.raises(ValueError, match=r"num_samples // thin = 2 draws give too few rank values for 5 bins"):
         check_calibration("kaplan2020_n", num_samples=10, thin=5, num_bins=5)
-    with pytest.raises(bs.infer.settings.SamplerSettingsError, match=r"check_calibration starts every chain at the prior median"):
+    with pytest.raises(bs.infer.settings.SamplerSettingsError,
+                       match=r"check_calibration \(batched: fit_batch\) starts chains with init='median' only"):
         check_calibration("kaplan2020_n", sampler=bs.NUTS(init="map"))
     with pytest.raises(ValueError, match=r"num_chains \* num_samples // thin = 2 draws give too few rank values"):
         check_calibration("kaplan2020_n", num_chains=2, num_samples=2, thin=2, num_bins=5)

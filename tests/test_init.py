@@ -122,3 +122,28 @@ def test_median_starts_are_the_samplers_own():
             np.testing.assert_allclose(ours[name][c], value, rtol=1e-12, atol=1e-12)
     # two chains, two different draws of the prior median (numpyro's median of 15 prior draws is per key)
     assert not np.allclose(ours["E"][0], ours["E"][1])
+
+
+
+def test_every_fit_function_takes_map_starts(shared_fit):
+    """The start search is one lever in the one sampler path (run_nuts): a declared model's fit function starts
+    from a MAP when asked and records it as law fits do; the default starts are recorded too, and a batch
+    (vectorised: one start for every fit) refuses a MAP start."""
+    from bayescale.analyses.kaplan import batchsize as bb, pertoken as pt
+
+    from .fits import data
+
+    tiny = dict(num_chains=1, num_warmup=20, num_samples=20, progress_bar=False, init="map", num_starts=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 20 + 20 draws: no diagnostic can pass
+        fits = [pt.fit_per_token(data("per_token"), rng_key=0, **tiny),
+                bb.fit_critical_batch(data("critical_batch"), n_levels=4, rng_key=0, **tiny)]
+    for dt in fits:
+        record = json.loads(dt.attrs["init"])
+        assert record["method"] == "map" and record["num_starts"] == 2 and record["modes"]
+        assert bs.summary(dt).attrs["multimodality"] is None
+    # the suite's shared fits at their defaults: the prior median, and the critical batch's own data-informed start
+    assert json.loads(shared_fit("per_token").attrs["init"]) == {"method": "median"}
+    assert json.loads(shared_fit("critical_batch").attrs["init"]) == {"method": "given"}
+    with pytest.raises(bs.infer.settings.SamplerSettingsError, match=r"fit_batch starts chains with init='median' only"):
+        bs.fit_batch("hoffmann2022", [simulate_table("hoffmann2022", TRUTH, seed=s) for s in range(2)], init="map")

@@ -47,7 +47,7 @@ from bayescale.laws.catalogue import LawError, Parameter, Published, law_search_
 from bayescale.infer.model import LIKELIHOODS, NOISE_PRIORS, observe
 from bayescale.infer.noise import Noise, curve_structure, linear_recurrence, ou_terms
 from bayescale.laws.priors import Prior, parse_prior
-from bayescale.infer.settings import NUTS, median_start_settings
+from bayescale.infer.settings import NUTS, start_settings
 from bayescale.results.predict import numpy_rng, standard_noise
 
 __all__ = [
@@ -641,7 +641,7 @@ def fit_schedule(
     law
         A schedule law id (:func:`list_schedule_laws`), a TOML path or a :class:`ScheduleLaw`.
     sampler, **sampler_options
-        As in :func:`bayescale.fit`; chains start at the prior median (:data:`bayescale.infer.settings.MEDIAN_START`).
+        As in :func:`bayescale.fit`; chains start at the prior median (:data:`bayescale.infer.settings.MEDIAN_START`) unless ``init="map"``.
     curves
         Table with columns ``run``, ``step`` (1-based, after warmup), ``loss``.
     schedules
@@ -667,7 +667,7 @@ def fit_schedule(
     law = load_schedule_law(law)
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood {likelihood!r}: must be one of {list(LIKELIHOODS)}")
-    settings = median_start_settings(sampler, sampler_options, "fit_schedule")
+    settings = start_settings(sampler, sampler_options, "fit_schedule")
     _check_int("max_block", max_block, 1)
     ds, scheds = _prepare(curves, schedules)
     noise = _noise_of(noise)
@@ -722,6 +722,7 @@ def fit_schedule(
         settings=settings,
         key_record=key_record,
         placement=mcmc.placement,
+        start=mcmc.start_record,
         checked=(sampled, {name: p.distribution(stats) for name, p in prior_specs.items()}),
         strict=strict,
         extra_groups=references,

@@ -34,7 +34,7 @@ from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolv
 from bayescale.infer.noise import Noise, curve_structure
 from bayescale.infer.reparam import centres_of, describe_centring, plan_centring
 from bayescale.results.io import versions
-from bayescale.infer.settings import NUTS, median_start_settings
+from bayescale.infer.settings import NUTS, start_settings
 
 __all__ = ["devices_of", "fit_batch", "map_pairs", "select_fit"]
 
@@ -149,7 +149,7 @@ def fit_batch(
     law = law if isinstance(law, Law) else load_law(law)
     require_loss_target(law, "fit_batch")
     dss = _as_datasets(law, datasets, columns)
-    settings = median_start_settings(sampler, sampler_options, "fit_batch", BATCH_SAMPLER)
+    settings = start_settings(sampler, sampler_options, "fit_batch", BATCH_SAMPLER, inits=("median",))
     num_chains, num_warmup, num_samples = settings.num_chains, settings.num_warmup, settings.num_samples
     dense_mass, target_accept_prob = settings.dense_mass, settings.target_accept_prob
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):

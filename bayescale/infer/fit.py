@@ -138,7 +138,7 @@ def nuts_mcmc(
                         target_accept_prob=settings.target_accept_prob, max_tree_depth=settings.max_tree_depth,
                         init_strategy=init_to_median)
     chain_method = resolve_chain_method(settings.chain_method, settings.num_chains, platform)
-    return MCMC(
+    mcmc = MCMC(
         kernel,
         num_warmup=settings.num_warmup,
         num_samples=settings.num_samples,
@@ -147,6 +147,8 @@ def nuts_mcmc(
         progress_bar=progress_bar,
         jit_model_args=traced_args,
     )
+    mcmc.settings = settings  # what run_nuts reads when it runs the object again (where chains start)
+    return mcmc
 
 
 def chains_on_devices(single_chain: Any):
@@ -182,15 +184,21 @@ def run_nuts(
     init_params: Any = None,
     mcmc: MCMC | None = None,
     traced_args: bool = False,
+    start_key: jax.Array | None = None,
+    start_labels: Mapping[str, str] | None = None,
     **kwargs,
 ) -> MCMC:
     """Run NUTS on any numpyro ``model(*args, **kwargs)`` with the settings ``sampler`` (:class:`bayescale.NUTS`);
     return the MCMC object.
 
     Every fit function (``fit``, schedule laws, the special-purpose models, calibration) runs NUTS here, so they share
-    one kernel set-up (:func:`nuts_mcmc`; ``mass`` and ``traced_args`` as there); chains start at the prior median
-    unless ``init_params`` gives each chain's unconstrained start (:func:`bayescale.infer.starts.find_start`); the
-    extra fields :data:`_EXTRA_FIELDS` are recorded. ``mcmc``: an object of :func:`nuts_mcmc` to run again (on new data of the
+    one kernel set-up (:func:`nuts_mcmc`; ``mass`` and ``traced_args`` as there), and one choice of where chains
+    start: ``init_params`` (each chain's unconstrained start) if given, else by ``sampler.init``: ``"map"``, Laplace
+    draws around the best of a multi-start MAP (:func:`bayescale.infer.starts.find_start`, with ``start_key``, default
+    ``fold_in(rng_key, 1)``, and ``start_labels``), ``"median"`` the prior median
+    (:func:`bayescale.infer.starts.median_starts`). What the search found is ``mcmc.start_record`` (a result's
+    ``attrs["init"]``; ``{"method": "given"}`` for ``init_params``). The extra fields :data:`_EXTRA_FIELDS` are
+    recorded. ``mcmc``: an object of :func:`nuts_mcmc` to run again (on new data of the
     same shapes) instead of a new one. Read results with ``mcmc.get_samples(group_by_chain=True)`` and
     ``mcmc.get_extra_fields(group_by_chain=True)``.
 
@@ -202,16 +210,25 @@ def run_nuts(
     into the result.
     """
     release_compiled()  # every fit function samples here: none can run the process out of memory mappings
+    settings = sampler or getattr(mcmc, "settings", None) or NUTS()
     if mcmc is None or getattr(mcmc, "placement", None) is None:
-        settings = sampler or NUTS()
         placement = place(settings.device, n_points=data_size(args, kwargs), n_chains=settings.num_chains)
         if mcmc is None:
             mcmc = nuts_mcmc(model, settings, mass=mass, platform=placement.platform, traced_args=traced_args)
     else:
         placement = mcmc.placement
     with on_platform(placement.platform):
-        if init_params is None:  # the prior-median search done here, not compiled into the sampler
+        # the start search runs here, not compiled into the sampler
+        if init_params is not None:
+            mcmc.start_record = {"method": "given"}
+        elif settings.init == "map":
+            start = find_start(model, args, kwargs, rng_key=jax.random.fold_in(rng_key, 1) if start_key is None
+                               else start_key, num_chains=mcmc.num_chains, num_starts=settings.num_starts,
+                               labels=start_labels)
+            init_params, mcmc.start_record = start.init_params, start.record
+        else:
             init_params = median_starts(model, args, kwargs, rng_key=rng_key, num_chains=mcmc.num_chains)
+            mcmc.start_record = {"method": "median"}
         if mcmc.num_chains == 1:  # numpyro takes one chain's start without the chain axis
             init_params = jax.tree_util.tree_map(lambda x: x[0], init_params)
         mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, init_params=init_params, **kwargs)
@@ -372,6 +389,7 @@ def build_result(
     per_point_draws: Sequence[int] | None = None,
     vector_names: Sequence[str] = (),
     placement: Placement | None = None,
+    start: Mapping[str, Any] | None = None,
 ) -> xr.DataTree:
     """The result DataTree of a NUTS fit: the one builder of :func:`fit`, the declared models (:mod:`bayescale.analyses.kaplan.pertoken`,
     :mod:`bayescale.analyses.kaplan.shape`, :mod:`bayescale.analyses.kaplan.batchsize`) and every other fit that samples with :func:`run_nuts`.
@@ -394,6 +412,9 @@ def build_result(
     settings, key_record, placement
         The sampler settings, the key and where the sampler ran (:func:`sampler_record`; ``placement`` by default
         that of the last :func:`run_nuts` of this thread).
+    start
+        Where the chains started (``mcmc.start_record`` of :func:`run_nuts`), stored as JSON text in ``attrs["init"]``;
+        the modes a MAP start found are reported by :func:`bayescale.results.summary`.
     checked, strict, vector_names
         The parameters whose diagnostics are checked and their prior distributions (prior-bound checks), and whether
         sampler trouble raises (:mod:`bayescale.infer.diagnostics`); ``vector_names``: vector parameters whose worst R-hat
@@ -416,6 +437,7 @@ def build_result(
         | {"result_kind": result_kind, "priors": json.dumps(dict(priors)), "versions": json.dumps(versions())}
         | dict(provenance)
         | {"sampler": sampler_record(settings, key_record, placement)}
+        | ({} if start is None else {"init": json.dumps(dict(start))})
     )
     names, dists = checked
     table, messages = diagnostics.diagnose(dt, tuple(names), dict(dists), vector_names)
@@ -625,20 +647,16 @@ def fit(
     args = (log_inputs, data)
     key, key_record = as_key(rng_key)
     k_fit, k_ppc, k_prior = jax.random.split(key, 3)
-    start = None
-    if settings.init == "map":  # its own key (folded from the seed), so the sampler's keys are those of init="median"
-        labels = {s: s.removesuffix(AUXILIARY_SUFFIX) for s in spec.sampled_sites if s.endswith(AUXILIARY_SUFFIX)}
-        start = find_start(model, args, {"loss": loss}, rng_key=jax.random.fold_in(key, 1),
-                           num_chains=num_chains, num_starts=settings.num_starts, labels=labels)
-
     mcmc = run_nuts(
         model,
         *args,
         rng_key=k_fit,
         sampler=settings,
         mass=mass_structure(settings.dense_mass, spec),
-        init_params=None if start is None else start.init_params,
         traced_args=True,
+        # init="map": the start search's own key (folded from the seed), so the sampler's keys are those of "median"
+        start_key=jax.random.fold_in(key, 1),
+        start_labels={s: s.removesuffix(AUXILIARY_SUFFIX) for s in spec.sampled_sites if s.endswith(AUXILIARY_SUFFIX)},
         loss=loss,
     )
     dists = {name: p.distribution(stats) for name, p in prior_specs.items()}
@@ -682,13 +700,13 @@ def fit(
             "noise": noise.to_json(),
             "centred": describe_centring(centring, centres),
             "pointwise": json.dumps(thinning if pointwise else {"kept": False}),
-            "init": json.dumps(start.record if start is not None else {"method": "median"}),
             **({"min_tokens": ds.attrs["min_tokens"]} if "min_tokens" in ds.attrs else {}),
         },
         priors={k: v.text for k, v in prior_specs.items()},
         settings=settings,
         key_record=key_record,
         placement=mcmc.placement,
+        start=mcmc.start_record,
         checked=(spec.sampled_names, dists),
         strict=strict,
         extra_groups=references,

@@ -19,7 +19,7 @@ import numpy as np
 
 from bayescale.errors import ArgumentError
 
-__all__ = ["CHAIN_METHODS", "DEVICES", "INITS", "MEDIAN_START", "NUTS", "check_positive_ints", "median_start_settings", "SamplerSettingsError", "add_sampler_arguments", "sampler_from_args"]
+__all__ = ["CHAIN_METHODS", "DEVICES", "INITS", "MEDIAN_START", "NUTS", "check_positive_ints", "start_settings", "SamplerSettingsError", "add_sampler_arguments", "sampler_from_args"]
 
 #: How chains are laid out (numpyro's ``chain_method``, plus ``"auto"``: see :func:`bayescale.infer.fit.run_nuts`).
 CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
@@ -188,12 +188,13 @@ def sampler_from_args(args: argparse.Namespace) -> NUTS:
 MEDIAN_START = NUTS(init="median")
 
 
-def median_start_settings(sampler: NUTS | Mapping[str, Any] | None, options: Mapping[str, Any], what: str,
-                          default: NUTS = MEDIAN_START) -> NUTS:
-    """The settings of a fit function that starts every chain at the prior median (``default`` when ``sampler`` is
-    None, ``options`` on top); a :class:`SamplerSettingsError` if ``init="map"`` is asked of it."""
+def start_settings(sampler: NUTS | Mapping[str, Any] | None, options: Mapping[str, Any], what: str,
+                   default: NUTS = MEDIAN_START, inits: tuple[str, ...] = INITS) -> NUTS:
+    """The sampler settings of a fit function: ``default`` when ``sampler`` is None, ``options`` on top. Every fit
+    that samples with :func:`bayescale.infer.fit.run_nuts` takes both starts (``init="median"``, ``"map"``); one that
+    cannot (a vectorised batch) names the ones it takes in ``inits``, and a :class:`SamplerSettingsError` says so."""
     settings = NUTS.coerce(default if sampler is None else sampler, **options)
-    if settings.init != "median":
-        raise SamplerSettingsError(f"{what} starts every chain at the prior median; init={settings.init!r} is not "
-                                   "available there (pass init='median' or leave it out)")
+    if settings.init not in inits:
+        raise SamplerSettingsError(f"{what} starts chains with init={inits[0]!r} only; init={settings.init!r} is not "
+                                   f"available there (pass init={inits[0]!r} or leave it out)")
     return settings

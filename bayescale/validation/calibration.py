@@ -60,7 +60,7 @@ from bayescale.infer.fit import nuts_mcmc, run_nuts, sampler_record
 from bayescale.laws.catalogue import Law, load_law
 from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.infer.noise import Noise, curve_structure
-from bayescale.infer.settings import NUTS, check_positive_ints, median_start_settings
+from bayescale.infer.settings import INITS, NUTS, check_positive_ints, start_settings
 
 __all__ = ["check_calibration", "check_calibration_fit", "FIT_MISSPECIFICATIONS", "default_design", "sbc_power",
            "simulations_for_power", "MISSPECIFICATIONS", "MAX_CONTRACTION", "MAX_DIVERGENT_SHARE",
@@ -211,11 +211,12 @@ def simulations_for_power(
     raise ValueError(f"power {target} against scale {scale}, shift {shift} needs more than {maximum} simulations")
 
 
-def _study_settings(sampler, options, caller: str, num_simulations: int, thin: int, num_bins: int
-                    ) -> tuple[NUTS, int]:
-    """The sampler settings of a study's fits (default :data:`SBC_SAMPLER`, median starts) and the number of draws
-    kept per fit, ``num_chains · num_samples // thin``, checked against the study's sizes."""
-    settings = median_start_settings(sampler, options, caller, SBC_SAMPLER)
+def _study_settings(sampler, options, caller: str, num_simulations: int, thin: int, num_bins: int,
+                    inits: tuple[str, ...] = INITS) -> tuple[NUTS, int]:
+    """The sampler settings of a study's fits (default :data:`SBC_SAMPLER`, median starts; ``inits``: the starts its
+    fits can make) and the number of draws kept per fit, ``num_chains · num_samples // thin``, checked against the
+    study's sizes."""
+    settings = start_settings(sampler, options, caller, SBC_SAMPLER, inits)
     check_positive_ints(num_simulations=num_simulations, thin=thin, num_bins=num_bins)
     n_draws = settings.num_chains * settings.num_samples // thin
     if n_draws + 1 < num_bins:
@@ -309,8 +310,8 @@ def check_calibration(
     sampler, **sampler_options
         The sampler settings of every simulated fit: a :class:`bayescale.NUTS` value (or a dict of its fields;
         ``None``: :data:`SBC_SAMPLER`, one chain of 300 warmup + 200 draws), with any of its fields as keywords on
-        top (``num_warmup=150, num_samples=150``). Chains start at the prior median (``init="map"`` is refused, as in
-        :func:`bayescale.fit_batch`); several chains are pooled. Recorded in ``attrs["settings"]["sampler"]``.
+        top (``num_warmup=150, num_samples=150``). Chains start at the prior median; ``init="map"`` (around a
+        multi-start MAP) needs ``batched=False``, since :func:`bayescale.fit_batch` refuses it; several chains are pooled. Recorded in ``attrs["settings"]["sampler"]``.
     thin
         Every ``thin``-th draw is kept (to cut autocorrelation, which makes ranks non-uniform even for a correct
         sampler), giving ``L = num_chains · num_samples // thin`` draws and ranks in 0..L.
@@ -350,7 +351,9 @@ def check_calibration(
     law = law if isinstance(law, Law) else load_law(law)
     if misspecify not in MISSPECIFICATIONS:
         raise ValueError(f"misspecify {misspecify!r}: must be one of {list(MISSPECIFICATIONS)}")
-    settings, n_draws = _study_settings(sampler, sampler_options, "check_calibration", num_simulations, thin, num_bins)
+    settings, n_draws = _study_settings(sampler, sampler_options, "check_calibration (batched: fit_batch)" if batched
+                                        else "check_calibration", num_simulations, thin, num_bins,
+                                        ("median",) if batched else INITS)
     if isinstance(noise, str) and noise.strip() == "auto":
         raise ValueError("noise='auto' depends on the data; give the noise model to check, e.g. 'iid' or 'run+ou'")
     noise = Noise.parse(noise)

@@ -46,7 +46,7 @@ from bayescale.data import DataError
 from bayescale.infer.declared import DeclaredModel, check_table
 from bayescale.infer.fit import as_key, draw_groups, run_nuts, sample_stats_of
 from bayescale.infer.starts import median_starts
-from bayescale.infer.settings import NUTS, median_start_settings
+from bayescale.infer.settings import NUTS, start_settings
 
 __all__ = [
     "CRITICAL_BATCH_MODEL",
@@ -286,7 +286,8 @@ def fit_critical_batch(
         ``levels``, ``n_levels``, ``min_runs``) or its output table (columns ``run``, ``N``, ``B``, ``cell``,
         ``level``, ``S``, ``slope``).
     sampler, **sampler_options, rng_key
-        As in :func:`bayescale.fit`; chains start at the prior median.
+        As in :func:`bayescale.fit`; by default (``init="median"``) chains start at the prior median, with S_min at
+        each cell's mean log steps; ``init="map"`` starts them around a multi-start MAP.
     priors
         Overrides of the declared priors (:data:`CRITICAL_BATCH_MODEL`), parameter → prior expression; recorded as
         text in ``attrs["priors"]``.
@@ -304,7 +305,7 @@ def fit_critical_batch(
     ----------
     Kaplan et al. 2020, arXiv:2001.08361, Eq. 5.1-5.4 and Fig. 10, 18. McCandlish et al. 2018, arXiv:1812.06162.
     """
-    settings = median_start_settings(sampler, sampler_options, "this Kaplan fit")
+    settings = start_settings(sampler, sampler_options, "this Kaplan fit")
     if isinstance(data, pd.DataFrame) and {"cell", "level", "S"} <= set(data.columns):
         table = data.copy()
         if "slope" not in table:
@@ -336,10 +337,12 @@ def fit_critical_batch(
     key, key_record = as_key(rng_key)
     k_fit, k_ppc = jax.random.split(key)
     model = functools.partial(_hyperbola_model, n_runs=len(run_names), log_L_ref=log_L_ref, priors=dists)
-    # chains start at the prior median except S_min, which starts at each cell's mean log steps: the prior of S_min
-    # does not read the data (so simulation-based calibration holds), the start does
-    start = median_starts(model, args, {"log_S": log_S}, rng_key=k_fit, num_chains=settings.num_chains)
-    start["log_S_min"] = jnp.broadcast_to(jnp.asarray(cells["log_S"].to_numpy(float)), start["log_S_min"].shape)
+    # init="median": chains start at the prior median except S_min, which starts at each cell's mean log steps (the
+    # prior of S_min does not read the data, so simulation-based calibration holds; the start does); "map": run_nuts
+    start = None
+    if settings.init == "median":
+        start = median_starts(model, args, {"log_S": log_S}, rng_key=k_fit, num_chains=settings.num_chains)
+        start["log_S_min"] = jnp.broadcast_to(jnp.asarray(cells["log_S"].to_numpy(float)), start["log_S_min"].shape)
     mcmc = run_nuts(model, *args, rng_key=k_fit, sampler=settings, init_params=start, log_S=log_S)
     groups = draw_groups(model, args, mcmc, rng_key=(k_ppc, jax.random.fold_in(key, 2)), observed={"log_S": log_S},
                          sampled_names=list(dists), num_prior_samples=500)
@@ -499,7 +502,7 @@ def fit_loss_steps(
     the geometric-mean model size, ``a_S`` the log step term at the geometric-mean step, B_crit at the geometric-mean
     loss), which removes the amplitude-exponent correlation; ``N_c``, ``S_c``, ``B_star`` are derived. ``priors``
     overrides the declared priors (:data:`LOSS_STEPS_MODEL`), parameter → prior expression; ``sampler``,
-    ``**sampler_options``, ``rng_key`` as in :func:`bayescale.fit` (chains start at the prior median).
+    ``**sampler_options``, ``rng_key`` as in :func:`bayescale.fit` (chains start at the prior median by default; ``init="map"`` also works).
 
     Returns
     -------
@@ -512,7 +515,7 @@ def fit_loss_steps(
     ----------
     Kaplan et al. 2020, arXiv:2001.08361, Eq. 5.6 (Table 3) with the adjustment Eq. 5.4.
     """
-    settings = median_start_settings(sampler, sampler_options, "this Kaplan fit")
+    settings = start_settings(sampler, sampler_options, "this Kaplan fit")
     df = _check_curves(curves)
     if df["N"].nunique() < 2 or df["B"].nunique() < 3:
         raise DataError(f"L(N, S_min) needs >= 2 model sizes and >= 3 batch sizes; the curves have "

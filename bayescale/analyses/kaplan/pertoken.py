@@ -37,7 +37,7 @@ import xarray as xr
 
 from bayescale.data import DataError
 from bayescale.infer.declared import DeclaredModel, check_result, check_table, posterior_draws
-from bayescale.infer.settings import NUTS, median_start_settings
+from bayescale.infer.settings import NUTS, start_settings
 
 __all__ = [
     "KAPLAN2020_PER_TOKEN",
@@ -260,7 +260,8 @@ def fit_per_token(
         Reference size: ``u = log10(N/n_ref)``, so ``a0`` is log a at ``n_ref``.
     sampler, **sampler_options
         As in :func:`bayescale.fit`; the default :data:`PER_TOKEN_SAMPLER` targets an acceptance of 0.95 (the
-        hierarchical scatter tau makes a funnel) and starts chains at the prior median.
+        hierarchical scatter tau makes a funnel) and starts chains at the prior median (``init="map"``: around a
+        multi-start MAP, which did not help this model's simulation-based calibration, docs/validation.md).
     priors
         Overrides of the declared priors (:data:`PER_TOKEN_MODEL`), parameter → prior expression, e.g.
         ``{"tau_a": "HalfNormal(0.05)"}``; recorded as text in ``attrs["priors"]``.
@@ -276,7 +277,7 @@ def fit_per_token(
     Kaplan et al. 2020, arXiv:2001.08361, Fig. 20.
     """
     table = _table(data, ("model", "N", "T", "loss"), "per-token")
-    settings = median_start_settings(sampler, sampler_options, "fit_per_token", PER_TOKEN_SAMPLER)
+    settings = start_settings(sampler, sampler_options, "fit_per_token", PER_TOKEN_SAMPLER)
     sizes = table.groupby("model", sort=False)["N"].agg(["min", "max"])
     if sizes["min"].nunique() < 3:
         raise DataError(f"column 'N': the trend of a, b, c in log N needs at least 3 distinct model sizes, "

@@ -38,7 +38,7 @@ import xarray as xr
 
 from bayescale.data import DataError
 from bayescale.infer.declared import DeclaredModel, check_result, check_table, posterior_draws
-from bayescale.infer.settings import NUTS, median_start_settings
+from bayescale.infer.settings import NUTS, start_settings
 from bayescale.analyses.kaplan.pertoken import plot_band
 
 __all__ = [
@@ -224,7 +224,7 @@ def fit_shape(
         Shape variables to fit, a subset of :data:`SHAPE_VARIABLES`; each needs at least 3 distinct values over runs.
     sampler, **sampler_options
         As in :func:`bayescale.fit`; the default :data:`SHAPE_SAMPLER` targets an acceptance of 0.95 (the run effects'
-        scale tau makes a funnel) and starts chains at the prior median.
+        scale tau makes a funnel) and starts chains at the prior median (``init="map"``: around a multi-start MAP).
     priors
         Overrides of the declared priors (:func:`shape_model`), parameter → prior expression; recorded as text in
         ``attrs["priors"]``.
@@ -250,7 +250,7 @@ def fit_shape(
     for col, need_n in (("N", 2), ("D", 2)):
         if table[col].nunique() < need_n:
             raise DataError(f"column {col!r}: the L(N, D) baseline needs at least {need_n} distinct values")
-    settings = median_start_settings(sampler, sampler_options, "fit_shape", SHAPE_SAMPLER)
+    settings = start_settings(sampler, sampler_options, "fit_shape", SHAPE_SAMPLER)
     runs = first.index.to_numpy().astype(str)
     run_index = pd.Categorical(table["run"].astype(str), categories=runs).codes
     declared = shape_model(shape)
