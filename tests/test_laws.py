@@ -151,6 +151,16 @@ def test_unknown_law_lists_known_ids(name):
         bs.load_law(name)
 
 
+def test_unknown_law_names_a_file_in_a_sub_folder():
+    # downstream and schedule laws are files in models/ sub-folders, not catalogue ids: the error says where they are
+    with pytest.raises(bs.LawError, match=r"'bhagia2024_accuracy_nd' is the file '[^']*downstream/bhagia2024_accuracy_nd"
+                                          r"\.toml': pass that path"):
+        bs.load_law("bhagia2024_accuracy_nd")
+    with pytest.raises(bs.LawError, match=r"a schedule law, load it with bayescale\.analyses\.schedules\."
+                                          r"load_schedule_law\('luo2025_mpl'\)"):
+        bs.load_law("luo2025_mpl")
+
+
 def test_folder_named_like_a_law_does_not_shadow_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "hoffmann2022").mkdir()

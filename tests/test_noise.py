@@ -37,6 +37,9 @@ def test_spec_parsing_and_auto():
     finals = bs.load_runs(pd.DataFrame({"N": [1e8, 2e8, 4e8, 8e8], "D": [2e9] * 4, "loss": [3.0, 2.9, 2.8, 2.7]}))
     assert Noise.parse("auto", finals).spec == "iid"  # one point per run: nothing to correlate
     assert Noise.parse("auto", bs.load_runs(curves())).spec == "run+ou"
+    # the collapsed run effects are built for a log loss: for other targets auto samples them (fit passes the kind)
+    assert Noise.parse("auto", bs.load_runs(curves()), target="unit_interval").spec == "run+ou+latent"
+    assert Noise.parse("auto", finals, target="real").spec == "iid"
     with pytest.raises(ValueError, match=r"noise 'run\+ar': unknown term\(s\) \['ar'\]; terms are \['iid', 'run', 'ou', 'hetero', 'latent'\]"):
         Noise.parse("run+ar")
     with pytest.raises(ValueError, match=r"'iid' means no structure and cannot be combined"):

@@ -11,6 +11,7 @@ import pytest
 import bayescale as bs
 from bayescale.data import DataError, FewPointsWarning, check_target
 from bayescale.laws.catalogue import LawError, parse_law_text
+from bayescale.results.plots import target_label
 from tests.quick import QUICK
 
 REAL = """\
@@ -177,6 +178,11 @@ def test_unit_interval_target_fit_stays_in_bounds():
     assert ppc.min() > 0 and ppc.max() < 1
     far = bs.predict(result, kind="predictive", N=1e13)["loss"].values  # far beyond: saturates below 1, never above
     assert far.max() < 1 and np.median(far) > 0.9
+    fig = bs.plot_ppc(result)  # the figure names the target, not a loss
+    assert fig.axes[0].get_ylabel() == target_label(law) == "accuracy on a task" and fig.axes[1].get_ylabel().startswith("observed")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------------------

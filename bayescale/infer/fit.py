@@ -623,7 +623,7 @@ def fit(
     # the device policy and chain layout checked before any work (run_nuts applies them)
     resolve_chain_method(settings.chain_method, num_chains,
                          place(settings.device, n_points=ds.sizes["point"], n_chains=num_chains).platform)
-    noise = Noise.parse(noise, ds)
+    noise = Noise.parse(noise, ds, target=law.target.kind)
     check_target_noise(law, noise)
     prior_specs = resolve_priors(law, likelihood, priors, noise)
     stats = data_statistics(ds)

@@ -28,7 +28,8 @@ fit's unmasked points) and simulations all use it.
 
 A spec is a string of terms joined by ``+``: ``"iid"`` (none of them), ``"run"``, ``"ou"``, ``"hetero"``, e.g.
 ``"run+ou"``, and ``"latent"`` (see below). ``"auto"`` (the default of :func:`bayescale.fit`) is ``"iid"`` when every run has one point (a table of
-final losses) and ``"run+ou"`` when some run has several checkpoints.
+final losses) and ``"run+ou"`` when some run has several checkpoints (``"run+ou+latent"`` for a target that is not a
+positive loss).
 
 **Collapsed run effects** (the default whenever ``"run"`` is on): each run's residual vector d (log loss − log law)
 has covariance Σ = tau²·11ᵀ + S K S, K the OU correlation (the identity without ``"ou"``) and S = diag(s). The run
@@ -150,8 +151,9 @@ class Noise:
                    collapsed=d.get("collapsed", False))
 
     @classmethod
-    def parse(cls, spec: str | Noise, ds: xr.Dataset | None = None, axis: str = "D") -> Noise:
-        """A :class:`Noise` from a spec string (``"auto"`` needs the dataset ``ds``)."""
+    def parse(cls, spec: str | Noise, ds: xr.Dataset | None = None, axis: str = "D", target: str = "loss") -> Noise:
+        """A :class:`Noise` from a spec string (``"auto"`` needs the dataset ``ds``; for a ``target`` kind other than
+        ``"loss"`` its run effects are sampled, ``+latent``, since the collapsed form is built for a log loss)."""
         if isinstance(spec, Noise):
             return spec
         if not isinstance(spec, str) or not spec.strip():
@@ -160,7 +162,7 @@ class Noise:
             if ds is None:
                 raise ValueError("noise='auto' needs the data to decide")
             several = np.unique(ds["run"].values).size < ds.sizes["point"]
-            return cls(run_effect=several, correlation=several and axis in ds, axis=axis)
+            return cls(run_effect=several, correlation=several and axis in ds, axis=axis, collapsed=target == "loss")
         terms = [t.strip() for t in spec.split("+")]
         unknown = [t for t in terms if t not in NOISE_TERMS]
         if unknown:

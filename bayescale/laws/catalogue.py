@@ -335,7 +335,12 @@ def load_law(name: str | os.PathLike) -> Law:
         candidate = folder / f"{name}.toml"
         if candidate.is_file():
             return parse_law_text(candidate.read_text(), origin=str(candidate))
-    raise LawError(f"unknown law {str(name)!r}: must be one of {list_laws()} or a path to a .toml law file")
+    # laws kept in sub-folders (models/downstream/, models/schedule_laws/) are not catalogue ids: name the file
+    nested = [p for folder in law_search_path() for p in sorted(folder.glob(f"*/{name}.toml"))]
+    where = "" if not nested else f"; {str(name)!r} is the file {str(nested[0])!r}: " + (
+        f"a schedule law, load it with bayescale.analyses.schedules.load_schedule_law({str(name)!r})"
+        if nested[0].parent.name == "schedule_laws" else "pass that path")
+    raise LawError(f"unknown law {str(name)!r}: must be one of {list_laws()} or a path to a .toml law file{where}")
 
 
 _TOP_KEYS = {"id", "title", "formula", "definitions", "optimum", "citation", "notes", "inputs", "parameters",

@@ -48,6 +48,14 @@ def _groups(result: xr.DataTree, law, x: str, group: str | None) -> tuple[str, n
     return group, round_sig(const[group].values)
 
 
+def target_label(law) -> str:
+    """Axis label of a law's target: ``"loss"``, else its description up to any parenthesis (``"task accuracy"``,
+    ``"unigram-normalised loss"``), else its kind."""
+    if law.target.kind == "loss":
+        return "loss"
+    return (law.target.description or "").split("(")[0].strip() or law.target.kind
+
+
 def plot_ppc(
     result: xr.DataTree,
     *,
@@ -95,7 +103,7 @@ def plot_ppc(
         ax.scatter(xs, y[mask], color=color, s=14, edgecolor="k", linewidth=0.3, zorder=3, label=label)
     ax.set_xscale("log")
     ax.set_xlabel(x)
-    ax.set_ylabel("loss")
+    ax.set_ylabel(target_label(law))
     shown = f"{keys.size} of {n_groups} {gname} groups shown" if keys.size < n_groups else f"all {n_groups} {gname} groups"
     ax.set_title(f"{result.attrs.get('law_id')}: observed and 50%/90% predictive bands ({shown})", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
@@ -111,8 +119,8 @@ def plot_ppc(
     ax2.plot(lims, lims, "k--", lw=0.8)
     ax2.set_xlim(*lims)
     ax2.set_ylim(*lims)
-    ax2.set_xlabel("predicted loss (median, 90% interval)")
-    ax2.set_ylabel("observed loss")
+    ax2.set_xlabel(f"predicted {target_label(law)} (median, 90% interval)")
+    ax2.set_ylabel(f"observed {target_label(law)}")
     ax2.set_title(f"coverage of the 90% band: {check_coverage(result, 0.9):.1%} of {y.size} points")
     ax2.legend(fontsize=8)
     if path is not None:
@@ -192,7 +200,7 @@ def plot_curve_grid(
             if i == row_values.size - 1:
                 ax.set_xlabel(x)
             if j == 0:
-                ax.set_ylabel("loss")
+                ax.set_ylabel(target_label(law))
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.4) for _, c, _ in parts]
     fig.legend(handles, [f"{label}: median, 50% and 90% predictive" for label, _, _ in parts], loc="upper right",
                fontsize=8)
