@@ -39,6 +39,15 @@ _STANDARD_GROUPS = {
 }
 
 
+
+#: The scale each target kind's likelihood works on (bayescale.laws.catalogue.TARGET_KINDS).
+_LIKELIHOOD_SCALE = {"loss": "log-loss", "real": "the target's own scale", "unit_interval": "the logit of the target"}
+
+
+def likelihood_scale(prov: dict) -> str:
+    """Where a fit's likelihood lives, from its provenance (declared models and old results: log-loss)."""
+    return _LIKELIHOOD_SCALE.get(prov.get("target", "loss"), "log-loss")
+
 def plan_table(result: xr.DataTree, budgets, prob: float = 0.9) -> pd.DataFrame:
     """Compute-optimal allocation per budget: median and central ``prob`` interval of N*, D*, D*/N*, L*."""
     table = describe(compute_optimal(result, budgets), prob)
@@ -390,7 +399,7 @@ def write_report(
         "## Priors",
         "",
         *[f"- `{k}` ~ `{v}`" for k, v in prov["priors"].items()],
-        f"- likelihood on log-loss: `{prov['likelihood']}`",
+        f"- likelihood on {likelihood_scale(prov)}: `{prov['likelihood']}`",
         "",
         "![prior vs posterior](prior_posterior.png)",
         "",
@@ -456,7 +465,7 @@ def write_report(
         _html_table(data_table),
         "<h2>Law and priors</h2><ul>",
         *[f"<li><code>{e(k)}</code> ~ <code>{e(v)}</code></li>" for k, v in prov["priors"].items()],
-        f"<li>likelihood on log-loss: <code>{e(prov['likelihood'])}</code></li></ul>",
+        f"<li>likelihood on {e(likelihood_scale(prov))}: <code>{e(prov['likelihood'])}</code></li></ul>",
         "<h2>Diagnostics and parameters</h2>",
         f"<p>Median, {prob:.0%} interval, R-hat, ESS and published values. Divergent transitions: "
         f"{table.attrs['divergences']}. Warnings: {e(warnings_text)}. Convergence: {e(describe_convergence(result))}.</p>",

@@ -178,6 +178,10 @@ def test_unit_interval_target_fit_stays_in_bounds():
     assert ppc.min() > 0 and ppc.max() < 1
     far = bs.predict(result, kind="predictive", N=1e13)["loss"].values  # far beyond: saturates below 1, never above
     assert far.max() < 1 and np.median(far) > 0.9
+    from bayescale.report import likelihood_scale
+    from bayescale.results.io import provenance
+
+    assert likelihood_scale(provenance(result)) == "the logit of the target"  # the report's "likelihood on ..."
     fig = bs.plot_ppc(result)  # the figure names the target, not a loss
     assert fig.axes[0].get_ylabel() == target_label(law) == "accuracy on a task" and fig.axes[1].get_ylabel().startswith("observed")
     import matplotlib.pyplot as plt
