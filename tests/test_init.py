@@ -129,15 +129,21 @@ def test_every_fit_function_takes_map_starts(shared_fit):
     """The start search is one lever in the one sampler path (run_nuts): a declared model's fit function starts
     from a MAP when asked and records it as law fits do; the default starts are recorded too, and a batch
     (vectorised: one start for every fit) refuses a MAP start."""
-    from bayescale.analyses.kaplan import batchsize as bb, pertoken as pt
+    from bayescale.analyses import schedules as S
+    from bayescale.analyses.kaplan import batchsize as bb, pertoken as pt, shape as sh
 
-    from .fits import data
+    from .fits import MPL, data
 
     tiny = dict(num_chains=1, num_warmup=20, num_samples=20, progress_bar=False, init="map", num_starts=2)
+    curves, schedules = data("multi_power")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 20 + 20 draws: no diagnostic can pass
         fits = [pt.fit_per_token(data("per_token"), rng_key=0, **tiny),
-                bb.fit_critical_batch(data("critical_batch"), n_levels=4, rng_key=0, **tiny)]
+                bb.fit_critical_batch(data("critical_batch"), n_levels=4, rng_key=0, **tiny),
+                # the shape model reads an argument in Python: its start search keeps the arguments built in
+                sh.fit_shape(data("shape"), rng_key=0, **tiny),
+                S.fit_schedule(S.load_schedule_law(MPL), curves[curves["run"] == "cosine"], schedules, rng_key=0,
+                               max_block=256, **tiny)]
     for dt in fits:
         record = json.loads(dt.attrs["init"])
         assert record["method"] == "map" and record["num_starts"] == 2 and record["modes"]

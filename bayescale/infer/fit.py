@@ -224,7 +224,7 @@ def run_nuts(
         elif settings.init == "map":
             start = find_start(model, args, kwargs, rng_key=jax.random.fold_in(rng_key, 1) if start_key is None
                                else start_key, num_chains=mcmc.num_chains, num_starts=settings.num_starts,
-                               labels=start_labels)
+                               labels=start_labels, traced_args=traced_args)
             init_params, mcmc.start_record = start.init_params, start.record
         else:
             init_params = median_starts(model, args, kwargs, rng_key=rng_key, num_chains=mcmc.num_chains)

@@ -67,6 +67,7 @@ def find_start(
     num_chains: int,
     num_starts: int = 4,
     labels: Mapping[str, str] | None = None,
+    traced_args: bool = True,
 ) -> Start:
     """Multi-start MAP in the unconstrained space, then ``num_chains`` Laplace draws around the best optimum.
 
@@ -82,6 +83,10 @@ def find_start(
     labels
         Sampled site → the parameter it stands for (a centred amplitude's auxiliary site → ``A``); such sites are left
         out of the recorded optima, which hold the parameter itself.
+    traced_args
+        The model's arguments are arguments of the compiled objective (data of the same shapes reuse it), as for
+        :func:`bayescale.infer.fit.nuts_mcmc`; ``False`` for a model that reads an argument in Python (a count, a
+        flag), whose objective keeps them built in.
     """
     from bayescale.validation.baseline import minimise
 
@@ -90,13 +95,17 @@ def find_start(
                             init_strategy=init_to_median, validate_grad=False)
     flat0, unravel = ravel_pytree(info.param_info.z)
     starts = [np.asarray(flat0)]
-    # the model's arguments enter the compiled objective as arguments, not constants: data of the same shapes reuse it
-    value_and_grad = jax.jit(jax.value_and_grad(
-        lambda x, args, kwargs: potential_energy(model, args, kwargs, unravel(x))))
     kwargs = dict(model_kwargs)
+    if traced_args:  # the arguments enter the compiled objective as arguments: data of the same shapes reuse it
+        traced = jax.jit(jax.value_and_grad(lambda x, args, kw: potential_energy(model, args, kw, unravel(x))))
+
+        def value_and_grad(x):
+            return traced(x, model_args, kwargs)
+    else:
+        value_and_grad = jax.jit(jax.value_and_grad(lambda x: potential_energy(model, model_args, kwargs, unravel(x))))
 
     def fun(x: np.ndarray, _w: Any) -> tuple[float, np.ndarray]:
-        v, g = value_and_grad(jnp.asarray(x), model_args, kwargs)
+        v, g = value_and_grad(jnp.asarray(x))
         v, g = float(v), np.asarray(g, dtype=float)
         if not np.isfinite(v) or not np.all(np.isfinite(g)):
             return 1e300, np.zeros_like(g)  # outside the support or overflow: L-BFGS-B backs off
