@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.laws.catalogue import Target
 from bayescale.results.checks import check_coverage, check_residuals
 from bayescale.results.contract import require
 from bayescale.infer.diagnostics import convergence, convergence_checked, describe_convergence
@@ -39,14 +40,11 @@ _STANDARD_GROUPS = {
 }
 
 
-
-#: The scale each target kind's likelihood works on (bayescale.laws.catalogue.TARGET_KINDS).
-_LIKELIHOOD_SCALE = {"loss": "log-loss", "real": "the target's own scale", "unit_interval": "the logit of the target"}
-
-
 def likelihood_scale(prov: dict) -> str:
-    """Where a fit's likelihood lives, from its provenance (declared models and old results: log-loss)."""
-    return _LIKELIHOOD_SCALE.get(prov.get("target", "loss"), "log-loss")
+    """Where a fit's likelihood lives (:attr:`bayescale.laws.catalogue.Target.scale` of the target kind in its
+    provenance; declared models, which record none, fit log-losses)."""
+    return Target(kind=prov.get("target", "loss")).scale
+
 
 def plan_table(result: xr.DataTree, budgets, prob: float = 0.9) -> pd.DataFrame:
     """Compute-optimal allocation per budget: median and central ``prob`` interval of N*, D*, D*/N*, L*."""

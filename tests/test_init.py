@@ -124,7 +124,6 @@ def test_median_starts_are_the_samplers_own():
     assert not np.allclose(ours["E"][0], ours["E"][1])
 
 
-
 def test_every_fit_function_takes_map_starts(shared_fit):
     """The start search is one lever in the one sampler path (run_nuts): a declared model's fit function starts
     from a MAP when asked and records it as law fits do; the default starts are recorded too, and a batch

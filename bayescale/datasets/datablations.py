@@ -19,13 +19,24 @@ import xarray as xr
 
 from bayescale.data import load_runs
 
-__all__ = ["MAX_EPOCHS", "MAX_LOSS", "datablations_table", "load_datablations"]
+__all__ = ["MAX_EPOCHS", "MAX_LOSS", "datablations_table", "described_by_law", "load_datablations"]
 
 #: The runs the data-constrained law describes (the defaults of :func:`datablations_table`; the SLDBench
 #: ``data_constrained`` task keeps the same ones): past about 100 epochs the runs overfit, and runs with a loss above
 #: 6 nats never left the initial plateau.
 MAX_EPOCHS = 100.0
 MAX_LOSS = 6.0
+
+
+def described_by_law(epochs: pd.Series, loss: pd.Series, max_epochs: float | None = MAX_EPOCHS,
+                     max_loss: float | None = MAX_LOSS) -> pd.Series:
+    """Which runs to keep: at most ``max_epochs`` epochs and a loss of at most ``max_loss`` (``None``: no limit)."""
+    keep = pd.Series(True, index=loss.index)
+    if max_epochs is not None:
+        keep &= epochs <= max_epochs
+    if max_loss is not None:
+        keep &= loss <= max_loss
+    return keep
 
 
 def datablations_table(max_epochs: float | None = MAX_EPOCHS, max_loss: float | None = MAX_LOSS) -> pd.DataFrame:
@@ -37,11 +48,7 @@ def datablations_table(max_epochs: float | None = MAX_EPOCHS, max_loss: float | 
     """
     with resources.files(__package__).joinpath("datablations_c4.csv").open() as fh:
         df = pd.read_csv(fh)
-    if max_epochs is not None:
-        df = df[df["epochs"] <= max_epochs]
-    if max_loss is not None:
-        df = df[df["loss"] <= max_loss]
-    return df.reset_index(drop=True)
+    return df[described_by_law(df["epochs"], df["loss"], max_epochs, max_loss)].reset_index(drop=True)
 
 
 def load_datablations(max_epochs: float | None = MAX_EPOCHS, max_loss: float | None = MAX_LOSS) -> xr.Dataset:

@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data import DataError, load_runs
+from bayescale.datasets.datablations import described_by_law
 
 __all__ = ["TASKS", "Task", "sldbench_table", "load_task"]
 
@@ -47,9 +48,7 @@ def _data_constrained_domain(df: pd.DataFrame) -> pd.DataFrame:
     at most 100 epochs (beyond, the runs overfit and the loss rises with more tokens, which the law's saturating
     effective data cannot follow) and a loss of at most 6 nats (runs that never left the initial plateau); 113 of the
     161 rows. docs/laws.md shows what the other 48 do to a fit of all rows."""
-    from bayescale.datasets.datablations import MAX_EPOCHS, MAX_LOSS
-
-    return df[(df["tokens"] / df["unique_tokens"] <= MAX_EPOCHS) & (df["loss"] <= MAX_LOSS)].reset_index(drop=True)
+    return df[described_by_law(df["tokens"] / df["unique_tokens"], df["loss"])].reset_index(drop=True)
 
 
 def _steplaw_window(df: pd.DataFrame) -> pd.DataFrame:

@@ -192,7 +192,7 @@ class DeclaredModel:
             provenance=self.attrs(priors, table, statistics, tuple(priors) if parameters is None else parameters)
             | {"likelihood": "normal"} | dict(provenance or {}),
             priors={k: p.text for k, p in priors.items()}, settings=settings, key_record=key_record,
-            placement=mcmc.placement, start=getattr(mcmc, "start_record", None), checked=(tuple(checked), checked),
+            placement=mcmc.placement, start=mcmc.start_record, checked=(tuple(checked), checked),
             strict=strict, extra_groups=extra_groups,
             vector_names=vector_names,
         )

@@ -94,6 +94,11 @@ class Target:
     description: str = ""
     priors: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def scale(self) -> str:
+        """The likelihood's scale in words (reports): log-loss, the target's own scale, or its logit."""
+        return {"loss": "log-loss", "unit_interval": "the logit of the target"}.get(self.kind, "the target's own scale")
+
     def link(self, y: Any, xp: Any = np) -> Any:
         """The observed value on the likelihood's scale."""
         if self.kind == "loss":
