@@ -4,6 +4,11 @@
     PYTHONPATH=. python benchmarks/scale.py --points 1e4 1e5 --samples 200
     PYTHONPATH=. python benchmarks/scale.py --points 1e4 1e5 1e6 --samples 0     # gradient time only
     PYTHONPATH=. python benchmarks/scale.py --tables 1e4 1e5      # final-loss tables fitted with bs.fit defaults
+    PYTHONPATH=. python benchmarks/scale.py --points 1e4 --regularize auto on    # fit's mass-matrix rule vs Stan's
+
+``--regularize``: the mass-matrix adaptation, one row each: ``auto`` is fit's rule (no shrinkage of the adapted matrix
+for these few global parameters, :func:`bayescale.infer.fit.regularizes_mass`), ``on`` Stan's shrinkage toward
+``1e-3 * I`` (numpyro's default, and bayescale's before 2026-12-01), ``off`` none.
 
 ``--tables``: one final loss per run (no curves), N and D log-uniform over 1e7-1e10 and 1e9-1e12, hoffmann2022 with
 1% log-normal noise, fitted with ``bayescale.fit`` at its defaults (4 chains of 1000 + 1000, centred amplitudes, MAP
@@ -38,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale.infer.fit import data_statistics, log_inputs_of
+from bayescale.infer.fit import data_statistics, log_inputs_of, regularizes_mass
 from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.infer.noise import Noise, curve_structure
 from bayescale.validation.simulate import simulate_curves
@@ -56,7 +61,11 @@ def curves(n_points: int, checkpoints: int = 100, seed: int = 0) -> pd.DataFrame
                            sigma=0.01, tau=0.005, ell=0.5)
 
 
-def measure(n_points: int, num_warmup: int, num_samples: int, spec: str = "run+ou") -> dict:
+#: ``--regularize`` choices as :attr:`bayescale.NUTS.regularize_mass` values.
+REGULARIZE = {"auto": None, "on": True, "off": False}
+
+
+def measure(n_points: int, num_warmup: int, num_samples: int, spec: str = "run+ou", regularize: str = "auto") -> dict:
     from numpyro.infer import MCMC, NUTS, init_to_median
     from numpyro.infer.util import initialize_model
 
@@ -82,8 +91,9 @@ def measure(n_points: int, num_warmup: int, num_samples: int, spec: str = "run+o
         return dict(points=n_points, runs=ds.sizes["point"] // 100, data_s=t_data, grad_ms=1e3 * grad_s)
 
     def run(warmup: int, samples: int) -> tuple[MCMC, float, float]:
-        kernel = NUTS(model, dense_mass=mass_structure(True, spec), target_accept_prob=0.9,
-                      init_strategy=init_to_median)
+        mass = mass_structure(True, spec)
+        kernel = NUTS(model, dense_mass=mass, target_accept_prob=0.9, init_strategy=init_to_median,
+                      regularize_mass_matrix=regularizes_mass(REGULARIZE[regularize], mass, info.param_info.z, warmup))
         mcmc = MCMC(kernel, num_warmup=warmup, num_samples=samples, num_chains=1, progress_bar=False)
         t = time.perf_counter()
         mcmc.warmup(jax.random.PRNGKey(1), *args, loss=loss, extra_fields=("num_steps",))
@@ -105,8 +115,8 @@ def measure(n_points: int, num_warmup: int, num_samples: int, spec: str = "run+o
     post = mcmc.get_samples(group_by_chain=True)
     ds_post = xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in post.items() if k in spec.sampled_names})
     ess = float(min(azs.ess(ds_post, method="bulk")[k] for k in ds_post.data_vars))
-    return dict(noise=noise.spec, points=n_points, runs=ds.sizes["point"] // 100, data_s=t_data, grad_ms=1e3 * grad_s,
-                compile_s=compile_s, warmup=num_warmup, warmup_s=warm_s, samples=num_samples, sampling_s=samp_s,
+    return dict(noise=noise.spec, points=n_points, runs=ds.sizes["point"] // 100, regularize=regularize,
+                data_s=t_data, grad_ms=1e3 * grad_s, compile_s=compile_s, warmup=num_warmup, warmup_s=warm_s, samples=num_samples, sampling_s=samp_s,
                 steps=steps, steps_per_draw=steps / num_samples, floor_s=grad_s * steps,
                 vs_floor=samp_s / (grad_s * steps), min_ess=ess, ess_per_s=ess / samp_s)
 
@@ -120,7 +130,7 @@ def final_losses(n_rows: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"N": n, "D": d, "loss": loss})
 
 
-def measure_table(n_rows: int, compare: bool = True) -> list[dict]:
+def measure_table(n_rows: int, compare: bool = True, regularize: str = "auto") -> list[dict]:
     """``bs.fit`` at defaults on a final-loss table, saved; and the same with ``pointwise=False`` (``compare``).
 
     Besides the wall time, ``cpu_s`` is the process's CPU time (all threads): on a shared machine it moves less with
@@ -148,14 +158,15 @@ def measure_table(n_rows: int, compare: bool = True) -> list[dict]:
         inference.run_nuts, inference.draw_groups = timed("sampling_s", original[0]), timed("groups_s", original[1])
         try:
             t0, c0 = time.perf_counter(), time.process_time()
-            result = bs.fit("hoffmann2022", ds, pointwise=pointwise, progress_bar=False)
+            result = bs.fit("hoffmann2022", ds, pointwise=pointwise, progress_bar=False,
+                            regularize_mass=REGULARIZE[regularize])
             with tempfile.TemporaryDirectory() as tmp:
                 path = bs.save(result, os.path.join(tmp, "fit.nc"))
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 size = os.path.getsize(path) / 1e6
         finally:
             inference.run_nuts, inference.draw_groups = original
-        rows.append(dict(rows=n_rows, pointwise=pointwise, wall_s=wall, cpu_s=cpu, **phases, file_mb=size,
+        rows.append(dict(rows=n_rows, pointwise=pointwise, regularize=regularize, wall_s=wall, cpu_s=cpu, **phases, file_mb=size,
                          steps_per_draw=float(result["sample_stats"]["n_steps"].mean()),
                          max_rhat=max(r["rhat"] for r in bs.summary(result).to_dict("records")),
                          load_avg=os.getloadavg()[0]))
@@ -169,19 +180,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--tables", type=float, nargs="*", default=None, help="final-loss table sizes (replaces --points)")
     p.add_argument("--no-compare", action="store_true", help="--tables: skip the pointwise=False row")
+    p.add_argument("--regularize", nargs="+", choices=list(REGULARIZE), default=["auto"],
+                   help="mass-matrix regularisation, one row each (default: auto, fit's rule)")
     args = p.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; jax "
           f"{jax.__version__} ({jax.devices()[0].platform}, {jax.local_device_count()} devices)\n", flush=True)
     if args.tables:
         rows = []
         for n in args.tables:
-            rows += measure_table(int(n), compare=not args.no_compare)
-            print(markdown(rows), flush=True)
+            for regularize in args.regularize:
+                rows += measure_table(int(n), compare=not args.no_compare, regularize=regularize)
+                print(markdown(rows), flush=True)
         return 0
     rows = []
     for n in args.points:
-        rows.append(measure(int(n), args.warmup, args.samples))
-        print(markdown(rows), flush=True)
+        for regularize in args.regularize:
+            rows.append(measure(int(n), args.warmup, args.samples, regularize=regularize))
+            print(markdown(rows), flush=True)
         print()
     return 0
 

@@ -28,7 +28,8 @@ from bayescale._runtime import kept
 from bayescale.data import check_identifiable, load_runs
 from bayescale.errors import ArgumentError
 from bayescale.infer.diagnostics import SamplingError, SamplingWarning, azs
-from bayescale.infer.fit import as_key, data_statistics, log_inputs_of, on_platform, pad_points, place
+from bayescale.infer.fit import (as_key, data_statistics, log_inputs_of, on_platform, pad_points, place,
+                                 regularizes_mass)
 from bayescale.laws.catalogue import Law, load_law, require_loss_target
 from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.infer.noise import Noise, curve_structure
@@ -201,13 +202,17 @@ def fit_batch(
     info = initialize_model(k_init, model, model_args=args_of(arrays, 0), dynamic_args=True,
                             init_strategy=init_to_median, validate_grad=False)  # as bayescale.infer.starts.median_starts
     z0 = info.param_info.z
+    mass = mass_structure(dense_mass, spec)
+    regularize = regularizes_mass(settings.regularize_mass, mass, z0, num_warmup)
+    placement = placement._replace(mass_regularized=regularize)
     init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
 
     def one(index, chain_key, operand):
         data, z_start = operand
         args = args_of(data, index)
-        state = init_kernel(z_start, num_warmup, dense_mass=mass_structure(dense_mass, spec), target_accept_prob=target_accept_prob,
-                            max_tree_depth=settings.max_tree_depth, model_args=args, rng_key=chain_key)
+        state = init_kernel(z_start, num_warmup, dense_mass=mass, target_accept_prob=target_accept_prob,
+                            max_tree_depth=settings.max_tree_depth, regularize_mass_matrix=regularize,
+                            model_args=args, rng_key=chain_key)
 
         def fields(s):
             return s.z, s.diverging, s.num_steps, s.accept_prob, s.energy

@@ -15,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from numpyro.infer import MCMC, Predictive, init_to_median, log_likelihood
-from numpyro.infer import NUTS as NUTSKernel
+from numpyro.infer import NUTS as _NumpyroNUTS
+from numpyro.infer.hmc_util import build_adaptation_schedule
+from numpyro.util import is_prng_key
 
 from bayescale.infer import diagnostics
 from bayescale.errors import check_rng_key
@@ -109,6 +111,63 @@ def check_target_noise(law: Law, noise: Noise) -> None:
                          f"{law.target.kind!r} (law {law.id!r}) does not have; use 'iid', 'run' or 'ou' terms")
 
 
+class StartWithMass(NamedTuple):
+    """A chain's unconstrained start ``z`` and the inverse mass matrix its warmup begins from (numpyro's
+    ``inverse_mass_matrix``: site-name tuple → matrix, or vector for a diagonal block), passed as ``init_params``."""
+
+    z: Any
+    inverse_mass_matrix: Any
+
+
+class NUTSKernel(_NumpyroNUTS):
+    """numpyro's NUTS, whose initial inverse mass matrix may come with each chain's start (:class:`StartWithMass`)
+    instead of its constructor. A matrix given to the constructor is a constant of the compiled sampler, so every
+    fit would compile its own program (and miss the persistent cache, which keys on constants too); passed with the
+    start it is an input, and fits of other data with the same shapes share one program."""
+
+    def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs={}):  # noqa: B006 (numpyro's)
+        if not isinstance(init_params, StartWithMass):
+            return super().init(rng_key, num_warmup, init_params, model_args, model_kwargs)
+        matrix = init_params.inverse_mass_matrix
+        if not is_prng_key(rng_key):  # chains vectorised in one call share the matrix (it is the same for every chain)
+            matrix = jax.tree_util.tree_map(lambda m: m[0], matrix)
+        own, self._inverse_mass_matrix = self._inverse_mass_matrix, matrix
+        try:
+            return super().init(rng_key, num_warmup, init_params.z, model_args, model_kwargs)
+        finally:
+            self._inverse_mass_matrix = own
+
+
+def laplace_inverse_mass(covariance: np.ndarray, mass: bool | Sequence[Sequence[str]],
+                         z: Mapping[str, Any]) -> dict[tuple[str, ...], np.ndarray]:
+    """The initial inverse mass matrix of NUTS from the Laplace covariance at the MAP (:class:`~bayescale.infer.starts.Start`,
+    over the unconstrained sites in sorted order), in numpyro's form for the mass structure ``mass``: a dense block's
+    sub-matrix, the variances of the other sites. Its eigenvalues are capped at 1, numpyro's default (the identity):
+    a direction the Hessian sees as flat or curving the wrong way (eigenvalues raised to 1e-8 there, so a covariance of
+    up to 1e8) starts as it would without the MAP, not with steps that would shrink every other direction's.
+
+    Why: numpyro's warmup starts from the identity and keeps it for its first 100 iterations (the initial buffer and
+    the first window). A posterior a thousand times narrower than that (the fitted constants of a large table: sds near
+    1e-3) then needs a step size near 1e-4 and trees of hundreds of leapfrog steps: on Chinchilla's 240 points 280 steps
+    per iteration there, 36,000 of the warmup's 44,000 gradient calls; started from the Laplace matrix, 8 steps per
+    iteration and 8,400 calls in all (docs/performance.md)."""
+    names = sorted(z)
+    sizes = [int(np.size(z[n])) for n in names]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    index = {n: np.arange(offsets[i], offsets[i + 1]) for i, n in enumerate(names)}
+    lam, vec = np.linalg.eigh(np.asarray(covariance, dtype=float))
+    capped = (vec * np.clip(lam, 0.0, 1.0)) @ vec.T
+    blocks = [tuple(names)] if mass is True else [] if mass is False else [tuple(b) for b in mass]
+    out: dict[tuple[str, ...], np.ndarray] = {}
+    for block in blocks:
+        idx = np.concatenate([index[n] for n in block])
+        out[block] = capped[np.ix_(idx, idx)]
+    rest = tuple(n for n in names if not any(n in b for b in blocks))
+    if rest:
+        out[rest] = np.diag(capped)[np.concatenate([index[n] for n in rest])]
+    return out
+
+
 def nuts_mcmc(
     model,
     sampler: NUTS | None = None,
@@ -116,6 +175,7 @@ def nuts_mcmc(
     mass: bool | list | None = None,
     platform: str | None = None,
     traced_args: bool = False,
+    regularize: bool | None = None,
 ) -> MCMC:
     """The numpyro NUTS kernel and MCMC object of the settings ``sampler`` (:class:`bayescale.NUTS`), not yet run:
     the one kernel set-up of :func:`run_nuts` and of loops that run one model on many datasets.
@@ -131,12 +191,19 @@ def nuts_mcmc(
     compiled for the first (compiling it takes seconds, docs/performance.md; sampling a small fit less). Only for
     models that use their arguments as arrays: :func:`fit`'s (:func:`model_of_data`) and calibration's. A model that
     reads an argument in Python (a count for a plate, a flag in an ``if``) keeps the default, its arguments built in.
+
+    ``regularize``: whether the mass-matrix adaptation shrinks its estimates (:func:`regularizes_mass`, which needs the
+    model's dimensions; :func:`run_nuts` resolves it). ``None``: the setting ``sampler.regularize_mass``, and Stan's
+    shrinkage where that is automatic, since the dimensions are not known here.
     """
     settings = sampler or NUTS()
+    if regularize is None:
+        regularize = True if settings.regularize_mass is None else bool(settings.regularize_mass)
     progress_bar = sys.stderr.isatty() if settings.progress_bar is None else settings.progress_bar
-    kernel = NUTSKernel(model, dense_mass=settings.dense_mass if mass is None else mass,
+    mass = settings.dense_mass if mass is None else mass
+    kernel = NUTSKernel(model, dense_mass=mass,
                         target_accept_prob=settings.target_accept_prob, max_tree_depth=settings.max_tree_depth,
-                        init_strategy=init_to_median)
+                        init_strategy=init_to_median, regularize_mass_matrix=regularize)
     chain_method = resolve_chain_method(settings.chain_method, settings.num_chains, platform)
     mcmc = MCMC(
         kernel,
@@ -148,7 +215,45 @@ def nuts_mcmc(
         jit_model_args=traced_args,
     )
     mcmc.settings = settings  # what run_nuts reads when it runs the object again (where chains start)
+    mcmc.mass_regularized = regularize
+    mcmc.mass = mass  # the mass matrix's structure, which an initial matrix must follow (laplace_inverse_mass)
     return mcmc
+
+
+def regularizes_mass(setting: bool | None, mass: bool | Sequence[Sequence[str]], z: Mapping[str, Any],
+                     num_warmup: int) -> bool:
+    """Whether NUTS's mass-matrix adaptation shrinks each window's estimate toward ``1e-3 * I`` (Stan's
+    regularisation: ``n/(n+5) * cov + 1e-3 * 5/(n+5) * I`` after a window of ``n`` draws; numpyro's
+    ``regularize_mass_matrix``). ``setting`` True/False forces it (:attr:`bayescale.NUTS.regularize_mass`); ``None``:
+    where an unshrunk estimate could not be trusted: where a window's sample covariance could be singular or nearly so
+    (some dense block of the mass matrix, ``mass`` as numpyro's ``dense_mass``, has more than half as many dimensions
+    as the shortest adaptation window of ``num_warmup`` steps has draws: 25 for 150 warmup steps or more), or where the
+    last window, whose estimate the draws use, has fewer than 10 draws per dimension of that block (the noise of a
+    sample covariance's eigenvalues is of order sqrt(dimensions / draws)). With 150 warmup steps the one window has 25
+    draws, so a 4-parameter fit keeps the shrinkage; with 300 or more the last window has 100 or more. ``z``: one
+    chain's unconstrained parameters, which give each site's size.
+
+    Elsewhere the shrinkage does harm. Its absolute term adds 1e-5 to 1e-4 to every variance, which swamps a posterior
+    narrower than about 0.01 in the unconstrained coordinates: the fitted amplitudes and exponents of a large table
+    (posterior sds near 0.001 on 1e4 points), and the exponents of Chinchilla's 240 points (α's sd 0.009). The adapted
+    matrix then stays near the shrinkage target, not the posterior's covariance, and NUTS crosses the posterior in many
+    small steps: on a simulated 1e4-row hoffmann2022 table one chain took 27 leapfrog steps per draw with it and 6.6
+    without, Chinchilla 11.8 and 8.0 (docs/performance.md). Without it a window whose chain did not move at all gives
+    a singular estimate and the chain stops: only a chain that is already stuck, which its diagnostics report."""
+    if setting is not None:
+        return bool(setting)
+    windows = build_adaptation_schedule(num_warmup)[1:-1]  # the first and last are step-size-only buffers
+    if not windows:
+        return True
+    lengths = [w.end - w.start + 1 for w in windows]
+    sizes = {name: int(np.size(value)) for name, value in z.items()}
+    if mass is True:
+        blocks = [sum(sizes.values())]
+    elif mass is False:
+        blocks = [1]
+    else:
+        blocks = [sum(sizes.get(name, 0) for name in block) for block in mass] or [1]
+    return 2 * max(blocks) > min(lengths) or 10 * max(blocks) > lengths[-1]
 
 
 def chains_on_devices(single_chain: Any):
@@ -213,39 +318,56 @@ def run_nuts(
     settings = sampler or getattr(mcmc, "settings", None) or NUTS()
     if mcmc is None or getattr(mcmc, "placement", None) is None:
         placement = place(settings.device, n_points=data_size(args, kwargs), n_chains=settings.num_chains)
-        if mcmc is None:
-            mcmc = nuts_mcmc(model, settings, mass=mass, platform=placement.platform, traced_args=traced_args)
     else:
         placement = mcmc.placement
+    num_chains = settings.num_chains if mcmc is None else mcmc.num_chains
+    initial_mass = None
     with on_platform(placement.platform):
         # the start search runs here, not compiled into the sampler
         if init_params is not None:
-            mcmc.start_record = {"method": "given"}
+            start_record = {"method": "given"}
         elif settings.init == "map":
             start = find_start(model, args, kwargs, rng_key=jax.random.fold_in(rng_key, 1) if start_key is None
-                               else start_key, num_chains=mcmc.num_chains, num_starts=settings.num_starts,
+                               else start_key, num_chains=num_chains, num_starts=settings.num_starts,
                                labels=start_labels, traced_args=traced_args)
-            init_params, mcmc.start_record = start.init_params, start.record
+            init_params, start_record = start.init_params, start.record
+            initial_mass = start.covariance
         else:
-            init_params = median_starts(model, args, kwargs, rng_key=rng_key, num_chains=mcmc.num_chains)
-            mcmc.start_record = {"method": "median"}
+            init_params = median_starts(model, args, kwargs, rng_key=rng_key, num_chains=num_chains)
+            start_record = {"method": "median"}
+        if mcmc is None:  # the starts give the model's dimensions, which decide the mass matrix's regularisation
+            one_chain = jax.tree_util.tree_map(lambda x: x[0], init_params) if num_chains > 1 else init_params
+            regularize = regularizes_mass(settings.regularize_mass, settings.dense_mass if mass is None else mass,
+                                          one_chain, settings.num_warmup)
+            mcmc = nuts_mcmc(model, settings, mass=mass, platform=placement.platform, traced_args=traced_args,
+                             regularize=regularize)
+        if initial_mass is not None:  # warmup starts from the Laplace matrix of the MAP, not the identity
+            one_chain = jax.tree_util.tree_map(lambda x: x[0], init_params)
+            matrix = laplace_inverse_mass(initial_mass, mcmc.mass, one_chain)
+            init_params = StartWithMass(init_params, {k: jnp.broadcast_to(jnp.asarray(v), (num_chains, *np.shape(v)))
+                                                      for k, v in matrix.items()})
+            start_record = start_record | {"initial_mass": "laplace"}
+        mcmc.start_record = start_record
         if mcmc.num_chains == 1:  # numpyro takes one chain's start without the chain axis
             init_params = jax.tree_util.tree_map(lambda x: x[0], init_params)
         mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, init_params=init_params, **kwargs)
-    mcmc.placement = placement
-    _LAST_PLACEMENT.value = placement
+    mcmc.placement = placement._replace(mass_regularized=getattr(mcmc, "mass_regularized", None))
+    _LAST_PLACEMENT.value = mcmc.placement
     return mcmc
 
 
 class Placement(NamedTuple):
-    """Where a sampler ran: the ``device`` asked for, the JAX ``platform`` chosen and the policy's ``reason``."""
+    """Where a sampler ran: the ``device`` asked for, the JAX ``platform`` chosen and the policy's ``reason``; and
+    whether its mass matrix was regularised (:func:`regularizes_mass`; ``None`` before a run)."""
 
     device: str
     platform: str
     reason: str
+    mass_regularized: bool | None = None
 
-    def to_record(self) -> dict[str, str]:
-        return {"platform": self.platform, "placement": self.reason}
+    def to_record(self) -> dict[str, Any]:
+        return {"platform": self.platform, "placement": self.reason} | (
+            {} if self.mass_regularized is None else {"mass_regularized": self.mass_regularized})
 
 
 #: The placement of the last run_nuts call in this thread, for sampler_record calls that are not handed one.

@@ -62,6 +62,12 @@ class NUTS:
         One of :data:`CHAIN_METHODS`.
     max_tree_depth
         Largest tree depth (2**depth leapfrog steps per draw at most).
+    regularize_mass
+        Whether each adaptation window's mass-matrix estimate is shrunk toward ``1e-3 * I`` (Stan's regularisation,
+        numpyro's ``regularize_mass_matrix``). ``None`` (default): only where a window could give a singular estimate
+        (a dense block with more than half as many dimensions as the shortest window has draws); elsewhere the
+        shrinkage swamps narrow posteriors and costs leapfrog steps (:func:`bayescale.infer.fit.regularizes_mass`).
+        ``True``/``False`` force it. What a run used is ``attrs["sampler"]["mass_regularized"]``.
     init, num_starts
         Where chains start (one of :data:`INITS`) and, for ``"map"``, how many optimiser starts look for modes.
     progress_bar
@@ -85,6 +91,7 @@ class NUTS:
     dense_mass: bool = True
     chain_method: str = "auto"
     max_tree_depth: int = 10
+    regularize_mass: bool | None = None
     init: str = "map"
     num_starts: int = 4
     progress_bar: bool | None = None
@@ -98,6 +105,8 @@ class NUTS:
             raise SamplerSettingsError(f"target_accept_prob must be a number in (0, 1), got {p!r}")
         if not isinstance(self.dense_mass, (bool, np.bool_)):
             raise SamplerSettingsError(f"dense_mass must be True or False, got {self.dense_mass!r}")
+        if self.regularize_mass is not None and not isinstance(self.regularize_mass, (bool, np.bool_)):
+            raise SamplerSettingsError(f"regularize_mass must be True, False or None, got {self.regularize_mass!r}")
         if self.chain_method not in CHAIN_METHODS:
             raise SamplerSettingsError(f"chain_method {self.chain_method!r}: must be one of {list(CHAIN_METHODS)}")
         if self.init not in INITS:

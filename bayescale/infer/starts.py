@@ -52,10 +52,13 @@ _FALLBACK_JITTER = 0.05
 
 @dataclass(frozen=True)
 class Start:
-    """Chain starting points (unconstrained, leading chain axis) and what the search found."""
+    """Chain starting points (unconstrained, leading chain axis) and what the search found; ``covariance``: the
+    Laplace covariance at the best optimum over the unconstrained parameters, flattened in the order of
+    ``jax.flatten_util.ravel_pytree`` (sites sorted by name), or ``None`` where it was not computed."""
 
     init_params: Any
     record: dict
+    covariance: np.ndarray | None = None
 
 
 def find_start(
@@ -165,7 +168,7 @@ def find_start(
         modes=[dict(log_density=-float(vals[i]), values=constrained(sols[i])) for i in modes],
         multimodal=bool(sum(vals[i] - vals[best] <= MODE_RELEVANCE for i in modes) > 1),
     )
-    return Start(init_params=init_params, record=record)
+    return Start(init_params=init_params, record=record, covariance=cov)
 
 
 def median_starts(model, model_args: tuple, model_kwargs: Mapping[str, Any], *, rng_key: jax.Array,
