@@ -138,6 +138,14 @@ class NUTSKernel(_NumpyroNUTS):
             self._inverse_mass_matrix = own
 
 
+def dense_blocks(mass: bool | Sequence[Sequence[str]], names: Sequence[str]) -> list[tuple[str, ...]]:
+    """The dense blocks of a mass-matrix structure (numpyro's ``dense_mass``) over the sites ``names``: all of them
+    for ``True`` (numpyro orders them by name), none for ``False``, else the blocks given; other sites are diagonal."""
+    if mass is True:
+        return [tuple(sorted(names))]
+    return [] if mass is False else [tuple(block) for block in mass]
+
+
 def laplace_inverse_mass(covariance: np.ndarray, mass: bool | Sequence[Sequence[str]],
                          z: Mapping[str, Any]) -> dict[tuple[str, ...], np.ndarray]:
     """The initial inverse mass matrix of NUTS from the Laplace covariance at the MAP (:class:`~bayescale.infer.starts.Start`,
@@ -157,7 +165,7 @@ def laplace_inverse_mass(covariance: np.ndarray, mass: bool | Sequence[Sequence[
     index = {n: np.arange(offsets[i], offsets[i + 1]) for i, n in enumerate(names)}
     lam, vec = np.linalg.eigh(np.asarray(covariance, dtype=float))
     capped = (vec * np.clip(lam, 0.0, 1.0)) @ vec.T
-    blocks = [tuple(names)] if mass is True else [] if mass is False else [tuple(b) for b in mass]
+    blocks = dense_blocks(mass, names)
     out: dict[tuple[str, ...], np.ndarray] = {}
     for block in blocks:
         idx = np.concatenate([index[n] for n in block])
@@ -175,10 +183,10 @@ def nuts_mcmc(
     mass: bool | list | None = None,
     platform: str | None = None,
     traced_args: bool = False,
-    regularize: bool | None = None,
+    regularize: bool = True,
 ) -> MCMC:
     """The numpyro NUTS kernel and MCMC object of the settings ``sampler`` (:class:`bayescale.NUTS`), not yet run:
-    the one kernel set-up of :func:`run_nuts` and of loops that run one model on many datasets.
+    the one kernel set-up of :func:`run_nuts`, whose returned object a loop over many datasets of one model passes back.
 
     ``mass`` overrides the mass-matrix structure (``sampler.dense_mass`` by default; e.g. dense over the globals,
     diagonal over run effects, :func:`bayescale.infer.model.mass_structure`); chains start at the prior median unless the
@@ -192,13 +200,11 @@ def nuts_mcmc(
     models that use their arguments as arrays: :func:`fit`'s (:func:`model_of_data`) and calibration's. A model that
     reads an argument in Python (a count for a plate, a flag in an ``if``) keeps the default, its arguments built in.
 
-    ``regularize``: whether the mass-matrix adaptation shrinks its estimates (:func:`regularizes_mass`, which needs the
-    model's dimensions; :func:`run_nuts` resolves it). ``None``: the setting ``sampler.regularize_mass``, and Stan's
-    shrinkage where that is automatic, since the dimensions are not known here.
+    ``regularize``: whether the mass-matrix adaptation shrinks its estimates (numpyro's and Stan's default); the
+    choice needs the model's dimensions, so :func:`run_nuts`, which knows them from the chains' starts, makes it
+    (:func:`regularizes_mass`).
     """
     settings = sampler or NUTS()
-    if regularize is None:
-        regularize = True if settings.regularize_mass is None else bool(settings.regularize_mass)
     progress_bar = sys.stderr.isatty() if settings.progress_bar is None else settings.progress_bar
     mass = settings.dense_mass if mass is None else mass
     kernel = NUTSKernel(model, dense_mass=mass,
@@ -246,14 +252,9 @@ def regularizes_mass(setting: bool | None, mass: bool | Sequence[Sequence[str]],
     if not windows:
         return True
     lengths = [w.end - w.start + 1 for w in windows]
-    sizes = {name: int(np.size(value)) for name, value in z.items()}
-    if mass is True:
-        blocks = [sum(sizes.values())]
-    elif mass is False:
-        blocks = [1]
-    else:
-        blocks = [sum(sizes.get(name, 0) for name in block) for block in mass] or [1]
-    return 2 * max(blocks) > min(lengths) or 10 * max(blocks) > lengths[-1]
+    largest = max((sum(int(np.size(z[name])) for name in block if name in z) for block in dense_blocks(mass, list(z))),
+                  default=1)  # a diagonal matrix: each variance is a block of one
+    return 2 * largest > min(lengths) or 10 * largest > lengths[-1]
 
 
 def chains_on_devices(single_chain: Any):
@@ -335,14 +336,13 @@ def run_nuts(
         else:
             init_params = median_starts(model, args, kwargs, rng_key=rng_key, num_chains=num_chains)
             start_record = {"method": "median"}
+        one_chain = jax.tree_util.tree_map(lambda x: x[0], init_params)  # starts have a leading chain axis
         if mcmc is None:  # the starts give the model's dimensions, which decide the mass matrix's regularisation
-            one_chain = jax.tree_util.tree_map(lambda x: x[0], init_params) if num_chains > 1 else init_params
             regularize = regularizes_mass(settings.regularize_mass, settings.dense_mass if mass is None else mass,
                                           one_chain, settings.num_warmup)
             mcmc = nuts_mcmc(model, settings, mass=mass, platform=placement.platform, traced_args=traced_args,
                              regularize=regularize)
         if initial_mass is not None:  # warmup starts from the Laplace matrix of the MAP, not the identity
-            one_chain = jax.tree_util.tree_map(lambda x: x[0], init_params)
             matrix = laplace_inverse_mass(initial_mass, mcmc.mass, one_chain)
             init_params = StartWithMass(init_params, {k: jnp.broadcast_to(jnp.asarray(v), (num_chains, *np.shape(v)))
                                                       for k, v in matrix.items()})
@@ -351,7 +351,7 @@ def run_nuts(
         if mcmc.num_chains == 1:  # numpyro takes one chain's start without the chain axis
             init_params = jax.tree_util.tree_map(lambda x: x[0], init_params)
         mcmc.run(rng_key, *args, extra_fields=_EXTRA_FIELDS, init_params=init_params, **kwargs)
-    mcmc.placement = placement._replace(mass_regularized=getattr(mcmc, "mass_regularized", None))
+    mcmc.placement = placement._replace(mass_regularized=mcmc.mass_regularized)
     _LAST_PLACEMENT.value = mcmc.placement
     return mcmc
 

@@ -56,8 +56,7 @@ import pandas as pd
 from numpyro.infer import Predictive
 
 from bayescale.data import load_runs
-from bayescale.infer.fit import nuts_mcmc, regularizes_mass, run_nuts, sampler_record
-from bayescale.infer.starts import median_starts
+from bayescale.infer.fit import run_nuts, sampler_record
 from bayescale.laws.catalogue import Law, load_law
 from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.infer.noise import Noise, curve_structure
@@ -245,14 +244,13 @@ def _fit_draws(law, spec, design, structure, log_inputs, losses, key, batched, s
         flat = {n: post[n].values.reshape(post.sizes["fit"], -1) for n in names}
         return flat, int(result.sample_stats["diverging"].sum())
     model = build_model(spec, structure)
-    # One MCMC object whose model arguments are traced: the model is compiled once and reused for every table.
-    mass = mass_structure(settings.dense_mass, spec)
-    z = median_starts(model, (log_inputs,), {"loss": jnp.asarray(losses[0])}, rng_key=key, num_chains=1)
-    mcmc = nuts_mcmc(model, settings, mass=mass, traced_args=True,
-                     regularize=regularizes_mass(settings.regularize_mass, mass, z, settings.num_warmup))
+    # One MCMC object whose model arguments are traced: built by the first table's run_nuts (which sets its mass
+    # matrix up from the model's dimensions), it is compiled once and reused for every table.
+    mcmc = None
     draws, divergences = {n: [] for n in names}, 0
     for s, k in enumerate(jax.random.split(key, len(losses))):
-        run_nuts(model, log_inputs, rng_key=k, mcmc=mcmc, loss=jnp.asarray(losses[s]))
+        mcmc = run_nuts(model, log_inputs, rng_key=k, sampler=settings, mass=mass_structure(settings.dense_mass, spec),
+                        traced_args=True, mcmc=mcmc, loss=jnp.asarray(losses[s]))
         divergences += int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
         for n, v in mcmc.get_samples().items():
             if n in draws:
