@@ -424,3 +424,24 @@ def test_compiled_formula_needs_every_input():
     fn = compile_log_formula(parse_formula("N + D", {"N", "D"}), set(), {"N", "D"})
     with pytest.raises(KeyError, match="D"):
         fn({}, {"N": jnp.log(2.0)})
+
+
+def test_log_sum_exp_is_nested_logaddexp_with_its_derivatives():
+    """The n-ary log-sum-exp of a chain of positive terms gives nested logaddexp's value, first and second
+    derivatives (to rounding: a shift held constant for differentiation changes none of them), and its infinities."""
+    from bayescale.laws.formula import log_sum_exp
+
+    rng = np.random.default_rng(0)
+    terms = [rng.normal(0, 30, 200), rng.normal(0, 3, 200), np.float64(0.4)]  # terms 1e-30 to 1e30 apart
+    nested = lambda t: jnp.logaddexp(jnp.logaddexp(t[0], t[1]), t[2])  # noqa: E731
+    np.testing.assert_allclose(log_sum_exp(terms), nested(terms), rtol=1e-14)
+    g1, g2 = (jax.grad(lambda t: f(t).sum())(tuple(terms)) for f in (lambda t: log_sum_exp(list(t)), nested))
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
+    h1, h2 = (jax.hessian(lambda x: f([x[0], x[1], x[2]]))(jnp.array([0.3, -0.2, 1.1]))
+              for f in (log_sum_exp, nested))
+    np.testing.assert_allclose(h1, h2, rtol=1e-12)
+    inf = np.inf
+    cases = [[-inf, -inf, -inf], [2.0, -inf, 0.5], [inf, 1.0, -inf]]
+    np.testing.assert_array_equal(log_sum_exp([jnp.array(c) for c in zip(*cases)]),
+                                  nested([jnp.array(c) for c in zip(*cases)]))

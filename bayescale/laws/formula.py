@@ -5,7 +5,7 @@ nodes over a whitelist of operators and functions; nothing is ever passed to ``e
 all named in one error.
 
 The compiled function evaluates the formula *in log space*: every value that is known to be positive is
-carried as its logarithm, so sums of positive terms become ``logaddexp`` and powers become products. For
+carried as its logarithm, so sums of positive terms become one log-sum-exp and powers become products. For
 the Chinchilla form this yields exactly the log-sum-exp parameterisation used by Hoffmann et al. (2022) and
 Besiroglu et al. (2024), ``log L = LSE(log E, log A - alpha log N, log B - beta log D)``, without the law
 author having to write it. Values whose sign is unknown (after a subtraction, say) fall back to ordinary
@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -197,6 +198,33 @@ class FormulaValue:
         return self.log if self.log is not None else jnp.log(self.lin)
 
 
+def _addends(node: Node) -> list[Node]:
+    """The terms of a chain of additions: ``[a, b, c]`` for ``(a + b) + c`` or ``a + (b + c)``."""
+    if isinstance(node, BinOp) and node.op == "+":
+        return _addends(node.left) + _addends(node.right)
+    return [node]
+
+
+def log_sum_exp(logs: list[Any]) -> Any:
+    """``log(sum(exp(l) for l in logs))``, elementwise over broadcast arrays, shifted by their largest value.
+
+    One n-ary sum instead of nested ``jnp.logaddexp``: the same value to rounding, and its gradient costs about half as
+    much (``logaddexp`` guards every pair against infinities with selects and ``log1p``; docs/performance.md). The
+    shift is a constant for differentiation (as in ``jax.nn.logsumexp``): the value does not depend on it, so
+    derivatives of every order are exact. A shift that is not finite (every term ``-inf``, or one ``+inf``) is replaced
+    by 0, so those cases give ``-inf`` and ``+inf`` as ``logaddexp`` does."""
+    if len(logs) == 1:
+        return logs[0]
+    shift = logs[0]
+    for value in logs[1:]:
+        shift = jnp.maximum(shift, value)
+    shift = jax.lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, 0.0))
+    total = jnp.exp(logs[0] - shift)
+    for value in logs[1:]:
+        total = total + jnp.exp(value - shift)
+    return shift + jnp.log(total)
+
+
 def evaluate_node(node: Node, env: Mapping[str, FormulaValue]) -> FormulaValue:
     if isinstance(node, Num):
         return FormulaValue(lin=node.value, log=math.log(node.value) if node.value > 0 else None)
@@ -204,11 +232,18 @@ def evaluate_node(node: Node, env: Mapping[str, FormulaValue]) -> FormulaValue:
         return env[node.name]
     if isinstance(node, Neg):
         return FormulaValue(lin=-evaluate_node(node.operand, env).as_lin())
+    if isinstance(node, BinOp) and node.op == "+":
+        addends = [evaluate_node(n, env) for n in _addends(node)]
+        if all(v.positive for v in addends):  # a chain of positive terms: one n-ary log-sum-exp
+            return FormulaValue(log=log_sum_exp([v.as_log() for v in addends]))
+        total = addends[0]
+        for v in addends[1:]:  # left to right, positive pairs in log space
+            total = (FormulaValue(log=jnp.logaddexp(total.as_log(), v.as_log())) if total.positive and v.positive
+                     else FormulaValue(lin=total.as_lin() + v.as_lin()))
+        return total
     if isinstance(node, BinOp):
         a, b = evaluate_node(node.left, env), evaluate_node(node.right, env)
         both = a.positive and b.positive
-        if node.op == "+":
-            return FormulaValue(log=jnp.logaddexp(a.as_log(), b.as_log())) if both else FormulaValue(lin=a.as_lin() + b.as_lin())
         if node.op == "-":
             return FormulaValue(lin=a.as_lin() - b.as_lin())
         if node.op == "*":
