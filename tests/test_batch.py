@@ -109,6 +109,52 @@ def test_select_fit_serves_posterior_readers(batch):
         select_fit(result, 3)
 
 
+def test_chees_batch_matches_nuts_and_keeps_each_fits_chains_in_lockstep(batch):
+    """kernel="chees": the same posterior as the NUTS batch, every chain of a fit taking the same number of leapfrog
+    steps at each draw (what lets a vectorised batch stop waiting for its deepest NUTS tree), and the record."""
+    tables, nuts = batch
+    result = fit_batch("hoffmann2022", tables, rng_key=1, num_chains=4, num_warmup=300, num_samples=300,
+                       kernel="chees")
+    sampler = json.loads(result.attrs["sampler"])
+    assert sampler["algorithm"] == "ChEES-HMC" and sampler["kernel"] == "chees"
+    assert "mass_regularized" not in sampler  # a NUTS setting; ChEES adapts a diagonal metric of its own
+    steps = result["sample_stats"]["n_steps"]
+    assert (steps == steps.isel(chain=0)).all()  # one trajectory length per fit and draw, whatever the chain
+    assert (steps.isel(chain=0) != steps.isel(chain=0, draw=0)).any()  # ... jittered from draw to draw
+    diag = result["fit_diagnostics"]
+    assert diag["divergences"].values.tolist() == [0, 0, 0]
+    # 4 chains x 300 draws of ChEES mix a little slower than NUTS (benchmarks/batch.py): R-hat within 1.05 flags a
+    # chain stuck elsewhere (the worst fit of 20 at 500 draws measured 1.025)
+    assert float(diag["rhat"].max()) < 1.05
+    post, ref = result.posterior, nuts.posterior
+    for name, value in TRUTH.items():  # every fit's 99% interval holds the truth (5 params x 3 fits at 1% each)
+        lo, hi = post[name].quantile([0.005, 0.995], dim=("chain", "draw")).values
+        assert np.all(lo <= value) and np.all(value <= hi), (name, lo, hi)
+    ess = diag["ess_bulk"]
+    for name in ("E", "alpha", "beta"):
+        a, b = post[name].mean(("chain", "draw")), ref[name].mean(("chain", "draw"))
+        # same posteriors: each fit's means agree within 4 Monte Carlo SEs of the difference (each kernel's own ESS)
+        se = np.sqrt(post[name].var(("chain", "draw")) / ess.sel(parameter=name)
+                     + ref[name].var(("chain", "draw")) / nuts["fit_diagnostics"]["ess_bulk"].sel(parameter=name))
+        assert (abs(a - b) < 4 * se).all(), name
+        ratio = post[name].std(("chain", "draw")) / ref[name].std(("chain", "draw"))
+        assert ((0.7 < ratio) & (ratio < 1.4)).all(), name  # spreads agree within the error of few-hundred-ESS SDs
+
+
+def test_kernel_setting():
+    from bayescale.infer.batch import batch_kernel
+    from bayescale.infer.settings import SamplerSettingsError
+
+    assert [batch_kernel(bs.NUTS(), p) for p in ("cpu", "gpu", "tpu")] == ["nuts", "chees", "chees"]
+    assert batch_kernel(bs.NUTS(kernel="nuts"), "gpu") == "nuts" and batch_kernel(bs.NUTS(kernel="chees"), "cpu") == "chees"
+    with pytest.raises(SamplerSettingsError, match=r"kernel 'hmc': must be one of \['auto', 'nuts', 'chees'\]"):
+        bs.NUTS(kernel="hmc")
+    table = simulate_table("hoffmann2022", TRUTH, seed=0)
+    with pytest.raises(SamplerSettingsError, match="kernel='chees' is for fit_batch"):
+        bs.fit("hoffmann2022", table, kernel="chees")
+    assert bs.NUTS.from_attrs(bs.NUTS(kernel="chees").to_attrs(algorithm="ChEES-HMC")).kernel == "chees"
+
+
 def test_batch_errors():
     tables = [simulate_table("hoffmann2022", TRUTH, seed=s) for s in range(2)]
     with pytest.raises(ValueError, match="datasets is empty"):

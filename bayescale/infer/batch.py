@@ -1,5 +1,7 @@
 """Many independent fits of one law as one vectorised computation (SBC simulations, coverage studies, splits).
 
+The kernel is NUTS (below) or, with ``kernel="chees"``, ChEES-HMC over each fit's chains (:func:`_chees_one`).
+
 Every fit uses the same numpyro model as :func:`bayescale.fit`, with its data passed as arguments rather than closed
 over: datasets are padded to the largest one (points and runs), padded points are masked out of the likelihood, and
 the data statistics that priors use (``min_loss``) are traced per fit. NUTS runs through numpyro's functional API
@@ -37,7 +39,7 @@ from bayescale.infer.reparam import centres_of, describe_centring, plan_centring
 from bayescale.results.io import versions
 from bayescale.infer.settings import NUTS, start_settings
 
-__all__ = ["devices_of", "fit_batch", "map_pairs", "select_fit"]
+__all__ = ["batch_kernel", "devices_of", "fit_batch", "map_pairs", "select_fit"]
 
 #: R-hat above this (per fit, any parameter) or any divergence counts a fit as troubled in the batch's warning.
 RHAT_LIMIT = 1.01
@@ -79,6 +81,19 @@ def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dic
     return stacked, n_runs
 
 
+#: The algorithm each ``kernel`` setting names, as recorded in ``attrs["sampler"]["algorithm"]``.
+KERNEL_NAMES = {"nuts": "NUTS", "chees": "ChEES-HMC"}
+
+
+def batch_kernel(settings: NUTS, platform: str) -> str:
+    """The kernel a batch runs: ``settings.kernel``, or for ``"auto"`` ChEES-HMC on an accelerator (many chains in
+    lockstep, where each NUTS iteration waits for the deepest tree of the batch) and NUTS on the CPU
+    (docs/performance.md compares them)."""
+    if settings.kernel != "auto":
+        return settings.kernel
+    return "nuts" if platform == "cpu" else "chees"
+
+
 #: Default sampler of :func:`fit_batch`: fewer, shorter chains than a single fit (a batch is for many small fits, as in
 #: simulation studies), chains from the prior median.
 BATCH_SAMPLER = NUTS(num_chains=2, num_warmup=500, num_samples=500, init="median")
@@ -114,11 +129,16 @@ def fit_batch(
     sampler, **sampler_options, likelihood, noise, priors
         As in :func:`bayescale.fit`; every fit gets the same settings. The default sampler is
         :data:`BATCH_SAMPLER` (2 chains × 500 + 500, chains from the prior median: a multi-start MAP per fit is not
-        vectorised, so ``init="map"`` is refused).
+        vectorised, so ``init="map"`` is refused). ``kernel`` (:attr:`bayescale.NUTS.kernel`): ``"nuts"`` runs
+        NUTS on every (fit, chain) pair; ``"chees"`` runs ChEES-HMC (blackjax) on each fit's chains together: they
+        adapt one step size, one trajectory length and one diagonal metric, and every chain of a fit takes the same
+        number of leapfrog steps at each draw, so a vectorised batch does not wait for the deepest NUTS tree among
+        its chains (it pools its chains, so give it 4 or more); ``"auto"``: ChEES on an accelerator, NUTS on the CPU
+        (:func:`batch_kernel`; docs/performance.md compares them).
     batch_size
-        How many (fit, chain) pairs advance together in one vectorised step (``jax.lax.map``'s ``batch_size``);
-        ``None``: all of them. Smaller batches wait less for the slowest chain in the batch. With several devices,
-        per device.
+        How many (fit, chain) pairs (ChEES: fits) advance together in one vectorised step (``jax.lax.map``'s
+        ``batch_size``); ``None``: all of them. Smaller batches wait less for the slowest chain in the batch. With
+        several devices, per device.
     num_devices
         Devices of the chosen platform the (fit, chain) pairs are sharded over (``jax.shard_map`` over the pair axis:
         each device runs its share in its own lockstep group, with no communication); ``None``: every device of the
@@ -152,12 +172,12 @@ def fit_batch(
     dss = _as_datasets(law, datasets, columns)
     settings = start_settings(sampler, sampler_options, "fit_batch", BATCH_SAMPLER, inits=("median",))
     num_chains, num_warmup, num_samples = settings.num_chains, settings.num_warmup, settings.num_samples
-    dense_mass, target_accept_prob = settings.dense_mass, settings.target_accept_prob
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     placement = place(settings.device, n_points=max(ds.sizes["point"] for ds in dss),
                       n_chains=len(dss) * num_chains)
     devices = devices_of(placement.platform, num_devices)
+    kernel = batch_kernel(settings, placement.platform)
     noises = [Noise.parse(noise, ds) for ds in dss]
     if len({n.spec for n in noises}) > 1:
         kinds = sorted({n.spec for n in noises})
@@ -190,27 +210,82 @@ def fit_batch(
     key, key_record = as_key(rng_key)
     k_init, k_run = jax.random.split(key)
 
-    def args_of(data, i):
-        a = jax.tree_util.tree_map(lambda x: x[i], data)
-        return a["log_inputs"], a["loss"], a["per_fit"]
-
     # The model's shapes and transforms come from fit 0; every parameter starts at its prior median, which in the
     # unconstrained space does not depend on the data (Uniform(0, min_loss) has its median at logit 0 for any data),
     # except a centred amplitude's, which is fit 0's (its centre shifts by p * (c_i - c_0) between fits, a fraction of
     # the prior's width; warmup absorbs it). No MAP start here: a per-fit optimiser inside the vmapped program is not
     # implemented, so batched fits keep init="median" (attrs["sampler"]["init"]).
-    info = initialize_model(k_init, model, model_args=args_of(arrays, 0), dynamic_args=True,
+    info = initialize_model(k_init, model, model_args=_args_of(arrays, 0), dynamic_args=True,
                             init_strategy=init_to_median, validate_grad=False)  # as bayescale.infer.starts.median_starts
     z0 = info.param_info.z
-    mass = mass_structure(dense_mass, spec)
-    regularize = regularizes_mass(settings.regularize_mass, mass, z0, num_warmup)
+    mass = mass_structure(settings.dense_mass, spec)
+    regularize = None if kernel == "chees" else regularizes_mass(settings.regularize_mass, mass, z0, num_warmup)
     placement = placement._replace(mass_regularized=regularize)
+    one = (_chees_one(info, names, settings) if kernel == "chees" else
+           _nuts_one(info, names, settings, mass, regularize))
+    n_fits = len(dss)
+    # NUTS maps (fit, chain) pairs; ChEES maps fits, each running its chains together (its adaptation pools them)
+    per_unit = 1 if kernel == "chees" else num_chains
+    index = jnp.repeat(jnp.arange(n_fits), per_unit)
+    keys = jax.random.split(k_run, n_fits * per_unit)
+    # the data and the start are arguments of the compiled program, not constants in it: a batch of new data of the
+    # same shapes reuses the program (in-process and through the persistent compilation cache)
+    # ... and in this process a batch of the same model, statistics, centring and settings runs the program traced for
+    # an earlier one (the key names everything `one` closes over; shapes are told apart by jit itself)
+    program = None if not law.source_text else repr((
+        law.id, law.source_text, sorted((k, v.text) for k, v in prior_specs.items()), likelihood, noise.spec, n_runs,
+        sorted(stats[0].items()), None if centres is None else repr(centres[0]), repr(settings)))
+    draws, stats_out = map_pairs(one, index, keys, devices, batch_size, operand=(arrays, z0), program=program)
+
+    def shaped(v):
+        v = np.asarray(v)
+        return v.reshape(n_fits, num_chains, num_samples, *v.shape[3 if kernel == "chees" else 2:])
+
+    dims = ("fit", "chain", "draw")
+    coords = {"fit": np.arange(n_fits), "chain": np.arange(num_chains), "draw": np.arange(num_samples)}
+    posterior = xr.Dataset({n: (dims, shaped(v)) for n, v in draws.items()}, coords=coords)
+    sample_stats = xr.Dataset({n: (dims, shaped(v)) for n, v in stats_out.items()}, coords=coords)
+    dt = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": sample_stats})
+    dt["fit_diagnostics"] = xr.DataTree(_diagnostics(posterior, sample_stats))
+    dt.attrs.update(
+        result_kind="law_batch",
+        law_id=law.id,
+        law_source=law.source_text or "",
+        priors=json.dumps({k: v.text for k, v in prior_specs.items()}),
+        likelihood=likelihood,
+        noise=noise.to_json(),
+        centred=describe_centring(centring, None),
+        centres=json.dumps(centres or []),
+        inputs=json.dumps(list(law.input_names)),
+        parameters=json.dumps(list(law.parameter_names)),
+        noise_parameters=json.dumps([n for n in names if n not in law.parameter_names]),
+        data_statistics=json.dumps(stats),
+        n_points=json.dumps([int(ds.sizes["point"]) for ds in dss]),
+        data_hashes=json.dumps([ds.attrs.get("data_hash", "") for ds in dss]),
+        sampler=settings.to_attrs(algorithm=KERNEL_NAMES[kernel], chain_method="vmapped over fits and chains",
+                                  batch_size=batch_size, rng_key=key_record, x64=bool(jax.config.jax_enable_x64), **placement.to_record(),
+                                  num_devices=len(devices)),
+        versions=json.dumps(versions()),
+    )
+    _report(dt, law.id, strict)
+    return dt
+
+
+def _args_of(data: dict, i: jax.Array) -> tuple:
+    """Fit ``i``'s model arguments from the stacked batch arrays of :func:`_batch_arrays`."""
+    a = jax.tree_util.tree_map(lambda x: x[i], data)
+    return a["log_inputs"], a["loss"], a["per_fit"]
+
+
+def _nuts_one(info: Any, names: list[str], settings: NUTS, mass: Any, regularize: bool):
+    """One (fit, chain) pair's NUTS run (numpyro's functional ``hmc``): warmup and draws, as one compiled loop."""
     init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
+    num_warmup, num_samples = settings.num_warmup, settings.num_samples
 
     def one(index, chain_key, operand):
         data, z_start = operand
-        args = args_of(data, index)
-        state = init_kernel(z_start, num_warmup, dense_mass=mass, target_accept_prob=target_accept_prob,
+        args = _args_of(data, index)
+        state = init_kernel(z_start, num_warmup, dense_mass=mass, target_accept_prob=settings.target_accept_prob,
                             max_tree_depth=settings.max_tree_depth, regularize_mass_matrix=regularize,
                             model_args=args, rng_key=chain_key)
 
@@ -235,50 +310,61 @@ def fit_batch(
         return {n: values[n] for n in names}, dict(diverging=diverging, n_steps=steps, acceptance_rate=accept,
                                                     energy=energy)
 
-    n_fits = len(dss)
-    index = jnp.repeat(jnp.arange(n_fits), num_chains)
-    keys = jax.random.split(k_run, n_fits * num_chains)
-    # the data and the start are arguments of the compiled program, not constants in it: a batch of new data of the
-    # same shapes reuses the program (in-process and through the persistent compilation cache)
-    # ... and in this process a batch of the same model, statistics, centring and settings runs the program traced for
-    # an earlier one (the key names everything `one` closes over; shapes are told apart by jit itself)
-    program = None if not law.source_text else repr((
-        law.id, law.source_text, sorted((k, v.text) for k, v in prior_specs.items()), likelihood, noise.spec, n_runs,
-        sorted(stats[0].items()), None if centres is None else repr(centres[0]), repr(settings)))
-    draws, stats_out = map_pairs(one, index, keys, devices, batch_size, operand=(arrays, z0), program=program)
+    return one
 
-    def shaped(v):
-        v = np.asarray(v)
-        return v.reshape(n_fits, num_chains, num_samples, *v.shape[2:])
 
-    dims = ("fit", "chain", "draw")
-    coords = {"fit": np.arange(n_fits), "chain": np.arange(num_chains), "draw": np.arange(num_samples)}
-    posterior = xr.Dataset({n: (dims, shaped(v)) for n, v in draws.items()}, coords=coords)
-    sample_stats = xr.Dataset({n: (dims, shaped(v)) for n, v in stats_out.items()}, coords=coords)
-    dt = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": sample_stats})
-    dt["fit_diagnostics"] = xr.DataTree(_diagnostics(posterior, sample_stats))
-    dt.attrs.update(
-        result_kind="law_batch",
-        law_id=law.id,
-        law_source=law.source_text or "",
-        priors=json.dumps({k: v.text for k, v in prior_specs.items()}),
-        likelihood=likelihood,
-        noise=noise.to_json(),
-        centred=describe_centring(centring, None),
-        centres=json.dumps(centres or []),
-        inputs=json.dumps(list(law.input_names)),
-        parameters=json.dumps(list(law.parameter_names)),
-        noise_parameters=json.dumps([n for n in names if n not in law.parameter_names]),
-        data_statistics=json.dumps(stats),
-        n_points=json.dumps([int(ds.sizes["point"]) for ds in dss]),
-        data_hashes=json.dumps([ds.attrs.get("data_hash", "") for ds in dss]),
-        sampler=settings.to_attrs(chain_method="vmapped over fits and chains", batch_size=batch_size, rng_key=key_record,
-                                  x64=bool(jax.config.jax_enable_x64), **placement.to_record(),
-                                  num_devices=len(devices)),
-        versions=json.dumps(versions()),
-    )
-    _report(dt, law.id, strict)
-    return dt
+#: ChEES-HMC's first step size (in the unconstrained space, before dual averaging adapts it), Adam's learning rate
+#: for the log trajectory length (Hoffman, Radul & Sountsov 2021 use 0.025) and the spread of the chains' starts
+#: around the prior median (an ensemble method needs chains that differ from the first step).
+CHEES_STEP_SIZE = 0.1
+CHEES_LEARNING_RATE = 0.025
+CHEES_START_SPREAD = 0.1
+
+
+def _chees_one(info: Any, names: list[str], settings: NUTS):
+    """One fit's ChEES-HMC run (blackjax): its ``num_chains`` chains adapt one step size, one trajectory length and
+    one diagonal metric together, then draw with jittered fixed-length HMC. Every chain of a fit takes the same
+    number of leapfrog steps at each iteration (a shared quasi-random jitter), so chains in lockstep do not wait for
+    the longest NUTS tree among them."""
+    import blackjax
+    import optax
+    from blackjax.adaptation.base import get_filter_adapt_info_fn
+
+    num_chains, num_warmup, num_samples = settings.num_chains, settings.num_warmup, settings.num_samples
+
+    def one(index, key, operand):
+        data, z_start = operand
+        args = _args_of(data, index)
+        potential = info.potential_fn(*args)
+
+        def logdensity(z):
+            return -potential(z)
+
+        k_start, k_warm, k_draw = jax.random.split(key, 3)
+        leaves, tree = jax.tree_util.tree_flatten(z_start)
+        noise = jax.random.normal(k_start, (len(leaves), num_chains))
+        starts = jax.tree_util.tree_unflatten(tree, [
+            v + CHEES_START_SPREAD * noise[i].reshape(num_chains, *([1] * jnp.ndim(v))) for i, v in enumerate(leaves)])
+        warmup = blackjax.chees_adaptation(logdensity, num_chains, target_acceptance_rate=settings.target_accept_prob,
+                                           max_leapfrog_steps=2 ** settings.max_tree_depth,
+                                           mass_matrix_estimation="diagonal",
+                                           adaptation_info_fn=get_filter_adapt_info_fn())
+        (states, parameters), _ = warmup.run(k_warm, starts, CHEES_STEP_SIZE, optax.adam(CHEES_LEARNING_RATE),
+                                             num_warmup, max_sampling_steps=num_samples)
+        step = jax.vmap(blackjax.dynamic_hmc(logdensity, **parameters).step)
+
+        def draw(states, k):
+            states, stats = step(jax.random.split(k, num_chains), states)
+            return states, (states.position, stats.is_divergent, stats.num_integration_steps, stats.acceptance_rate,
+                            stats.energy)
+
+        _, out = jax.lax.scan(draw, states, jax.random.split(k_draw, num_samples))
+        z, diverging, steps, accept, energy = jax.tree_util.tree_map(lambda v: jnp.swapaxes(v, 0, 1), out)
+        values = jax.vmap(jax.vmap(info.postprocess_fn(*args)))(z)
+        return {n: values[n] for n in names}, dict(diverging=diverging, n_steps=steps, acceptance_rate=accept,
+                                                    energy=energy)
+
+    return one
 
 
 def devices_of(platform: str, num_devices: int | None = None) -> list[jax.Device]:

@@ -317,6 +317,9 @@ def run_nuts(
     """
     release_compiled()  # every fit function samples here: none can run the process out of memory mappings
     settings = sampler or getattr(mcmc, "settings", None) or NUTS()
+    if settings.kernel == "chees":
+        raise SamplerSettingsError("kernel='chees' is for fit_batch (ChEES-HMC adapts across many chains in lockstep); "
+                                   "a single fit runs NUTS: leave kernel out or pass kernel='nuts'")
     if mcmc is None or getattr(mcmc, "placement", None) is None:
         placement = place(settings.device, n_points=data_size(args, kwargs), n_chains=settings.num_chains)
     else:

@@ -19,7 +19,8 @@ import numpy as np
 
 from bayescale.errors import ArgumentError
 
-__all__ = ["CHAIN_METHODS", "DEVICES", "INITS", "MEDIAN_START", "NUTS", "check_positive_ints", "start_settings", "SamplerSettingsError", "add_sampler_arguments", "sampler_from_args"]
+__all__ = ["CHAIN_METHODS", "DEVICES", "INITS", "KERNELS", "MEDIAN_START", "NUTS", "check_positive_ints",
+           "start_settings", "SamplerSettingsError", "add_sampler_arguments", "sampler_from_args"]
 
 #: How chains are laid out (numpyro's ``chain_method``, plus ``"auto"``: see :func:`bayescale.infer.fit.run_nuts`).
 CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
@@ -29,6 +30,10 @@ INITS = ("map", "median")
 #: Where the sampler runs: ``"auto"`` (the device policy of :func:`bayescale._runtime.choose_platform`: small fits on
 #: the CPU even when there is a GPU, batches and large data on the accelerator), or forced ``"cpu"`` / ``"gpu"``.
 DEVICES = ("auto", "cpu", "gpu")
+#: The MCMC kernel: ``"nuts"``; ``"chees"``, ChEES-HMC (jittered fixed-length HMC whose step size, trajectory length
+#: and diagonal metric are adapted across a fit's chains; :func:`bayescale.fit_batch` only); ``"auto"``: NUTS for a
+#: single fit, and for a batch the choice of :func:`bayescale.infer.batch.batch_kernel`.
+KERNELS = ("auto", "nuts", "chees")
 
 
 class SamplerSettingsError(ArgumentError):
@@ -78,10 +83,17 @@ class NUTS:
         on an H200 against 15 s on 2 CPU cores), large data and batches of many chains on the GPU
         (:func:`bayescale._runtime.choose_platform`; docs/performance.md). ``"gpu"`` on a machine without one is an
         error. The platform used and why are recorded in ``attrs["sampler"]``.
+    kernel
+        One of :data:`KERNELS`. ``"chees"`` (ChEES-HMC, Hoffman, Radul & Sountsov 2021, through blackjax) is for
+        :func:`bayescale.fit_batch`, where many chains advance in lockstep; single fits use NUTS. ``dense_mass``,
+        ``max_tree_depth`` (beyond capping the trajectory at ``2**max_tree_depth`` steps) and ``regularize_mass`` are
+        NUTS settings. ``attrs["sampler"]["algorithm"]`` records the kernel a run used.
 
     References
     ----------
     Hoffman & Gelman 2014, "The No-U-Turn Sampler", JMLR 15.
+    Hoffman, Radul & Sountsov 2021, "An Adaptive-MCMC Scheme for Setting Trajectory Lengths in Hamiltonian Monte
+    Carlo", AISTATS.
     """
 
     num_warmup: int = 1000
@@ -96,6 +108,7 @@ class NUTS:
     num_starts: int = 4
     progress_bar: bool | None = None
     device: str = "auto"
+    kernel: str = "auto"
 
     def __post_init__(self) -> None:
         check_positive_ints(error=SamplerSettingsError, **{name: getattr(self, name) for name in
@@ -113,6 +126,8 @@ class NUTS:
             raise SamplerSettingsError(f"init {self.init!r}: must be one of {list(INITS)}")
         if self.device not in DEVICES:
             raise SamplerSettingsError(f"device {self.device!r}: must be one of {list(DEVICES)}")
+        if self.kernel not in KERNELS:
+            raise SamplerSettingsError(f"kernel {self.kernel!r}: must be one of {list(KERNELS)}")
         if self.progress_bar is not None and not isinstance(self.progress_bar, bool):
             raise SamplerSettingsError(f"progress_bar must be True, False or None, got {self.progress_bar!r}")
 
