@@ -145,7 +145,9 @@ def test_kernel_setting():
     from bayescale.infer.batch import batch_kernel
     from bayescale.infer.settings import SamplerSettingsError
 
-    assert [batch_kernel(bs.NUTS(), p) for p in ("cpu", "gpu", "tpu")] == ["nuts", "chees", "chees"]
+    four = bs.NUTS(num_chains=4)
+    assert [batch_kernel(four, p) for p in ("cpu", "gpu", "tpu")] == ["nuts", "chees", "chees"]
+    assert batch_kernel(bs.NUTS(num_chains=2), "gpu") == "nuts"  # ChEES pools a fit's chains: too few to gain
     assert batch_kernel(bs.NUTS(kernel="nuts"), "gpu") == "nuts" and batch_kernel(bs.NUTS(kernel="chees"), "cpu") == "chees"
     with pytest.raises(SamplerSettingsError, match=r"kernel 'hmc': must be one of \['auto', 'nuts', 'chees'\]"):
         bs.NUTS(kernel="hmc")

@@ -85,13 +85,18 @@ def _batch_arrays(law: Law, dss: list[xr.Dataset], noise: Noise, stats: list[dic
 KERNEL_NAMES = {"nuts": "NUTS", "chees": "ChEES-HMC"}
 
 
+#: The fewest chains per fit with which ``kernel="auto"`` picks ChEES-HMC on an accelerator: its adaptation pools a
+#: fit's chains, and with 2 it gave no more ESS per second than NUTS and a worse R-hat (docs/performance.md).
+CHEES_MIN_CHAINS = 4
+
+
 def batch_kernel(settings: NUTS, platform: str) -> str:
-    """The kernel a batch runs: ``settings.kernel``, or for ``"auto"`` ChEES-HMC on an accelerator (many chains in
-    lockstep, where each NUTS iteration waits for the deepest tree of the batch) and NUTS on the CPU
-    (docs/performance.md compares them)."""
+    """The kernel a batch runs: ``settings.kernel``, or for ``"auto"`` ChEES-HMC on an accelerator with at least
+    :data:`CHEES_MIN_CHAINS` chains per fit (many chains in lockstep, where each vectorised NUTS iteration waits for
+    the deepest tree of the batch), NUTS otherwise (docs/performance.md compares them)."""
     if settings.kernel != "auto":
         return settings.kernel
-    return "nuts" if platform == "cpu" else "chees"
+    return "chees" if platform != "cpu" and settings.num_chains >= CHEES_MIN_CHAINS else "nuts"
 
 
 #: Default sampler of :func:`fit_batch`: fewer, shorter chains than a single fit (a batch is for many small fits, as in
@@ -133,8 +138,8 @@ def fit_batch(
         NUTS on every (fit, chain) pair; ``"chees"`` runs ChEES-HMC (blackjax) on each fit's chains together: they
         adapt one step size, one trajectory length and one diagonal metric, and every chain of a fit takes the same
         number of leapfrog steps at each draw, so a vectorised batch does not wait for the deepest NUTS tree among
-        its chains (it pools its chains, so give it 4 or more); ``"auto"``: ChEES on an accelerator, NUTS on the CPU
-        (:func:`batch_kernel`; docs/performance.md compares them).
+        its chains (it pools its chains, so give it 4 or more); ``"auto"``: ChEES on an accelerator with 4 or more
+        chains per fit, NUTS otherwise (:func:`batch_kernel`; docs/performance.md compares them).
     batch_size
         How many (fit, chain) pairs (ChEES: fits) advance together in one vectorised step (``jax.lax.map``'s
         ``batch_size``); ``None``: all of them. Smaller batches wait less for the slowest chain in the batch. With
