@@ -3,6 +3,7 @@
     PYTHONPATH=. python benchmarks/curves.py gemstones      # the real Gemstones hot curves, default noise
     PYTHONPATH=. python benchmarks/curves.py synthetic      # 1e4 simulated points (100 runs x 100 checkpoints)
     PYTHONPATH=. python benchmarks/curves.py gemstones --num-warmup 500 --num-samples 500
+    PYTHONPATH=. python benchmarks/curves.py synthetic-fit --noise run+ou   # 1e4 simulated points with bs.fit's defaults
 
 Both tables compare ``noise="run+ou"`` (the default: run effects and the OU path integrated out, NUTS samples only the
 law and noise parameters; bayescale.infer.noise) with ``noise="run+ou+latent"`` (the earlier model: non-centred run effects
@@ -13,6 +14,8 @@ law and noise parameters; bayescale.infer.noise) with ``noise="run+ou+latent"`` 
   max R-hat and min bulk ESS over the law and noise parameters, leapfrog steps per draw, divergences, wall time.
 - ``synthetic``: benchmarks/scale.py's measurement (one chain, ``--num-warmup`` + ``--num-samples``, gradient time,
   steps per draw, min bulk ESS) at ``--points`` simulated points.
+- ``synthetic-fit``: the same simulated points fitted as ``gemstones`` is (``bs.fit``: MAP starts and the Laplace
+  matrix, ``--num-chains`` chains), for R-hat.
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ def gemstones(num_chains: int, num_warmup: int, num_samples: int, seed: int, spe
 
     df = pd.read_json(gemstones_dir() / "wandb_dfs" / "wandb_df_for_fitting_hot.jsonl", lines=True)
     columns = {"N": "params_active_precise", "D": "tokens", "loss": "final_loss", "run": "run_name"}
-    ds = bs.load_runs(df, columns=columns, inputs=("N", "D"))
+    return fitted(bs.load_runs(df, columns=columns, inputs=("N", "D")), num_chains, num_warmup, num_samples, seed, specs)
+
+
+def fitted(ds, num_chains: int, num_warmup: int, num_samples: int, seed: int, specs: tuple[str, ...]) -> list[dict]:
+    """``bs.fit("hoffmann2022", ds)`` for each noise spec: R-hat, bulk ESS, steps per draw, divergences, wall time."""
     rows = []
     for spec in specs:
         t = time.perf_counter()
@@ -63,6 +70,14 @@ def gemstones(num_chains: int, num_warmup: int, num_samples: int, seed: int, spe
     return rows
 
 
+def synthetic_fit(points: float, num_chains: int, num_warmup: int, num_samples: int, seed: int,
+                  specs: tuple[str, ...]) -> list[dict]:
+    """``bs.fit`` (MAP starts, ``num_chains`` chains) on benchmarks/scale.py's simulated curves: R-hat needs chains."""
+    from scale import curves
+
+    return fitted(bs.load_runs(curves(int(points))), num_chains, num_warmup, num_samples, seed, specs)
+
+
 def synthetic(points: float, num_warmup: int, num_samples: int, specs: tuple[str, ...] = SPECS) -> list[dict]:
     from scale import measure
 
@@ -81,7 +96,7 @@ def ratios(rows: list[dict], keys: tuple[str, ...]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("table", choices=["gemstones", "synthetic"])
+    p.add_argument("table", choices=["gemstones", "synthetic", "synthetic-fit"])
     p.add_argument("--num-chains", type=int, default=4)
     p.add_argument("--num-warmup", type=int, default=None, help="default 1000 (gemstones), 200 (synthetic)")
     p.add_argument("--num-samples", type=int, default=None, help="default 1000 (gemstones), 200 (synthetic)")
@@ -91,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__} "
           f"({jax.devices()[0].platform}, {jax.local_device_count()} devices)\n", flush=True)
-    if args.table == "gemstones":
-        rows = gemstones(args.num_chains, args.num_warmup or 1000, args.num_samples or 1000, args.seed, tuple(args.noise))
+    if args.table != "synthetic":
+        fit_of = gemstones if args.table == "gemstones" else lambda *a: synthetic_fit(args.points, *a)
+        rows = fit_of(args.num_chains, args.num_warmup or 1000, args.num_samples or 1000, args.seed, tuple(args.noise))
         keys = ("steps_per_draw", "wall_s", "min_ess_bulk")
     else:
         rows = synthetic(args.points, args.num_warmup or 200, args.num_samples or 200, tuple(args.noise))

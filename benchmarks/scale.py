@@ -5,6 +5,7 @@
     PYTHONPATH=. python benchmarks/scale.py --points 1e4 1e5 1e6 --samples 0     # gradient time only
     PYTHONPATH=. python benchmarks/scale.py --tables 1e4 1e5      # final-loss tables fitted with bs.fit defaults
     PYTHONPATH=. python benchmarks/scale.py --points 1e4 --regularize auto on    # fit's mass-matrix rule vs Stan's
+    PYTHONPATH=. python benchmarks/scale.py --points 1e6 --init map              # fit's start (MAP + Laplace matrix)
 
 ``--regularize``: the mass-matrix adaptation, one row each: ``auto`` is fit's rule (no shrinkage of the adapted matrix
 for these few global parameters, :func:`bayescale.infer.fit.regularizes_mass`), ``on`` Stan's shrinkage toward
@@ -19,8 +20,9 @@ leapfrog steps per draw, and the same fit with ``pointwise=False`` (``--no-compa
 Data: synthetic training curves of hoffmann2022 (bayescale.validation.simulate.simulate_curves: run effects 0.5%, residuals
 1% correlated along log-tokens), 100 checkpoints per run, so 1e6 points are 10,000 runs. The model is the one
 ``bayescale.fit(..., noise="run+ou")`` builds (law + 10,000 partially pooled run effects + the exact OU likelihood),
-with fit's sampler settings (dense mass over the global parameters, diagonal over run effects; median init), one
-chain. For each size the table gives:
+with fit's sampler settings (dense mass over the global parameters, diagonal over run effects), one chain, started
+at the prior median (``--init median``, warmup from the identity matrix) or as ``bayescale.fit`` starts it (``--init
+map``: a multi-start MAP, ``start_s``, and warmup from its Laplace matrix). For each size the table gives:
 
 - ``grad_ms``: one evaluation of the potential (negative log density) and its gradient, jitted, median of 20;
 - ``warmup_s`` and ``sampling_s``: wall time of each phase (compilation excluded: a 2-iteration run compiles first);
@@ -43,13 +45,15 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale.infer.fit import data_statistics, log_inputs_of, regularizes_mass
+from bayescale.infer.fit import (StartWithMass, data_statistics, laplace_inverse_mass, log_inputs_of, nuts_mcmc,
+                                 regularizes_mass)
 from bayescale.infer.model import ModelSpec, build_model, mass_structure, resolve_priors
 from bayescale.infer.noise import Noise, curve_structure
+from bayescale.infer.starts import find_start
 from bayescale.validation.simulate import simulate_curves
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _table import markdown  # noqa: E402
+from _table import markdown, timed_phases  # noqa: E402
 
 TRUTH = dict(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.32)
 
@@ -65,7 +69,8 @@ def curves(n_points: int, checkpoints: int = 100, seed: int = 0) -> pd.DataFrame
 REGULARIZE = {"auto": None, "on": True, "off": False}
 
 
-def measure(n_points: int, num_warmup: int, num_samples: int, spec: str = "run+ou", regularize: str = "auto") -> dict:
+def measure(n_points: int, num_warmup: int, num_samples: int, spec: str = "run+ou", regularize: str = "auto",
+            init: str = "median") -> dict:
     from numpyro.infer import MCMC, NUTS, init_to_median
     from numpyro.infer.util import initialize_model
 
@@ -90,13 +95,28 @@ def measure(n_points: int, num_warmup: int, num_samples: int, spec: str = "run+o
     if num_samples == 0:  # --samples 0: the gradient floor alone
         return dict(points=n_points, runs=ds.sizes["point"] // 100, data_s=t_data, grad_ms=1e3 * grad_s)
 
+    start_s, init_params = 0.0, None
+    if init == "map":  # fit's default: a multi-start MAP, the chain around it, warmup from its Laplace matrix
+        t = time.perf_counter()
+        start = find_start(model, args, {"loss": loss}, rng_key=jax.random.PRNGKey(2), num_chains=1)
+        start_s = time.perf_counter() - t
+        one_chain = jax.tree_util.tree_map(lambda x: x[0], start.init_params)
+
     def run(warmup: int, samples: int) -> tuple[MCMC, float, float]:
         mass = mass_structure(True, spec)
-        kernel = NUTS(model, dense_mass=mass, target_accept_prob=0.9, init_strategy=init_to_median,
-                      regularize_mass_matrix=regularizes_mass(REGULARIZE[regularize], mass, info.param_info.z, warmup))
-        mcmc = MCMC(kernel, num_warmup=warmup, num_samples=samples, num_chains=1, progress_bar=False)
+        settings = bs.NUTS(num_warmup=warmup, num_samples=samples, num_chains=1, progress_bar=False,
+                           regularize_mass=REGULARIZE[regularize])
+        if init == "map":
+            mcmc = nuts_mcmc(model, settings, mass=mass, platform="cpu",
+                             regularize=regularizes_mass(settings.regularize_mass, mass, one_chain, warmup))
+            start_at = StartWithMass(one_chain, laplace_inverse_mass(start.covariance, mcmc.mass, one_chain))
+        else:
+            kernel = NUTS(model, dense_mass=mass, target_accept_prob=0.9, init_strategy=init_to_median,
+                          regularize_mass_matrix=regularizes_mass(settings.regularize_mass, mass, info.param_info.z,
+                                                                  warmup))
+            mcmc, start_at = MCMC(kernel, num_warmup=warmup, num_samples=samples, num_chains=1, progress_bar=False), None
         t = time.perf_counter()
-        mcmc.warmup(jax.random.PRNGKey(1), *args, loss=loss, extra_fields=("num_steps",))
+        mcmc.warmup(jax.random.PRNGKey(1), *args, loss=loss, extra_fields=("num_steps",), init_params=start_at)
         jax.block_until_ready(mcmc.last_state)
         t_warm = time.perf_counter() - t
         t = time.perf_counter()
@@ -115,8 +135,9 @@ def measure(n_points: int, num_warmup: int, num_samples: int, spec: str = "run+o
     post = mcmc.get_samples(group_by_chain=True)
     ds_post = xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in post.items() if k in spec.sampled_names})
     ess = float(min(azs.ess(ds_post, method="bulk")[k] for k in ds_post.data_vars))
-    return dict(noise=noise.spec, points=n_points, runs=ds.sizes["point"] // 100, regularize=regularize,
-                data_s=t_data, grad_ms=1e3 * grad_s, compile_s=compile_s, warmup=num_warmup, warmup_s=warm_s, samples=num_samples, sampling_s=samp_s,
+    return dict(noise=noise.spec, points=n_points, runs=ds.sizes["point"] // 100, regularize=regularize, init=init,
+                data_s=t_data, start_s=start_s, grad_ms=1e3 * grad_s, compile_s=compile_s, warmup=num_warmup,
+                warmup_s=warm_s, samples=num_samples, sampling_s=samp_s,
                 steps=steps, steps_per_draw=steps / num_samples, floor_s=grad_s * steps,
                 vs_floor=samp_s / (grad_s * steps), min_ess=ess, ess_per_s=ess / samp_s)
 
@@ -139,24 +160,10 @@ def measure_table(n_rows: int, compare: bool = True, regularize: str = "auto") -
 
     import bayescale.infer.fit as inference
 
-    phases: dict[str, float] = {}
-
-    def timed(name, function):
-        def run(*args, **kwargs):
-            t = time.perf_counter()
-            out = function(*args, **kwargs)
-            jax.effects_barrier()
-            phases[name] = time.perf_counter() - t
-            return out
-        return run
-
     ds = bs.load_runs(final_losses(n_rows))
     rows = []
     for pointwise in (True, False) if compare else (True,):
-        phases.clear()
-        original = inference.run_nuts, inference.draw_groups
-        inference.run_nuts, inference.draw_groups = timed("sampling_s", original[0]), timed("groups_s", original[1])
-        try:
+        with timed_phases(inference, {"run_nuts": "sampling_s", "draw_groups": "groups_s"}) as phases:
             t0, c0 = time.perf_counter(), time.process_time()
             result = bs.fit("hoffmann2022", ds, pointwise=pointwise, progress_bar=False,
                             regularize_mass=REGULARIZE[regularize])
@@ -164,9 +171,8 @@ def measure_table(n_rows: int, compare: bool = True, regularize: str = "auto") -
                 path = bs.save(result, os.path.join(tmp, "fit.nc"))
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 size = os.path.getsize(path) / 1e6
-        finally:
-            inference.run_nuts, inference.draw_groups = original
-        rows.append(dict(rows=n_rows, pointwise=pointwise, regularize=regularize, wall_s=wall, cpu_s=cpu, **phases, file_mb=size,
+        rows.append(dict(rows=n_rows, pointwise=pointwise, regularize=regularize, wall_s=wall, cpu_s=cpu, **phases,
+                         file_mb=size,
                          steps_per_draw=float(result["sample_stats"]["n_steps"].mean()),
                          max_rhat=max(r["rhat"] for r in bs.summary(result).to_dict("records")),
                          load_avg=os.getloadavg()[0]))
@@ -182,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-compare", action="store_true", help="--tables: skip the pointwise=False row")
     p.add_argument("--regularize", nargs="+", choices=list(REGULARIZE), default=["auto"],
                    help="mass-matrix regularisation, one row each (default: auto, fit's rule)")
+    p.add_argument("--init", nargs="+", choices=["median", "map"], default=["median"],
+                   help="where the chain starts, one row each: median (prior median, identity matrix) or map (fit's "
+                        "default: a multi-start MAP and warmup from its Laplace matrix)")
     args = p.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; jax "
           f"{jax.__version__} ({jax.devices()[0].platform}, {jax.local_device_count()} devices)\n", flush=True)
@@ -195,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in args.points:
         for regularize in args.regularize:
-            rows.append(measure(int(n), args.warmup, args.samples, regularize=regularize))
-            print(markdown(rows), flush=True)
+            for init in args.init:
+                rows.append(measure(int(n), args.warmup, args.samples, regularize=regularize, init=init))
+                print(markdown(rows), flush=True)
         print()
     return 0
 

@@ -14,8 +14,9 @@ compiles the programs the three configurations share (so no row pays compilation
 - ``no shrinkage``: bayescale's rule (no shrinkage for these 7 parameters), warmup still from the identity;
 - ``default``: today's, the rule and warmup from the Laplace matrix of the MAP the chains start around.
 
-Columns: wall seconds of the fit, leapfrog steps per draw while sampling, the smallest bulk ESS over the parameters
-and the largest R-hat, ESS per wall second, and the ratio of that to ``before``'s.
+Columns: wall seconds of the fit, of which ``sampling_s`` the NUTS run (warmup and draws, ``run_nuts``), leapfrog
+steps per draw while sampling, the smallest bulk ESS over the parameters and the largest R-hat, ESS per wall second,
+and the ratio of that to ``before``'s.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import bayescale.infer.fit as inference
 import bayescale.infer.starts as starts
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _table import markdown  # noqa: E402
+from _table import markdown, timed_phases  # noqa: E402
 from scale import final_losses  # noqa: E402
 
 CONFIGS = {"before": (True, False), "no shrinkage": (None, False), "default": (None, True)}
@@ -49,15 +50,16 @@ def fit_once(ds, regularize: bool | None, laplace: bool) -> dict:
 
     inference.find_start = original if laplace else without_matrix
     try:
-        t = time.perf_counter()
-        result = bs.fit("hoffmann2022", ds, sampler=bs.NUTS(regularize_mass=regularize, progress_bar=False),
-                        pointwise=False)
-        wall = time.perf_counter() - t
+        with timed_phases(inference, {"run_nuts": "sampling_s"}) as phases:
+            t = time.perf_counter()
+            result = bs.fit("hoffmann2022", ds, sampler=bs.NUTS(regularize_mass=regularize, progress_bar=False),
+                            pointwise=False)
+            wall = time.perf_counter() - t
     finally:
         inference.find_start = original
     table = bs.summary(result)
     ess = float(table["ess_bulk"].min())
-    return dict(wall_s=wall, steps_per_draw=float(result["sample_stats"]["n_steps"].mean()), min_ess=ess,
+    return dict(wall_s=wall, **phases, steps_per_draw=float(result["sample_stats"]["n_steps"].mean()), min_ess=ess,
                 max_rhat=float(table["rhat"].max()), ess_per_s=ess / wall)
 
 
