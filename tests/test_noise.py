@@ -148,6 +148,24 @@ def test_a_seen_run_is_continued_from_its_last_checkpoint(curve_fit):
         bs.predict(result, run=run, **at)
 
 
+def test_ppc_figure_draws_each_runs_own_band(curve_fit):
+    """plot_ppc's left panel shows each run's predictive (its run effect, its curve's OU residual), not a new run's:
+    the band ends at the run's last checkpoint, where the known residual makes the prediction the observation."""
+    import matplotlib.pyplot as plt
+
+    ds, result = curve_fit
+    fig = bs.plot_ppc(result)
+    runs = np.unique(ds["run"].values)
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == runs.size
+    for run, line in zip(runs, lines):
+        k = np.flatnonzero(ds["run"].values == run)
+        last = k[np.argmax(ds["D"].values[k])]
+        assert np.isclose(line.get_xdata()[-1], ds["D"].values[last], rtol=1e-12)
+        assert np.isclose(line.get_ydata()[-1], ds["loss"].values[last], rtol=1e-9), run
+    plt.close(fig)
+
+
 def test_min_tokens_drops_early_checkpoints_and_says_so(curve_fit):
     ds, _ = curve_fit
     from bayescale.infer.fit import drop_before

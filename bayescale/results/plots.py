@@ -68,7 +68,9 @@ def plot_ppc(
     """Real vs predicted: observed losses with 50% and 90% posterior predictive bands per run group.
 
     Left: loss against ``x`` (default ``D``) for up to ``max_groups`` groups (runs, or values of the other input
-    rounded to 2 significant digits), each band drawn along the group's range of ``x`` at its median other inputs.
+    rounded to 2 significant digits), each band drawn along the group's range of ``x`` at its median other inputs. A
+    run's band is that run's predictive (``predict(run=...)``: its posterior run effect, and with ``ou`` noise its
+    residual continued from its last checkpoint), so it follows the run's own curve; other groups get a new run's.
     Right: observed loss against the predictive median of every point with its 90% interval; the title gives the
     coverage of the 90% band (:func:`~bayescale.results.checks.check_coverage`).
     """
@@ -94,7 +96,9 @@ def plot_ppc(
         grid = np.geomspace(max(xs.min(), 1e-300), xs.max(), 60) if xs.max() > xs.min() else xs[:1]
         fixed = {n: np.median(const[n].values[mask]) for n in law.input_names if n != x}
         with convergence_checked():  # a figure that diagnoses the fit: shown for non-converged fits too
-            pred = predict(sub, kind="predictive", law=law, **{x: grid}, **fixed)["loss"].values.reshape(-1, grid.size)
+            # a run's band is that run's predictive (its run effect, its curve's correlated residual), not a new run's
+            pred = predict(sub, kind="predictive", law=law, run=key if gname == "run" else None, **{x: grid},
+                           **fixed)["loss"].values.reshape(-1, grid.size)
         for prob, alpha in zip(_BANDS, (0.18, 0.35)):
             lo, hi = np.quantile(pred, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
             ax.fill_between(grid, lo, hi, color=color, alpha=alpha, lw=0)
