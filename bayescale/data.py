@@ -230,16 +230,18 @@ def load_runs(
     if loss_unit not in LOSS_UNITS:
         raise DataError(f"loss_unit {loss_unit!r}: must be one of {list(LOSS_UNITS)}")
     values["loss"] = _loss_in_nats(values["loss"], loss_unit, mapping["loss"])
-    unusual: list[str] = []
-    if check_units:
-        unusual = plausibility_problems(values, mapping, loss_unit=loss_unit, target=target)
-        _report_unusual(unusual, allow_unusual)
     if "run" in mapping:
         run = df[mapping["run"]].astype(str).to_numpy()
         if df[mapping["run"]].isna().any():
             raise DataError(f"column {mapping['run']!r} (run) is empty at {_rows(np.flatnonzero(df[mapping['run']].isna()))}")
     else:
         run = np.array([f"row{i}" for i in range(len(df))])
+    unusual: list[str] = []
+    if check_units:
+        unusual = plausibility_problems(values, mapping, loss_unit=loss_unit, target=target)
+        if "run" in mapping and target == "loss":
+            unusual += normalised_curves(values, run, mapping)
+        _report_unusual(unusual, allow_unusual)
     # A duplicate is a row that repeats an earlier one in every mapped column: same run, same inputs, same loss
     # (repeated seeds at the same (N, D) with different losses are legitimate and kept). Without a run column the
     # generated names row0, row1, ... are unique and must not take part, or no row would ever be a duplicate.
@@ -358,6 +360,30 @@ def plausibility_problems(values: Mapping[str, np.ndarray], mapping: Mapping[str
                     )
                     break
     return problems
+
+
+#: Curves whose first checkpoints all hold one loss (to this relative tolerance) look normalised per run.
+_SAME_START_RTOL = 1e-9
+
+
+def normalised_curves(values: Mapping[str, np.ndarray], run: np.ndarray, mapping: Mapping[str, str] | None = None) -> list[str]:
+    """The plausibility rule for training curves: 3 or more runs of 2 or more checkpoints whose losses at their first
+    checkpoint (smallest ``D``) are all the same number. Raw cross-entropy of different runs never starts at one value
+    to 9 digits; curves divided by (or clipped to) their first value do, and a law of raw losses does not describe them
+    (ColPret's copy of Alabdulmohsin et al.'s LM curves starts every curve at 0.999). A list of one sentence or none."""
+    if "D" not in values:
+        return []
+    col = (mapping or {}).get
+    frame = pd.DataFrame({"run": run, "D": values["D"], "loss": values["loss"]})
+    curves = frame.groupby("run").filter(lambda g: len(g) >= 2)
+    if curves["run"].nunique() < 3:
+        return []
+    first = curves.loc[curves.groupby("run")["D"].idxmin(), "loss"].to_numpy()
+    if not np.allclose(first, first[0], rtol=_SAME_START_RTOL, atol=0):
+        return []
+    return [f"every one of the {first.size} curves in column {col('loss', 'loss')!r} (loss) starts at the same loss, "
+            f"{first[0]:.6g}, at its first checkpoint: the losses look normalised per run (divided by or clipped to "
+            "the first value), not raw cross-entropy, which no law of raw losses describes"]
 
 
 def _report_unusual(problems: list[str], allow: bool) -> None:

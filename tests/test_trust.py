@@ -160,6 +160,25 @@ def test_small_models_and_a_few_undertrained_rows_are_not_unusual():
     assert "unusual" not in ds.attrs and float(ds["N"].max()) == 3e7
 
 
+def test_curves_normalised_per_run_are_unusual(tmp_path):
+    """Training curves that each start at one loss (divided by their first value, as ColPret's copy of Alabdulmohsin
+    et al.'s LM curves is) are not raw losses: refused with a clear reason, accepted with allow_unusual."""
+    n, d = np.repeat([1e8, 3e8, 1e9, 3e9], 5), np.tile([1e9, 3e9, 1e10, 3e10, 1e11], 4)
+    raw = pd.DataFrame({"N": n, "D": d, "loss": 1.8 + 400 / n**0.34 + 1500 / d**0.32, "run": np.repeat(list("abcd"), 5)})
+    assert "unusual" not in bs.load_runs(raw).attrs  # raw curves start at different losses
+    normalised = raw.assign(loss=0.999 * raw.loss / raw.groupby("run").loss.transform("first"))
+    path = tmp_path / "curves.csv"
+    normalised.to_csv(path, index=False)
+    match = r"every one of the 4 curves in column 'loss' \(loss\) starts at the same loss, 0\.999, at its first checkpoint"
+    with Unchanged(tmp_path):
+        with pytest.raises(bs.DataError, match=match):
+            bs.load_runs(path)
+        assert main(["fit", str(path), "--law", "hoffmann2022", "--out", str(tmp_path / "fit.nc")]) == 2
+    with pytest.warns(bs.UnusualDataWarning, match=match):
+        bs.load_runs(normalised, allow_unusual=True)
+    assert "unusual" not in bs.load_runs(normalised[normalised.run.isin(["a", "b"])]).attrs  # 2 curves: too few to say
+
+
 def _gemstones(name: str) -> pd.DataFrame:
     return pd.read_json(gemstones_dir() / "wandb_dfs" / name, lines=True)
 
