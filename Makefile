@@ -31,6 +31,13 @@ chromium:
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
+# The speed tables most changes move (about 8 minutes on 2 idle cores): Chinchilla cold/warm/sampling, fit_batch's
+# two kernels, the law's gradient. Every other table has its own command in docs/performance.md.
+bench: $(STAMP)
+	PYTHONPATH=. $(BIN)/python benchmarks/chinchilla.py --issue15
+	PYTHONPATH=. $(BIN)/python benchmarks/batch.py --skip-loop --chains 4 --kernels nuts chees
+	PYTHONPATH=. $(BIN)/python benchmarks/formula_gradient.py
+
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
