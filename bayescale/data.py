@@ -238,9 +238,8 @@ def load_runs(
         run = np.array([f"row{i}" for i in range(len(df))])
     unusual: list[str] = []
     if check_units:
-        unusual = plausibility_problems(values, mapping, loss_unit=loss_unit, target=target)
-        if "run" in mapping and target == "loss":
-            unusual += normalised_curves(values, run, mapping)
+        unusual = plausibility_problems(values, mapping, loss_unit=loss_unit, target=target,
+                                        run=run if "run" in mapping else None)
         _report_unusual(unusual, allow_unusual)
     # A duplicate is a row that repeats an earlier one in every mapped column: same run, same inputs, same loss
     # (repeated seeds at the same (N, D) with different losses are legitimate and kept). Without a run column the
@@ -289,7 +288,7 @@ def _loss_in_nats(loss: np.ndarray, unit: str, column: str) -> np.ndarray:
 
 
 def plausibility_problems(values: Mapping[str, np.ndarray], mapping: Mapping[str, str] | None = None, *,
-                          loss_unit: str = "nats", target: str = "loss") -> list[str]:
+                          loss_unit: str = "nats", target: str = "loss", run: np.ndarray | None = None) -> list[str]:
     """What in a run table looks like wrong units or swapped columns, as one sentence per problem (empty: none).
 
     The rules (their numbers come from a survey of public tables, docs/errors.md):
@@ -299,7 +298,9 @@ def plausibility_problems(values: Mapping[str, np.ndarray], mapping: Mapping[str
     - ``D < N`` in more than half the rows: N and D swapped, or D in millions/billions of tokens;
     - median ``D/N`` above 1e5: N in millions/billions (or D in thousands);
     - a loss above 20 (worse than uniform over any vocabulary) or every loss above 4.5 nats: a perplexity, or bits
-      of a weak model; a loss column named like ``ppl``/``perplexity``/``bits``/``bpb`` without ``loss_unit``.
+      of a weak model; a loss column named like ``ppl``/``perplexity``/``bits``/``bpb`` without ``loss_unit``;
+    - with the run labels ``run`` (a table's run column), curves that all start at one loss
+      (:func:`normalised_curves`).
 
     A loss in bits of a reasonable model (Chinchilla's losses are 3.0–4.9 bits) is indistinguishable by value from
     nats of a weaker one; only the column name or ``loss_unit`` tells them apart. The loss rules apply to a target of
@@ -359,6 +360,8 @@ def plausibility_problems(values: Mapping[str, np.ndarray], mapping: Mapping[str
                         f"loss_unit={unit!r} to convert it to nats (or rename the column if it is in nats)"
                     )
                     break
+        if run is not None:
+            problems += normalised_curves(values, run, mapping)
     return problems
 
 
@@ -366,7 +369,8 @@ def plausibility_problems(values: Mapping[str, np.ndarray], mapping: Mapping[str
 _SAME_START_RTOL = 1e-9
 
 
-def normalised_curves(values: Mapping[str, np.ndarray], run: np.ndarray, mapping: Mapping[str, str] | None = None) -> list[str]:
+def normalised_curves(values: Mapping[str, np.ndarray], run: np.ndarray,
+                      mapping: Mapping[str, str] | None = None) -> list[str]:
     """The plausibility rule for training curves: 3 or more runs of 2 or more checkpoints whose losses at their first
     checkpoint (smallest ``D``) are all the same number. Raw cross-entropy of different runs never starts at one value
     to 9 digits; curves divided by (or clipped to) their first value do, and a law of raw losses does not describe them

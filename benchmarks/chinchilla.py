@@ -51,13 +51,12 @@ ISSUE15 = CONFIGS[3:7]
 
 def measure(dense_mass: bool, chain_method: str, cache: str, centre: bool = True, init: str = "map") -> dict:
     import bayescale as bs
+    import bayescale.infer.fit as inference
     from bayescale.datasets import load_chinchilla
 
     ds = load_chinchilla()
-    kw = dict(num_chains=4, num_warmup=1000, num_samples=1000, dense_mass=dense_mass, chain_method=chain_method, progress_bar=False,
-              centre_amplitudes=centre, init=init)
-    import bayescale.infer.fit as inference
-
+    kw = dict(num_chains=4, num_warmup=1000, num_samples=1000, dense_mass=dense_mass, chain_method=chain_method,
+              progress_bar=False, centre_amplitudes=centre, init=init)
     t0 = time.perf_counter()
     bs.fit("hoffmann2022", ds, **kw)
     cold = time.perf_counter() - t0

@@ -95,7 +95,7 @@ def measure(n_points: int, num_warmup: int, num_samples: int, spec: str = "run+o
     if num_samples == 0:  # --samples 0: the gradient floor alone
         return dict(points=n_points, runs=ds.sizes["point"] // 100, data_s=t_data, grad_ms=1e3 * grad_s)
 
-    start_s, init_params = 0.0, None
+    start_s = 0.0
     if init == "map":  # fit's default: a multi-start MAP, the chain around it, warmup from its Laplace matrix
         t = time.perf_counter()
         start = find_start(model, args, {"loss": loss}, rng_key=jax.random.PRNGKey(2), num_chains=1)

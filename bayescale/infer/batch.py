@@ -268,8 +268,8 @@ def fit_batch(
         n_points=json.dumps([int(ds.sizes["point"]) for ds in dss]),
         data_hashes=json.dumps([ds.attrs.get("data_hash", "") for ds in dss]),
         sampler=settings.to_attrs(algorithm=KERNEL_NAMES[kernel], chain_method="vmapped over fits and chains",
-                                  batch_size=batch_size, rng_key=key_record, x64=bool(jax.config.jax_enable_x64), **placement.to_record(),
-                                  num_devices=len(devices)),
+                                  batch_size=batch_size, rng_key=key_record, x64=bool(jax.config.jax_enable_x64),
+                                  **placement.to_record(), num_devices=len(devices)),
         versions=json.dumps(versions()),
     )
     _report(dt, law.id, strict)
